@@ -1,0 +1,122 @@
+"""The mean teacher of SMART's momentum Bregman proximal point (MBPP).
+
+    θ̃ ← θ_0                                   the teacher starts at the pre-trained weights
+    every S optimizer steps:  θ̃ ← (1 − β) θ + β θ̃
+    D_Breg(θ, θ̃) = mean_i ℓ_s(f(x_i; θ), f(x_i; θ̃))    added to the loss as μ · D_Breg
+
+β follows the paper's schedule: ``beta_warmup`` (0.99) for the first ``warmup_steps`` optimizer steps
+(10% of training), then ``beta`` (0.999). β = 0 makes the teacher the previous iterate: the vanilla
+Bregman proximal point (VBPP). The teacher's outputs are targets: it never receives gradients, and its
+forward runs under ``torch.inference_mode``.
+
+Buffers (e.g. BatchNorm statistics, position-id tables) are copied from the student, not averaged.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from torch import nn
+
+from .adversarial import dropout_policy
+from .divergences import smoothness_divergence
+
+
+class MeanTeacher:
+    """An exponential moving average of a model's parameters, and the divergence to it.
+
+    Args:
+        model: the student; the teacher is a deep copy of it taken now (so build the teacher before the
+            first optimizer step, and from the unwrapped module under DDP).
+        beta: β after the warm-up (paper: 0.999).
+        beta_warmup: β during the warm-up (paper: 0.99).
+        warmup_steps: optimizer steps that use ``beta_warmup`` (paper: the first 10% of updates).
+        update_every: S, optimizer steps between teacher updates (paper: 1).
+        dropout: dropout policy of the teacher's forward, as for the perturbed passes:
+            ``"independent"`` (train mode, its own masks), ``"shared"`` (the clean pass's masks) or
+            ``"off"`` (eval mode).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        beta: float = 0.999,
+        beta_warmup: float = 0.99,
+        warmup_steps: int = 0,
+        update_every: int = 1,
+        dropout: str = "independent",
+    ):
+        if not (0.0 <= beta <= 1.0 and 0.0 <= beta_warmup <= 1.0):
+            raise ValueError("beta and beta_warmup must lie in [0, 1]")
+        if update_every < 1 or warmup_steps < 0:
+            raise ValueError("update_every must be >= 1 and warmup_steps >= 0")
+        self.beta, self.beta_warmup = beta, beta_warmup
+        self.warmup_steps, self.update_every = warmup_steps, update_every
+        self.dropout = dropout
+        self.model = copy.deepcopy(model)
+        self.model.requires_grad_(False)
+        self.optimizer_steps = 0  # optimizer steps seen: the clock of the β schedule and of S
+        self.num_updates = 0  # EMA updates applied
+
+    def beta_at(self, step: int) -> float:
+        """β for the update after optimizer step ``step`` (1-based)."""
+        return self.beta_warmup if step <= self.warmup_steps else self.beta
+
+    @torch.no_grad()
+    def step(self, student: nn.Module) -> bool:
+        """Count one optimizer step; every S-th, move θ̃ toward θ. Returns whether the teacher moved."""
+        self.optimizer_steps += 1
+        if self.optimizer_steps % self.update_every:
+            return False
+        beta = self.beta_at(self.optimizer_steps)
+        teacher_params = [p for p in self.model.parameters()]
+        student_params = [p.detach() for p in student.parameters()]
+        if len(teacher_params) != len(student_params):
+            raise RuntimeError("teacher and student have different parameter lists")
+        # θ̃ ← β θ̃ + (1 − β) θ  ==  θ̃.lerp_(θ, 1 − β)
+        torch._foreach_lerp_(
+            teacher_params, [s.to(t.dtype) for t, s in zip(teacher_params, student_params)], 1 - beta
+        )
+        for t, s in zip(self.model.buffers(), student.buffers()):
+            t.copy_(s)
+        self.num_updates += 1
+        return True
+
+    def logits(
+        self, batch: Mapping[str, Any], rng_state: Mapping[str, Any] | None = None, training: bool = True
+    ):
+        """f(x; θ̃) for a batch (labels ignored), (B, K), a plain tensor usable in autograd graphs."""
+        inputs = {k: v for k, v in batch.items() if k not in ("labels", "label", "num_items_in_batch")}
+        self.model.train(training)
+        with torch.inference_mode(), dropout_policy(self.model, self.dropout, rng_state):
+            out = self.model(**inputs)
+        logits = out["logits"] if isinstance(out, Mapping) else out[0]
+        # Inference tensors cannot be saved for backward; a clone outside inference mode can.
+        return logits.clone()
+
+    def divergence(
+        self,
+        batch: Mapping[str, Any],
+        student_logits: torch.Tensor,
+        problem_type: str,
+        rng_state: Mapping[str, Any] | None = None,
+    ) -> torch.Tensor:
+        """D_Breg per example: ℓ_s(f(x; θ), f(x; θ̃)), (B,) float32, gradient into the student only."""
+        teacher_logits = self.logits(batch, rng_state, training=True)
+        return smoothness_divergence(student_logits, teacher_logits, problem_type)
+
+    # Checkpointing: the teacher's weights and its clock travel with the Trainer's checkpoints.
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model.state_dict(),
+            "optimizer_steps": self.optimizer_steps,
+            "num_updates": self.num_updates,
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer_steps = int(state["optimizer_steps"])
+        self.num_updates = int(state["num_updates"])

@@ -1,0 +1,327 @@
+"""SMART as a drop-in for the Hugging Face Trainer: ``SmartTrainingArguments`` and ``SmartTrainer``.
+
+One training step (``SmartTrainer.compute_loss``) reads top to bottom as Algorithm 1's inner iteration:
+
+    1. clean forward f(x; θ), task loss L                          (the plain Trainer's own code path)
+    2. R_s: noise, T_x̃ ascent steps, ℓ_s(f(x̃), f(x))               adversarial.AdversarialRegularizer
+    3. D_Breg: ℓ_s(f(x; θ), f(x; θ̃)) against the mean teacher      teacher.MeanTeacher
+    4. loss = L + λ_s · R_s + μ · D_Breg; one optimizer step (the Trainer's)
+    5. after the optimizer step: θ̃ ← (1 − β) θ + β θ̃ every S steps   (a callback)
+
+``smart_method="r3f"`` replaces step 2 by one random perturbation and drops steps 3 and 5;
+``smart_method="vanilla"`` is the plain Trainer, untouched.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+from transformers import Trainer, TrainerCallback, TrainingArguments
+
+from .adversarial import (
+    DROPOUT_POLICIES,
+    NOISE_TYPES,
+    PROJECTIONS,
+    SCALES,
+    AdversarialRegularizer,
+    NoiseRegularizer,
+    capture_rng_state,
+    check_accepts_inputs_embeds,
+)
+from .divergences import problem_type_of
+from .errors import ConfigError
+from .teacher import MeanTeacher
+
+METHODS = ("smart", "r3f", "vanilla")
+TEACHER_WEIGHTS = "smart_teacher.safetensors"
+TEACHER_STATE = "smart_teacher_state.json"
+
+
+@dataclass
+class SmartTrainingArguments(TrainingArguments):
+    """``TrainingArguments`` plus SMART's knobs, with the paper's defaults (§4.1; paper symbol in brackets)."""
+
+    smart_method: str = field(
+        default="smart",
+        metadata={
+            "help": "smart (R_s + mean-teacher Bregman proximal point), r3f (noise only), vanilla (plain)"
+        },
+    )
+    smart_lambda: float = field(default=1.0, metadata={"help": "[λ_s] weight of R_s (paper: 1, 3 or 5)"})
+    smart_epsilon: float = field(
+        default=1e-5, metadata={"help": "[ε] ℓ∞ radius of the perturbation ball; R3F: noise size"}
+    )
+    smart_sigma: float = field(default=1e-5, metadata={"help": "[σ] std of the initial noise of x̃"})
+    smart_eta: float = field(default=1e-3, metadata={"help": "[η] ascent step size for x̃"})
+    smart_steps: int = field(default=1, metadata={"help": "[T_x̃] ascent steps per training step"})
+    smart_mu: float = field(default=1.0, metadata={"help": "[μ] weight of the Bregman proximal term D_Breg"})
+    smart_beta: float = field(default=0.999, metadata={"help": "[β] teacher momentum after the warm-up"})
+    smart_beta_warmup: float = field(
+        default=0.99, metadata={"help": "[β] teacher momentum during the warm-up"}
+    )
+    smart_beta_warmup_ratio: float = field(
+        default=0.1, metadata={"help": "fraction of optimizer steps that use smart_beta_warmup"}
+    )
+    smart_teacher_every: int = field(
+        default=1, metadata={"help": "[S] optimizer steps between teacher updates"}
+    )
+    smart_adv_every: int = field(
+        default=1, metadata={"help": "apply R_s (or R3F's term) every k-th optimizer step only; a cost knob"}
+    )
+    smart_dropout: str = field(
+        default="independent",
+        metadata={
+            "help": "dropout of the perturbed and teacher passes: independent, shared (clean pass's masks), off"
+        },
+    )
+    smart_scale: str = field(
+        default="absolute",
+        metadata={"help": "absolute: ε, σ, η as given; relative: multiplied by the mean |word embedding|"},
+    )
+    smart_projection: str = field(
+        default="ball",
+        metadata={"help": "ball: the paper's ℓ∞ projection; official: mt-dnn's per-token normalisation"},
+    )
+    smart_noise_type: str = field(
+        default="uniform", metadata={"help": "R3F noise: uniform (fairseq) or normal"}
+    )
+
+    def __post_init__(self):
+        super().__post_init__()
+        choices = {
+            "smart_method": METHODS,
+            "smart_dropout": DROPOUT_POLICIES,
+            "smart_scale": SCALES,
+            "smart_projection": PROJECTIONS,
+            "smart_noise_type": NOISE_TYPES,
+        }
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ConfigError(f"{name} must be one of {', '.join(allowed)}; got {getattr(self, name)!r}")
+        checks = [
+            ("smart_lambda", self.smart_lambda >= 0),
+            ("smart_mu", self.smart_mu >= 0),
+            ("smart_epsilon", self.smart_epsilon > 0),
+            ("smart_sigma", self.smart_sigma >= 0),
+            ("smart_eta", self.smart_eta > 0),
+            ("smart_steps", self.smart_steps >= 1),
+            ("smart_beta", 0 <= self.smart_beta <= 1),
+            ("smart_beta_warmup", 0 <= self.smart_beta_warmup <= 1),
+            ("smart_beta_warmup_ratio", 0 <= self.smart_beta_warmup_ratio <= 1),
+            ("smart_teacher_every", self.smart_teacher_every >= 1),
+            ("smart_adv_every", self.smart_adv_every >= 1),
+        ]
+        for name, ok in checks:
+            if not ok:
+                raise ConfigError(f"{name} is out of range: {getattr(self, name)!r}")
+
+    @property
+    def smart_uses_regularizer(self) -> bool:
+        return self.smart_method in ("smart", "r3f") and self.smart_lambda > 0
+
+    @property
+    def smart_uses_teacher(self) -> bool:
+        return self.smart_method == "smart" and self.smart_mu > 0
+
+
+def build_regularizer(args: SmartTrainingArguments) -> AdversarialRegularizer | NoiseRegularizer | None:
+    """The R_s (or R3F) object the arguments describe, or None when there is no such term."""
+    if not args.smart_uses_regularizer:
+        return None
+    if args.smart_method == "r3f":
+        return NoiseRegularizer(
+            args.smart_epsilon, args.smart_noise_type, args.smart_dropout, args.smart_scale
+        )
+    return AdversarialRegularizer(
+        epsilon=args.smart_epsilon,
+        sigma=args.smart_sigma,
+        eta=args.smart_eta,
+        steps=args.smart_steps,
+        dropout=args.smart_dropout,
+        scale=args.smart_scale,
+        projection=args.smart_projection,
+    )
+
+
+class _TeacherCallback(TrainerCallback):
+    """Creates the teacher when training starts (after any checkpoint is loaded) and moves it once per
+    optimizer step: ``on_step_end`` fires once per optimizer step, whatever the gradient accumulation."""
+
+    def __init__(self, trainer: SmartTrainer):
+        self.trainer = trainer
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.trainer._start_teacher(state.max_steps)
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.trainer.teacher is not None:
+            self.trainer.teacher.step(self.trainer.accelerator.unwrap_model(self.trainer.model))
+
+
+class SmartTrainer(Trainer):
+    """``transformers.Trainer`` that trains with SMART, R3F or plain fine-tuning (``args.smart_method``).
+
+    Takes every argument the Trainer takes; ``args`` must be :class:`SmartTrainingArguments`. Logs, beside
+    the Trainer's ``loss``: ``smart_task_loss`` (L), ``smart_adv_loss`` (R_s, unweighted),
+    ``smart_breg_loss`` (D_Breg, unweighted), ``smart_delta_linf`` (max ‖x̃ − x‖_∞), ``smart_nonfinite``
+    (steps whose term was dropped as non-finite, cumulative) and ``smart_teacher_beta``.
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if not isinstance(self.args, SmartTrainingArguments):
+            raise ConfigError("SmartTrainer needs SmartTrainingArguments")
+        self.regularizer = build_regularizer(self.args)
+        self.teacher: MeanTeacher | None = None
+        self._resume_dir: str | None = None
+        self._sums: dict[str, float] = {}
+        self._counts: dict[str, int] = {}
+        self.nonfinite_count = 0
+        self._warned_nonfinite = False
+        if self.args.smart_method != "vanilla":
+            check_accepts_inputs_embeds(self.accelerator.unwrap_model(self.model))
+            self.add_callback(_TeacherCallback(self))
+
+    # ---------------------------------------------------------------------------------------------
+    # The training step.
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        if self.args.smart_method == "vanilla" or not model.training:
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+
+        problem_type = problem_type_of(self.accelerator.unwrap_model(model).config)
+        rng_state = capture_rng_state(self.args.device) if self.args.smart_dropout == "shared" else None
+
+        # 1. The clean pass, exactly the plain Trainer's: f(x; θ) and L.
+        task_loss, outputs = super().compute_loss(model, inputs, True, num_items_in_batch)
+        logits = outputs["logits"]
+        loss = task_loss
+        self._record("smart_task_loss", task_loss)
+        extra_scale = self._extra_term_scale(num_items_in_batch)
+        # Extra passes run on the unwrapped module: they need no gradient synchronisation of their own.
+        net = self.accelerator.unwrap_model(model)
+
+        # 2. R_s (or R3F's term) on the word embeddings, every smart_adv_every-th optimizer step.
+        if self.regularizer is not None and self.state.global_step % self.args.smart_adv_every == 0:
+            reg = self.regularizer(net, inputs, logits, problem_type, rng_state, self._inner_loss_scale())
+            self._record("smart_delta_linf", reg.delta_linf)
+            if reg.nonfinite:
+                self._skip_nonfinite("R_s")
+            else:
+                self._record("smart_adv_loss", reg.loss)
+                loss = loss + self.args.smart_lambda * extra_scale * reg.loss
+
+        # 3. D_Breg against the mean teacher θ̃ (no gradient into the teacher).
+        if self.teacher is not None:
+            breg = self.teacher.divergence(inputs, logits, problem_type, rng_state).mean()
+            if torch.isfinite(breg):
+                self._record("smart_breg_loss", breg)
+                loss = loss + self.args.smart_mu * extra_scale * breg
+            else:
+                self._skip_nonfinite("D_Breg")
+
+        return (loss, outputs) if return_outputs else loss
+
+    def _extra_term_scale(self, num_items_in_batch) -> float:
+        """Scale for R_s and D_Breg (batch means) so that they accumulate like the task loss.
+
+        When the Trainer will not divide the loss by the accumulation steps (the task loss is already
+        normalised over the whole accumulated batch), divide the extra terms here instead.
+        """
+        if self.loss_is_scaled_for_ga is not None:
+            scaled = self.loss_is_scaled_for_ga
+        else:
+            scaled = (
+                self.model_accepts_loss_kwargs and num_items_in_batch is not None
+            ) or self.compute_loss_func is not None
+        steps = getattr(self, "current_gradient_accumulation_steps", 1) or 1
+        return 1.0 / steps if scaled else 1.0
+
+    def _inner_loss_scale(self) -> float:
+        """Scale of the inner (ascent) loss: the fp16 grad scaler's, so that the gradient does not underflow."""
+        scaler = getattr(self.accelerator, "scaler", None)
+        return float(scaler.get_scale()) if scaler is not None and scaler.is_enabled() else 1.0
+
+    def _skip_nonfinite(self, term: str) -> None:
+        self.nonfinite_count += 1
+        if not self._warned_nonfinite:
+            warnings.warn(
+                f"smart-tune: non-finite {term} at step {self.state.global_step}; that step goes on without "
+                "the term (counted in smart_nonfinite; warned once)",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+            self._warned_nonfinite = True
+
+    # ---------------------------------------------------------------------------------------------
+    # The mean teacher's life cycle: created at train begin, saved and restored with checkpoints.
+
+    def _start_teacher(self, max_steps: int) -> None:
+        if not self.args.smart_uses_teacher:
+            self.teacher = None
+            return
+        self.teacher = MeanTeacher(
+            self.accelerator.unwrap_model(self.model),
+            beta=self.args.smart_beta,
+            beta_warmup=self.args.smart_beta_warmup,
+            warmup_steps=math.ceil(self.args.smart_beta_warmup_ratio * max_steps),
+            update_every=self.args.smart_teacher_every,
+            dropout=self.args.smart_dropout,
+        )
+        if self._resume_dir is not None:
+            self._load_teacher(self._resume_dir)
+
+    def _load_teacher(self, checkpoint: str) -> None:
+        weights = os.path.join(checkpoint, TEACHER_WEIGHTS)
+        if not os.path.isfile(weights):
+            warnings.warn(
+                f"smart-tune: {checkpoint} holds no mean teacher; it restarts from the checkpoint's weights",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+            return
+        with open(os.path.join(checkpoint, TEACHER_STATE)) as f:
+            clock = json.load(f)
+        self.teacher.load_state_dict({"model": load_file(weights, device=str(self.args.device)), **clock})
+
+    def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
+        self._resume_dir = resume_from_checkpoint
+        return super()._load_from_checkpoint(resume_from_checkpoint, model)
+
+    def _save_checkpoint(self, model, trial):
+        super()._save_checkpoint(model, trial)
+        if self.teacher is None or not self.args.should_save:
+            return
+        folder = os.path.join(self._get_output_dir(trial=trial), f"checkpoint-{self.state.global_step}")
+        state = self.teacher.state_dict()
+        # safetensors refuses tensors that share memory (tied weights): save contiguous copies.
+        tensors = {k: v.detach().contiguous().clone() for k, v in state.pop("model").items()}
+        save_file(tensors, os.path.join(folder, TEACHER_WEIGHTS))
+        with open(os.path.join(folder, TEACHER_STATE), "w") as f:
+            json.dump(state, f)
+
+    # ---------------------------------------------------------------------------------------------
+    # Logging: each term's mean since the last log, beside the Trainer's own loss.
+
+    def _record(self, name: str, value) -> None:
+        value = float(value.detach()) if torch.is_tensor(value) else float(value)
+        self._sums[name] = self._sums.get(name, 0.0) + value
+        self._counts[name] = self._counts.get(name, 0) + 1
+
+    def log(self, logs: dict[str, float], *args: Any, **kwargs: Any) -> None:
+        if "loss" in logs and self.args.smart_method != "vanilla":
+            for name, total in self._sums.items():
+                logs[name] = total / self._counts[name]
+            self._sums.clear()
+            self._counts.clear()
+            logs["smart_nonfinite"] = self.nonfinite_count
+            if self.teacher is not None:
+                logs["smart_teacher_beta"] = self.teacher.beta_at(max(self.teacher.optimizer_steps, 1))
+        super().log(logs, *args, **kwargs)

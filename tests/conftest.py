@@ -1,0 +1,133 @@
+"""Shared fixtures: tiny models built from configs (no weights, no downloads) and toy batches."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import (
+    AutoModelForSequenceClassification,
+    BertConfig,
+    DistilBertConfig,
+    RobertaConfig,
+)
+from transformers import logging as hf_logging
+
+hf_logging.set_verbosity_error()
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+ARCHS = ("bert", "roberta", "distilbert")
+VOCAB = 100
+
+
+def shared_data_dir() -> Path:
+    """The real benchmark files (../shared/data beside the repository), or $SMART_TUNE_SHARED_DATA."""
+    env = os.environ.get("SMART_TUNE_SHARED_DATA")
+    return Path(env) if env else Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def tiny_config(arch: str = "bert", num_labels: int = 2, dropout: float = 0.0, **kw):
+    common = dict(vocab_size=VOCAB, num_labels=num_labels, pad_token_id=1, **kw)
+    if arch == "bert":
+        return BertConfig(
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=64,
+            max_position_embeddings=64,
+            hidden_dropout_prob=dropout,
+            attention_probs_dropout_prob=dropout,
+            classifier_dropout=dropout,
+            **common,
+        )
+    if arch == "roberta":
+        return RobertaConfig(
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=64,
+            max_position_embeddings=72,
+            hidden_dropout_prob=dropout,
+            attention_probs_dropout_prob=dropout,
+            classifier_dropout=dropout,
+            **common,
+        )
+    if arch == "distilbert":
+        return DistilBertConfig(
+            dim=32,
+            n_layers=2,
+            n_heads=2,
+            hidden_dim=64,
+            max_position_embeddings=64,
+            dropout=dropout,
+            attention_dropout=dropout,
+            seq_classif_dropout=dropout,
+            **common,
+        )
+    raise ValueError(arch)
+
+
+def tiny_model(arch: str = "bert", num_labels: int = 2, dropout: float = 0.0, seed: int = 0, **kw):
+    torch.manual_seed(seed)
+    return AutoModelForSequenceClassification.from_config(tiny_config(arch, num_labels, dropout, **kw))
+
+
+def toy_batch(
+    arch: str = "bert",
+    batch: int = 4,
+    length: int = 10,
+    num_labels: int = 2,
+    seed: int = 0,
+    left_pad: bool = False,
+    regression: bool = False,
+):
+    """input_ids with padding (id 1) at the end of each row but the first, attention_mask, labels."""
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(3, VOCAB, (batch, length), generator=g)
+    mask = torch.ones(batch, length, dtype=torch.long)
+    for i in range(1, batch):
+        n = length - 2 * i if length - 2 * i > 1 else 2
+        if left_pad:
+            mask[i, : length - n] = 0
+        else:
+            mask[i, n:] = 0
+    ids = ids.masked_fill(mask == 0, 1)
+    out = {"input_ids": ids, "attention_mask": mask}
+    if arch == "bert":
+        out["token_type_ids"] = torch.zeros_like(ids)
+    if regression:
+        out["labels"] = torch.rand(batch, generator=g) * 5
+    else:
+        out["labels"] = torch.randint(0, num_labels, (batch,), generator=g)
+    return out
+
+
+class ToyDataset(torch.utils.data.Dataset):
+    """A fixed list of examples for Trainer tests: ids padded to `length`, attention mask, label."""
+
+    def __init__(
+        self,
+        n: int = 32,
+        length: int = 12,
+        num_labels: int = 2,
+        seed: int = 0,
+        arch: str = "bert",
+        regression: bool = False,
+    ):
+        b = toy_batch(arch, n, length, num_labels, seed, regression=regression)
+        # Vary lengths more than toy_batch does so padding is exercised on every row pattern.
+        self.rows = [{k: v[i] for k, v in b.items()} for i in range(n)]
+
+    def __len__(self):
+        return len(self.rows)
+
+    def __getitem__(self, i):
+        return self.rows[i]
+
+
+@pytest.fixture
+def tmp_out(tmp_path):
+    return str(tmp_path / "out")

@@ -1,0 +1,190 @@
+import math
+import os
+import warnings
+
+import pytest
+import torch
+from transformers import Trainer, TrainingArguments
+
+from conftest import ARCHS, ToyDataset, tiny_model
+from smart_tune import ConfigError, SmartTrainer, SmartTrainingArguments
+from smart_tune.trainer import TEACHER_STATE, TEACHER_WEIGHTS
+
+
+def common_args(out, **kw):
+    base = dict(
+        output_dir=out,
+        max_steps=6,
+        per_device_train_batch_size=4,
+        learning_rate=1e-3,
+        seed=0,
+        report_to="none",
+        save_strategy="no",
+        logging_steps=1,
+        use_cpu=True,
+        disable_tqdm=True,
+        dataloader_num_workers=0,
+    )
+    base.update(kw)
+    return base
+
+
+def smart_args(out, **kw):
+    return SmartTrainingArguments(**common_args(out, **kw))
+
+
+def train(trainer_cls, args, arch="bert", dropout=0.1, num_labels=2, regression=False, **model_kw):
+    model = tiny_model(arch, num_labels=num_labels, dropout=dropout, **model_kw)
+    trainer = trainer_cls(
+        model=model,
+        args=args,
+        train_dataset=ToyDataset(arch=arch, num_labels=max(num_labels, 2), regression=regression),
+    )
+    trainer.train()
+    return trainer
+
+
+def max_weight_diff(a, b):
+    return max((p - q).abs().max().item() for p, q in zip(a.model.parameters(), b.model.parameters()))
+
+
+@pytest.mark.parametrize(
+    "smart_kw",
+    [
+        dict(smart_method="vanilla"),
+        dict(smart_method="smart", smart_lambda=0.0, smart_mu=0.0),
+        dict(smart_method="r3f", smart_lambda=0.0),
+    ],
+)
+def test_switched_off_equals_plain_trainer_step_for_step(tmp_out, smart_kw):
+    plain = train(Trainer, TrainingArguments(**common_args(tmp_out + "_plain")))
+    smart = train(SmartTrainer, smart_args(tmp_out, **smart_kw))
+    assert max_weight_diff(plain, smart) <= 1e-6
+    assert smart.teacher is None
+
+
+def test_smart_changes_training(tmp_out):
+    plain = train(Trainer, TrainingArguments(**common_args(tmp_out + "_plain")))
+    smart = train(SmartTrainer, smart_args(tmp_out, smart_epsilon=1e-2, smart_sigma=1e-2, smart_lambda=5.0))
+    assert max_weight_diff(plain, smart) > 1e-4
+
+
+def logged(trainer, key):
+    return [h[key] for h in trainer.state.log_history if key in h]
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_smart_logs_each_term_for_every_architecture(tmp_out, arch):
+    trainer = train(SmartTrainer, smart_args(tmp_out), arch=arch)
+    for key in (
+        "smart_task_loss",
+        "smart_adv_loss",
+        "smart_breg_loss",
+        "smart_delta_linf",
+        "smart_teacher_beta",
+    ):
+        values = logged(trainer, key)
+        assert len(values) == 6 and all(math.isfinite(v) for v in values), key
+    assert max(logged(trainer, "smart_delta_linf")) <= 1e-5 * (1 + 1e-3)
+    assert logged(trainer, "smart_nonfinite") == [0] * 6
+    assert all(torch.isfinite(p).all() for p in trainer.model.parameters())
+
+
+def test_regression_and_r3f(tmp_out):
+    trainer = train(SmartTrainer, smart_args(tmp_out), num_labels=1, regression=True)
+    assert all(math.isfinite(v) for v in logged(trainer, "smart_adv_loss"))
+    trainer = train(SmartTrainer, smart_args(tmp_out + "_r3f", smart_method="r3f"))
+    assert logged(trainer, "smart_adv_loss") and not logged(trainer, "smart_breg_loss")
+    assert trainer.teacher is None
+
+
+def test_teacher_moves_once_per_optimizer_step_with_gradient_accumulation(tmp_out):
+    trainer = train(SmartTrainer, smart_args(tmp_out, max_steps=5, gradient_accumulation_steps=3))
+    assert trainer.state.global_step == 5
+    assert trainer.teacher.optimizer_steps == 5 and trainer.teacher.num_updates == 5
+    trainer = train(SmartTrainer, smart_args(tmp_out, max_steps=6, smart_teacher_every=2))
+    assert trainer.teacher.num_updates == 3
+
+
+def test_beta_schedule_follows_the_warmup_ratio(tmp_out):
+    trainer = train(SmartTrainer, smart_args(tmp_out, max_steps=10, smart_beta_warmup_ratio=0.3))
+    assert trainer.teacher.warmup_steps == 3
+    # the logged β is the one used for the update after that step
+    assert logged(trainer, "smart_teacher_beta") == [0.99] * 3 + [0.999] * 7
+
+
+def test_adv_every_skips_the_regularizer(tmp_out):
+    trainer = train(SmartTrainer, smart_args(tmp_out, smart_adv_every=3))
+    assert len(logged(trainer, "smart_adv_loss")) == 2  # steps 0 and 3 of 0..5
+
+
+def test_shared_and_off_dropout_policies_train(tmp_out):
+    for policy in ("shared", "off"):
+        trainer = train(SmartTrainer, smart_args(f"{tmp_out}_{policy}", smart_dropout=policy))
+        assert all(math.isfinite(v) for v in logged(trainer, "smart_adv_loss"))
+
+
+def test_nonfinite_term_is_skipped_counted_and_warned_once(tmp_out, monkeypatch):
+    from smart_tune.adversarial import RegularizerOutput
+
+    model = tiny_model(dropout=0.1)
+    trainer = SmartTrainer(model=model, args=smart_args(tmp_out), train_dataset=ToyDataset())
+    monkeypatch.setattr(
+        type(trainer.regularizer),
+        "__call__",
+        lambda self, *a, **k: RegularizerOutput(None, None, 0.0, nonfinite=True),
+    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        trainer.train()
+    ours = [w for w in caught if "non-finite" in str(w.message)]
+    assert len(ours) == 1
+    assert logged(trainer, "smart_nonfinite")[-1] == 6
+    assert not logged(trainer, "smart_adv_loss")
+    assert all(torch.isfinite(p).all() for p in trainer.model.parameters())
+
+
+def test_teacher_is_saved_and_restored_with_checkpoints(tmp_out):
+    full = train(SmartTrainer, smart_args(tmp_out + "_full", max_steps=6))
+    first = train(SmartTrainer, smart_args(tmp_out, max_steps=6, save_strategy="steps", save_steps=3))
+    ckpt = os.path.join(tmp_out, "checkpoint-3")
+    assert os.path.isfile(os.path.join(ckpt, TEACHER_WEIGHTS)) and os.path.isfile(
+        os.path.join(ckpt, TEACHER_STATE)
+    )
+    del first
+    model = tiny_model(dropout=0.1, seed=5)  # different init: everything must come from the checkpoint
+    resumed = SmartTrainer(
+        model=model,
+        args=smart_args(tmp_out, max_steps=6, save_strategy="steps", save_steps=3),
+        train_dataset=ToyDataset(),
+    )
+    resumed.train(resume_from_checkpoint=ckpt)
+    assert resumed.teacher.optimizer_steps == 6
+    assert max_weight_diff(full, resumed) <= 1e-6
+    for a, b in zip(full.teacher.model.parameters(), resumed.teacher.model.parameters()):
+        assert (a - b).abs().max() <= 1e-6
+
+
+def test_argument_validation(tmp_out):
+    with pytest.raises(ConfigError, match="smart_method"):
+        smart_args(tmp_out, smart_method="freelb")
+    with pytest.raises(ConfigError, match="smart_dropout"):
+        smart_args(tmp_out, smart_dropout="maybe")
+    with pytest.raises(ConfigError, match="smart_epsilon"):
+        smart_args(tmp_out, smart_epsilon=0.0)
+    with pytest.raises(ConfigError, match="SmartTrainingArguments"):
+        SmartTrainer(
+            model=tiny_model(), args=TrainingArguments(**common_args(tmp_out)), train_dataset=ToyDataset()
+        )
+
+
+def test_model_without_inputs_embeds_is_refused(tmp_out):
+    model = tiny_model()
+    forward = model.forward
+
+    def no_embeds(input_ids=None, attention_mask=None, token_type_ids=None, labels=None):
+        return forward(input_ids=input_ids, attention_mask=attention_mask, labels=labels)
+
+    model.forward = no_embeds
+    with pytest.raises(ValueError, match="inputs_embeds"):
+        SmartTrainer(model=model, args=smart_args(tmp_out), train_dataset=ToyDataset())

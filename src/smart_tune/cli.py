@@ -1,17 +1,221 @@
-"""The ``smart-tune`` command line (placeholder until the commands land)."""
+"""The ``smart-tune`` command line: train, evaluate, predict, compare, report. Thin: parse, call, print.
+
+Bad input ends in one line on stderr (``error: ...``) and a non-zero exit, never a traceback.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import sys
+from typing import Any
 
 from . import __version__
+from .errors import ConfigError, SmartTuneError
+
+TRAIN_EXAMPLES = """examples:
+  smart-tune train --task rte --data-dir ../shared/data/glue
+  smart-tune train --task mrpc --method r3f --epochs 3 --seed 2 --output-dir runs/mrpc-r3f
+  smart-tune train --task stsb --smart-lambda 3 --smart-epsilon 1e-3 --smart-dropout shared
+  smart-tune train --train-file train.csv --validation-file dev.csv --text-columns question,answer
+  smart-tune train --config study.yaml --learning-rate 3e-5      # flags override the file
+  smart-tune train --task rte --output-dir runs/rte --resume      # continue an interrupted run
+
+Any transformers TrainingArguments field is accepted too, with dashes or underscores
+(--learning-rate, --warmup-steps, --gradient-accumulation-steps, --bf16, ...)."""
+
+COMPARE_EXAMPLES = """examples:
+  smart-tune compare --task rte,mrpc --methods vanilla,r3f,smart --seeds 1,2,3 --output-dir runs/cmp
+  smart-tune compare --config study1.yaml --output-dir benchmarks/results/study1
+A config file may define variants of SMART by name:
+  variants: {smart-eps1e-3: {smart_epsilon: 1.0e-3, smart_sigma: 1.0e-3, smart_dropout: shared}}
+Run it again after an interruption: finished runs are skipped, unfinished ones resume."""
+
+
+def _split_list(text: str | list | None) -> list[str]:
+    if text is None:
+        return []
+    if isinstance(text, list):
+        return [str(t) for t in text]
+    return [t.strip() for t in str(text).split(",") if t.strip()]
+
+
+# --------------------------------------------------------------------------------------------------
+
+
+def cmd_train(argv: list[str]) -> int:
+    from .options import merge_options, training_parser
+    from .run import train
+
+    parser = training_parser(
+        "smart-tune train", "Fine-tune a model with SMART, R3F or plainly.", TRAIN_EXAMPLES
+    )
+    options = merge_options(parser.parse_args(argv))
+    results = train(options)
+    print_run_summary(results, results["arguments"]["training"]["output_dir"])
+    return 0
+
+
+def print_run_summary(results: dict[str, Any], output_dir: str) -> None:
+    lines = [
+        "",
+        f"smart-tune: {results['task']} with {results['method']} (seed {results['seed']}) finished",
+        f"  model        {results['model']}",
+    ]
+    for name, value in results["metrics"].items():
+        lines.append(f"  {name:<12} {value:.4f}   on {results['num_examples']} dev examples")
+    if not results["metrics"]:
+        lines.append("  (no dev split: nothing scored)")
+    lines += [
+        f"  train time   {results['train_runtime_s'] / 60:.1f} min ({results['global_steps']} steps)",
+        f"  model saved  {output_dir}",
+        f"  results      {os.path.join(output_dir, 'results.json')}",
+    ]
+    print("\n".join(lines))
+
+
+def cmd_evaluate(argv: list[str]) -> int:
+    from .run import evaluate
+
+    p = argparse.ArgumentParser(
+        prog="smart-tune evaluate",
+        description="Score a fine-tuned model on a split.",
+        epilog="example:\n  smart-tune evaluate --model-dir runs/rte --task rte",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--model-dir", required=True)
+    p.add_argument("--task", required=True)
+    p.add_argument("--split", default="dev")
+    p.add_argument("--data-dir")
+    p.add_argument("--max-length", type=int, default=128)
+    p.add_argument("--batch-size", type=int, default=64)
+    a = p.parse_args(argv)
+    out = evaluate(a.model_dir, a.task, a.split, a.data_dir, a.max_length, a.batch_size)
+    print(json.dumps(out, indent=2))
+    return 0
+
+
+def cmd_predict(argv: list[str]) -> int:
+    from .run import predict
+
+    p = argparse.ArgumentParser(
+        prog="smart-tune predict",
+        description="Write test-set predictions in the GLUE submission format.",
+        epilog="example:\n  smart-tune predict --model-dir runs/rte --task rte",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--model-dir", required=True)
+    p.add_argument("--task", required=True)
+    p.add_argument("--output-dir", help="where to write (default MODEL_DIR/predictions)")
+    p.add_argument("--data-dir")
+    p.add_argument("--max-length", type=int, default=128)
+    p.add_argument("--batch-size", type=int, default=64)
+    a = p.parse_args(argv)
+    for path in predict(a.model_dir, a.task, a.output_dir, a.data_dir, a.max_length, a.batch_size):
+        print(f"wrote {path}")
+    return 0
+
+
+def cmd_compare(argv: list[str]) -> int:
+    from .options import normalise_key, read_config_file, training_parser
+    from .report import write_report
+    from .sweep import run_sweep
+
+    parser = training_parser(
+        "smart-tune compare",
+        "Run methods side by side over tasks and seeds, resumably, then summarise.",
+        COMPARE_EXAMPLES,
+    )
+    parser.add_argument(
+        "--methods", default=argparse.SUPPRESS, help="comma-separated methods or variant names"
+    )
+    parser.add_argument("--seeds", default=argparse.SUPPRESS, help="comma-separated seeds (default 1,2,3)")
+    flags = {normalise_key(k): v for k, v in vars(parser.parse_args(argv)).items()}
+    from_file = read_config_file(flags["config"]) if flags.get("config") else {}
+    chosen = {**from_file, **flags}
+    chosen.pop("config", None)
+    tasks = _split_list(chosen.pop("task", None) or chosen.pop("tasks", None))
+    methods = _split_list(chosen.pop("methods", None) or "vanilla,r3f,smart")
+    seeds = [int(s) for s in _split_list(chosen.pop("seeds", None) or "1,2,3")]
+    variants = chosen.pop("variants", None) or {}
+    output_dir = chosen.pop("output_dir", None)
+    if not tasks:
+        raise ConfigError("compare needs --task T1[,T2...]")
+    if not output_dir:
+        raise ConfigError("compare needs --output-dir")
+    for key in ("seed", "method", "resume", "overwrite_output_dir"):
+        if key in chosen:
+            raise ConfigError(f"--{key.replace('_', '-')} is set per run by compare; leave it out")
+    failures = run_sweep(output_dir, tasks, methods, seeds, chosen, variants)
+    try:
+        paths = write_report(output_dir)
+        print(f"summary: {paths['markdown']}  {paths['json']}  {paths['chart']}")
+    except ConfigError as exc:
+        print(f"no summary: {exc}")
+    if failures:
+        raise SmartTuneError(
+            f"{len(failures)} run(s) failed; their train.log says why; run compare again to retry"
+        )
+    return 0
+
+
+def cmd_report(argv: list[str]) -> int:
+    from .report import write_report
+
+    p = argparse.ArgumentParser(
+        prog="smart-tune report",
+        description="Rebuild summary.md/json/png from finished runs.",
+        epilog="example:\n  smart-tune report runs/cmp",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("folder")
+    a = p.parse_args(argv)
+    paths = write_report(a.folder)
+    for kind, path in paths.items():
+        print(f"{kind:<9} {path}")
+    return 0
+
+
+COMMANDS = {
+    "train": (cmd_train, "fine-tune a model (SMART by default) on a task or your data"),
+    "evaluate": (cmd_evaluate, "score a fine-tuned model on a split; prints JSON"),
+    "predict": (cmd_predict, "write test predictions in the GLUE submission format"),
+    "compare": (cmd_compare, "run methods × tasks × seeds side by side (resumable) and summarise"),
+    "report": (cmd_report, "rebuild the summary and chart of a compare folder"),
+}
+
+
+def usage() -> str:
+    lines = [
+        f"smart-tune {__version__}: SMART fine-tuning for Hugging Face models",
+        "",
+        "usage: smart-tune COMMAND [options]    (smart-tune COMMAND --help for each)",
+        "",
+        "commands:",
+    ]
+    lines += [f"  {name:<9} {help_}" for name, (_, help_) in COMMANDS.items()]
+    lines += ["", "example:", "  smart-tune train --task rte --data-dir ../shared/data/glue"]
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="smart-tune", description="SMART fine-tuning for Hugging Face models"
-    )
-    parser.add_argument("--version", action="version", version=f"smart-tune {__version__}")
-    parser.parse_args(argv)
-    parser.print_help()
-    return 0
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(usage())
+        return 0
+    if argv[0] == "--version":
+        print(f"smart-tune {__version__}")
+        return 0
+    command = COMMANDS.get(argv[0])
+    if command is None:
+        print(f"error: unknown command '{argv[0]}'; commands: {', '.join(COMMANDS)}", file=sys.stderr)
+        return 2
+    try:
+        return command[0](argv[1:])
+    except SmartTuneError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130

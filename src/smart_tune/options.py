@@ -1,0 +1,221 @@
+"""Options of ``smart-tune train``: flags, a config file, presets and defaults, merged in that order.
+
+Precedence, lowest first: the command's defaults (:data:`TRAIN_DEFAULTS`), the method preset, the
+``--config`` file (YAML or JSON), the flags on the command line. Every ``TrainingArguments`` field
+(and every ``smart_*`` knob) is an option, spelled with dashes or underscores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+from transformers import HfArgumentParser
+
+from .errors import ConfigError
+from .presets import PRESETS, preset
+from .trainer import SmartTrainingArguments
+
+TRAINING_FIELDS = frozenset(f.name for f in dataclasses.fields(SmartTrainingArguments) if f.init)
+
+# Options of the command itself (not TrainingArguments fields), with their defaults.
+RUN_DEFAULTS: dict[str, Any] = {
+    "task": None,
+    "method": "smart",
+    "label": None,  # the method's name in results.json (a sweep's variant name); default: method
+    "model": None,  # None: the packaged MiniLM
+    "data_dir": None,
+    "train_file": None,
+    "validation_file": None,
+    "test_file": None,
+    "text_columns": None,
+    "label_column": "label",
+    "regression": False,
+    "max_length": 128,
+    "max_train_samples": None,
+    "train_fraction": None,
+    "train_split": "train",
+    "eval_split": None,  # None: the task's dev split(s)
+    "resume": False,
+    "overwrite_output_dir": False,
+    "keep_checkpoints": False,
+    "trust_remote_code": False,
+    "config": None,
+}
+
+# TrainingArguments values this command uses unless told otherwise: the usual GLUE recipe
+# (AdamW, linear decay with 10% warm-up, gradient clipping at 1), evaluation every epoch.
+TRAIN_DEFAULTS: dict[str, Any] = {
+    "learning_rate": 2e-5,
+    "per_device_train_batch_size": 16,
+    "per_device_eval_batch_size": 64,
+    "num_train_epochs": 3.0,
+    "warmup_steps": 0.1,
+    "weight_decay": 0.01,
+    "max_grad_norm": 1.0,
+    "logging_steps": 50,
+    "report_to": "none",
+    "seed": 42,
+    "save_total_limit": 2,
+    "train_sampling_strategy": "group_by_length",
+    "dataloader_num_workers": 0,
+}
+
+ALIASES = {"epochs": "num_train_epochs", "batch_size": "per_device_train_batch_size"}
+
+
+def normalise_key(key: str) -> str:
+    return key.lstrip("-").replace("-", "_")
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """The options in a YAML or JSON file, keys normalised to underscores."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    text = path.read_text(encoding="utf-8")
+    try:
+        if path.suffix.lower() == ".json":
+            data = json.loads(text)
+        else:
+            import yaml
+
+            data = yaml.safe_load(text)
+    except Exception as exc:  # a parse error of either format, reported in one line
+        raise ConfigError(f"cannot parse config file {path}: {str(exc).splitlines()[0]}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of option names to values")
+    return {normalise_key(str(k)): v for k, v in data.items()}
+
+
+def add_run_flags(parser: argparse.ArgumentParser) -> None:
+    """The flags of ``train`` that are not TrainingArguments fields (defaults suppressed: merged later)."""
+    S = argparse.SUPPRESS
+    g = parser.add_argument_group("task and data")
+    g.add_argument(
+        "--task",
+        default=S,
+        help="task name: cola, sst2, mrpc, stsb, qqp, mnli, qnli, rte, wnli, "
+        "snli, scitail, anli_r1, anli_r2, anli_r3, anli (GLUE spellings such as STS-B accepted)",
+    )
+    g.add_argument(
+        "--data-dir", default=S, help="folder with the original files (else $GLUE_DIR, else the hub)"
+    )
+    g.add_argument("--train-file", default=S, help="your own training data (.csv, .tsv or .jsonl)")
+    g.add_argument("--validation-file", default=S, help="your own dev data")
+    g.add_argument("--test-file", default=S, help="your own test data (labels optional)")
+    g.add_argument("--text-columns", default=S, help="one or two comma-separated text columns of your files")
+    g.add_argument("--label-column", default=S, help="label column of your files (default: label)")
+    g.add_argument("--regression", action="store_true", default=S, help="your labels are numbers to regress")
+    g.add_argument("--max-length", type=int, default=S, help="maximum tokens per example (default 128)")
+    g.add_argument("--max-train-samples", type=int, default=S, help="train on the first N examples only")
+    g.add_argument(
+        "--train-fraction",
+        type=float,
+        default=S,
+        help="train on a fixed class-balanced fraction of the training split (seeded)",
+    )
+    g.add_argument("--train-split", default=S, help="split to train on (default train)")
+    g.add_argument("--eval-split", default=S, help="split(s) to evaluate on, comma-separated (default: dev)")
+    g = parser.add_argument_group("model and method")
+    g.add_argument("--method", default=S, help=f"one of {', '.join(PRESETS)} (default smart)")
+    g.add_argument("--label", default=S, help="name of this setting in results.json (default: the method)")
+    g.add_argument("--model", default=S, help="model name or path (default: the packaged MiniLM-L6)")
+    g.add_argument("--trust-remote-code", action="store_true", default=S, help="allow a model's own code")
+    g.add_argument("--epochs", type=float, default=S, help="training epochs (default 3)")
+    g.add_argument("--batch-size", type=int, default=S, help="training batch size per device (default 16)")
+    g = parser.add_argument_group("run")
+    g.add_argument("--config", default=S, help="YAML or JSON file of options; flags override it")
+    g.add_argument("--resume", action="store_true", default=S, help="resume from the last checkpoint")
+    g.add_argument(
+        "--overwrite-output-dir",
+        action="store_true",
+        default=S,
+        help="replace another run's results in the output directory",
+    )
+    g.add_argument(
+        "--keep-checkpoints",
+        action="store_true",
+        default=S,
+        help="keep checkpoint-* folders after a finished run (default: removed)",
+    )
+
+
+def training_parser(prog: str, description: str, epilog: str) -> HfArgumentParser:
+    """A parser that knows every TrainingArguments and smart_* field (dashes or underscores) and the run flags.
+
+    All defaults are suppressed, so the parsed namespace holds exactly what the user typed.
+    """
+    parser = HfArgumentParser(
+        SmartTrainingArguments,
+        prog=prog,
+        description=description,
+        epilog=epilog,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    for action in parser._actions:
+        action.default = argparse.SUPPRESS
+        dest = action.dest
+        if (
+            dest in TRAINING_FIELDS
+            and not dest.startswith("smart_")
+            and dest not in ("output_dir", "max_steps", "seed")
+        ):
+            action.help = argparse.SUPPRESS  # 120 fields: accepted, documented by transformers, not listed
+    add_run_flags(parser)
+    return parser
+
+
+def merge_options(namespace: argparse.Namespace) -> dict[str, Any]:
+    """Defaults < preset < config file < flags, with conflicts reported. Returns one flat dict."""
+    flags = {normalise_key(k): v for k, v in vars(namespace).items()}
+    for alias, name in ALIASES.items():
+        if alias in flags:
+            if name in flags and flags[name] != flags[alias]:
+                raise ConfigError(
+                    f"conflicting flags --{alias.replace('_', '-')} and --{name.replace('_', '-')}"
+                )
+            flags[name] = flags.pop(alias)
+    from_file = read_config_file(flags["config"]) if flags.get("config") else {}
+    for alias, name in ALIASES.items():
+        if alias in from_file:
+            from_file[name] = from_file.pop(alias)
+    unknown = sorted(set(from_file) - TRAINING_FIELDS - set(RUN_DEFAULTS))
+    if unknown:
+        raise ConfigError(f"unknown option(s) in {flags['config']}: {', '.join(unknown)}")
+    chosen = {**from_file, **flags}
+
+    method = chosen.get("method", RUN_DEFAULTS["method"])
+    method_args = preset(method)
+    if "smart_method" in chosen and chosen["smart_method"] != method_args["smart_method"]:
+        if "method" in chosen:
+            raise ConfigError(
+                f"conflicting options: --method {method} and --smart-method {chosen['smart_method']}"
+            )
+        method, method_args = chosen["smart_method"], preset(chosen["smart_method"])
+
+    options = {**RUN_DEFAULTS, **TRAIN_DEFAULTS, **method_args, **chosen, "method": method}
+    if options["resume"] and options["overwrite_output_dir"]:
+        raise ConfigError("conflicting options: --resume continues a run, --overwrite-output-dir discards it")
+    if options["task"] and options["train_file"]:
+        raise ConfigError("conflicting options: give --task or --train-file, not both")
+    if not options["task"] and not options["train_file"] and not options["validation_file"]:
+        raise ConfigError("no task: give --task NAME, or your own data with --train-file")
+    if options["train_fraction"] is not None and options["max_train_samples"] is not None:
+        raise ConfigError("conflicting options: --train-fraction and --max-train-samples")
+    if options["train_fraction"] is not None and not 0 < options["train_fraction"] <= 1:
+        raise ConfigError(f"--train-fraction must lie in (0, 1]; got {options['train_fraction']}")
+    return options
+
+
+def split_options(options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(run options, TrainingArguments keyword arguments)."""
+    run = {k: options[k] for k in RUN_DEFAULTS if k in options}
+    run["method"] = options["method"]
+    training = {k: v for k, v in options.items() if k in TRAINING_FIELDS}
+    return run, training

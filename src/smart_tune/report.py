@@ -1,0 +1,170 @@
+"""Summaries of finished runs: ``summary.md``, ``summary.json`` and ``summary.png``.
+
+Input: every ``results.json`` under a folder (as ``compare`` lays them out, or any other way).
+Per task and method, for each metric: mean ± sample std over seeds, the best run, n; the paired
+difference to ``vanilla`` on the seeds both have (mean ± std of the per-seed differences); and the
+mean training time per run. The chart shows each task's main metric: bars with error bars (std) and
+one dot per seed.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+from .run import RESULTS, write_json_atomic
+
+BASELINE = "vanilla"
+
+
+def load_results(folder: str | Path) -> list[dict[str, Any]]:
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ConfigError(f"no such folder: {folder}")
+    results = []
+    for path in sorted(folder.rglob(RESULTS)):
+        try:
+            with open(path, encoding="utf-8") as f:
+                r = json.load(f)
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ConfigError(f"unreadable results file {path}: {exc}") from None
+        r["_path"] = str(path)
+        results.append(r)
+    return results
+
+
+def _mean_std(values: list[float]) -> tuple[float, float]:
+    n = len(values)
+    mean = sum(values) / n
+    std = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1)) if n > 1 else 0.0
+    return mean, std
+
+
+def summarise(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """{task: {"main_metric", "methods": {method: {"n", "seeds", "metrics": {m: stats}, "vs_vanilla", ...}}}}."""
+    grouped: dict[str, dict[str, dict[int, dict]]] = defaultdict(lambda: defaultdict(dict))
+    for r in results:
+        grouped[r["task"]][r["method"]][int(r["seed"])] = r
+    summary: dict[str, Any] = {}
+    for task, methods in sorted(grouped.items()):
+        main = next(iter(next(iter(methods.values())).values())).get("main_metric")
+        out: dict[str, Any] = {}
+        baseline = methods.get(BASELINE, {})
+        for method, by_seed in sorted(methods.items(), key=lambda kv: (kv[0] != BASELINE, kv[0])):
+            seeds = sorted(by_seed)
+            entry: dict[str, Any] = {"n": len(seeds), "seeds": seeds, "metrics": {}, "vs_vanilla": {}}
+            names = sorted({m for r in by_seed.values() for m in r["metrics"]})
+            for name in names:
+                values = [by_seed[s]["metrics"][name] for s in seeds if name in by_seed[s]["metrics"]]
+                mean, std = _mean_std(values)
+                entry["metrics"][name] = {"mean": mean, "std": std, "best": max(values), "values": values}
+                paired = [
+                    by_seed[s]["metrics"][name] - baseline[s]["metrics"][name]
+                    for s in seeds
+                    if s in baseline and name in baseline[s]["metrics"]
+                ]
+                if paired and method != BASELINE:
+                    d_mean, d_std = _mean_std(paired)
+                    entry["vs_vanilla"][name] = {
+                        "mean": d_mean,
+                        "std": d_std,
+                        "n": len(paired),
+                        "wins": sum(d > 0 for d in paired),
+                    }
+            times = [by_seed[s].get("train_runtime_s", float("nan")) for s in seeds]
+            entry["train_minutes_mean"] = sum(times) / len(times) / 60
+            out[method] = entry
+        summary[task] = {"main_metric": main, "methods": out}
+    return summary
+
+
+def _pct(v: float) -> str:
+    return f"{100 * v:.2f}"
+
+
+def to_markdown(summary: dict[str, Any]) -> str:
+    lines = [
+        "# Results",
+        "",
+        "Scores ×100 on each task's dev split: mean ± sample std over seeds, best run, and the paired "
+        "difference to vanilla on the same seeds (mean ± std; wins = seeds where the method beats vanilla).",
+        "",
+    ]
+    for task, data in summary.items():
+        metric_names = sorted({m for e in data["methods"].values() for m in e["metrics"]})
+        lines += [f"## {task} (main metric: {data['main_metric']})", ""]
+        header = ["method", "n"]
+        for m in metric_names:
+            header += [f"{m} mean ± std", f"{m} best", f"{m} Δ vs vanilla"]
+        header += ["min/run"]
+        lines.append("| " + " | ".join(header) + " |")
+        lines.append("|" + "---|" * len(header))
+        for method, e in data["methods"].items():
+            row = [method, str(e["n"])]
+            for m in metric_names:
+                s = e["metrics"].get(m)
+                if s is None:
+                    row += ["–", "–", "–"]
+                    continue
+                row += [f"{_pct(s['mean'])} ± {_pct(s['std'])}", _pct(s["best"])]
+                d = e["vs_vanilla"].get(m)
+                row.append(f"{100 * d['mean']:+.2f} ± {_pct(d['std'])} ({d['wins']}/{d['n']})" if d else "–")
+            row.append(f"{e['train_minutes_mean']:.1f}")
+            lines.append("| " + " | ".join(row) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def plot(summary: dict[str, Any], path: str | Path) -> None:
+    """Bars (mean of the main metric) with std error bars and one dot per seed, one panel per task."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tasks = list(summary)
+    fig, axes = plt.subplots(1, len(tasks), figsize=(max(4.0, 3.2 * len(tasks)), 3.6), squeeze=False)
+    for ax, task in zip(axes[0], tasks):
+        data = summary[task]
+        metric = data["main_metric"]
+        methods = [m for m, e in data["methods"].items() if metric in e["metrics"]]
+        means = [100 * data["methods"][m]["metrics"][metric]["mean"] for m in methods]
+        stds = [100 * data["methods"][m]["metrics"][metric]["std"] for m in methods]
+        xs = range(len(methods))
+        ax.bar(xs, means, yerr=stds, capsize=4, color="#8fb3d9", edgecolor="#2b5d8a")
+        for x, m in zip(xs, methods):
+            vals = [100 * v for v in data["methods"][m]["metrics"][metric]["values"]]
+            ax.plot([x] * len(vals), vals, "o", color="#1b3a57", markersize=3)
+        lows = [mu - sd for mu, sd in zip(means, stds)]
+        if lows:
+            ax.set_ylim(max(0.0, min(lows) - 5), min(100.0, max(m + s for m, s in zip(means, stds)) + 3))
+        ax.set_xticks(list(xs), methods, rotation=30, ha="right")
+        ax.set_title(f"{task}: {metric}")
+        ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def write_report(folder: str | Path) -> dict[str, Path]:
+    """Rebuild summary.md, summary.json and summary.png in ``folder`` from its finished runs."""
+    folder = Path(folder)
+    results = load_results(folder)
+    if not results:
+        raise ConfigError(f"no finished runs ({RESULTS}) under {folder}")
+    summary = summarise(results)
+    paths = {
+        "markdown": folder / "summary.md",
+        "json": folder / "summary.json",
+        "chart": folder / "summary.png",
+    }
+    tmp = paths["markdown"].with_name(".summary.md.tmp")
+    tmp.write_text(to_markdown(summary), encoding="utf-8")
+    tmp.replace(paths["markdown"])
+    write_json_atomic(paths["json"], summary)
+    plot(summary, paths["chart"])
+    return paths

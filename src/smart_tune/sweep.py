@@ -1,0 +1,106 @@
+"""``smart-tune compare``: every (task, method, seed) run, side by side, resumable.
+
+Each run lives in ``OUTPUT_DIR/<task>/<method>/seed-<seed>/`` with its own ``run_config.json`` (the
+exact options), ``train.log`` and, once finished, ``results.json``. A run with a results file is done
+and skipped; a run with checkpoints is resumed; so a killed sweep picks up where it stopped. Each run
+is a child process (``python -m smart_tune train --config run_config.json``): a crash or leak in one
+run cannot take the sweep down, and every run can be repeated by hand from its folder.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+from .presets import PRESETS
+from .run import RESULTS, checkpoints_in, write_json_atomic
+
+RUN_CONFIG = "run_config.json"
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child
+    """Ask Linux to kill the child when the sweep dies, so a killed sweep leaves no orphan training."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except Exception:
+        pass
+
+
+def plan_runs(
+    output_dir: Path,
+    tasks: list[str],
+    methods: list[str],
+    seeds: list[int],
+    shared: dict[str, Any],
+    variants: dict[str, dict[str, Any]],
+) -> list[dict[str, Any]]:
+    """One entry per run: where it lives and the options it trains with."""
+    from .tasks import get_task
+
+    runs = []
+    for task_name in tasks:
+        task = get_task(task_name).name
+        for method in methods:
+            if method in variants:
+                method_options = {"method": "smart", **variants[method], "label": method}
+            elif method in PRESETS:
+                method_options = {"method": method}
+            else:
+                raise ConfigError(f"unknown method '{method}'; known: {', '.join([*PRESETS, *variants])}")
+            for seed in seeds:
+                run_dir = output_dir / task / method / f"seed-{seed}"
+                options = {**shared, **method_options, "task": task, "seed": seed, "output_dir": str(run_dir)}
+                runs.append(
+                    {"task": task, "method": method, "seed": seed, "dir": run_dir, "options": options}
+                )
+    return runs
+
+
+def run_sweep(
+    output_dir: str | Path,
+    tasks: list[str],
+    methods: list[str],
+    seeds: list[int],
+    shared: dict[str, Any],
+    variants: dict[str, dict[str, Any]] | None = None,
+    echo=print,
+) -> list[dict[str, Any]]:
+    """Run what is not done yet, in order; returns the failed runs (empty when all finished)."""
+    output_dir = Path(output_dir)
+    runs = plan_runs(output_dir, tasks, methods, seeds, shared, variants or {})
+    failures = []
+    for n, r in enumerate(runs, 1):
+        label = f"[{n}/{len(runs)}] {r['task']} {r['method']} seed {r['seed']}"
+        run_dir: Path = r["dir"]
+        if (run_dir / RESULTS).exists():
+            echo(f"{label}: done already")
+            continue
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(run_dir / RUN_CONFIG, r["options"])
+        cmd = [sys.executable, "-m", "smart_tune", "train", "--config", str(run_dir / RUN_CONFIG)]
+        if checkpoints_in(run_dir):
+            cmd.append("--resume")
+        echo(f"{label}: {'resuming' if '--resume' in cmd else 'training'} in {run_dir}")
+        started = time.time()
+        with open(run_dir / "train.log", "a", encoding="utf-8") as log:
+            log.write(f"$ {' '.join(cmd)}\n")
+            log.flush()
+            code = subprocess.call(cmd, stdout=log, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
+        minutes = (time.time() - started) / 60
+        if code == 0 and (run_dir / RESULTS).exists():
+            with open(run_dir / RESULTS, encoding="utf-8") as f:
+                metrics = json.load(f)["metrics"]
+            shown = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())
+            echo(f"{label}: finished in {minutes:.1f} min: {shown}")
+        else:
+            echo(f"{label}: FAILED (exit {code}); see {run_dir / 'train.log'}")
+            failures.append(r)
+    return failures

@@ -1,0 +1,315 @@
+"""The command line end to end on a tiny model and real RTE: train, evaluate, predict, compare, report,
+and every bad input ending in one line and a non-zero exit, with nothing written."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import shared_data_dir
+from smart_tune.cli import main
+
+GLUE = str(shared_data_dir() / "glue")
+FAST = ["--max-train-samples", "32", "--max-steps", "4", "--logging-steps", "1", "--disable-tqdm", "true"]
+
+
+def test_train_evaluate_predict(tiny_model_dir, tmp_path, capsys):
+    out = tmp_path / "run"
+    code = main(
+        [
+            "train",
+            "--task",
+            "RTE",
+            "--data-dir",
+            GLUE,
+            "--model",
+            tiny_model_dir,
+            "--seed",
+            "3",
+            "--output-dir",
+            str(out),
+            *FAST,
+        ]
+    )
+    assert code == 0
+    r = json.loads((out / "results.json").read_text())
+    assert r["task"] == "rte" and r["method"] == "smart" and r["seed"] == 3
+    assert r["model"] == tiny_model_dir and r["num_examples"] == 277
+    assert set(r["metrics"]) == {"accuracy"} and 0 <= r["metrics"]["accuracy"] <= 1
+    assert r["train_runtime_s"] > 0 and r["global_steps"] == 4
+    assert r["arguments"]["training"]["smart_method"] == "smart"
+    assert r["arguments"]["run"]["max_train_samples"] == 32
+    assert any("smart_adv_loss" in h for h in r["log_history"])
+    for name in ("model.safetensors", "config.json", "tokenizer.json"):
+        assert (out / name).exists(), name
+    assert not list(out.glob("checkpoint-*"))  # removed once the run finished
+    screen = capsys.readouterr().out
+    assert "accuracy" in screen and str(out) in screen
+
+    assert main(["evaluate", "--model-dir", str(out), "--task", "rte", "--data-dir", GLUE]) == 0
+    scored = json.loads(capsys.readouterr().out)
+    assert scored["num_examples"] == 277
+    assert scored["metrics"]["accuracy"] == pytest.approx(r["metrics"]["accuracy"], abs=1e-9)
+
+    assert main(["predict", "--model-dir", str(out), "--task", "rte", "--data-dir", GLUE]) == 0
+    lines = (out / "predictions" / "RTE.tsv").read_text().splitlines()
+    assert lines[0] == "index\tprediction" and len(lines) == 3001
+    assert lines[1].split("\t")[0] == "0"
+    assert {line.split("\t")[1] for line in lines[1:]} <= {"entailment", "not_entailment"}
+
+
+def test_regression_task_and_custom_files(tiny_model_dir, tmp_path, capsys):
+    out = tmp_path / "stsb"
+    assert (
+        main(
+            [
+                "train",
+                "--task",
+                "sts-b",
+                "--data-dir",
+                GLUE,
+                "--model",
+                tiny_model_dir,
+                "--method",
+                "r3f",
+                "--output-dir",
+                str(out),
+                "--eval-split",
+                "dev",
+                *FAST,
+            ]
+        )
+        == 0
+    )
+    r = json.loads((out / "results.json").read_text())
+    assert set(r["metrics"]) == {"pearson", "spearman"} and r["method"] == "r3f"
+
+    data = tmp_path / "mine.csv"
+    data.write_text(
+        "question,answer,label\n" + "".join(f"q{i},a {i},{'yes' if i % 2 else 'no'}\n" for i in range(20))
+    )
+    out = tmp_path / "custom"
+    assert (
+        main(
+            [
+                "train",
+                "--train-file",
+                str(data),
+                "--validation-file",
+                str(data),
+                "--text-columns",
+                "question,answer",
+                "--model",
+                tiny_model_dir,
+                "--output-dir",
+                str(out),
+                *FAST,
+            ]
+        )
+        == 0
+    )
+    r = json.loads((out / "results.json").read_text())
+    assert r["task"] == "custom" and "accuracy" in r["metrics"] and r["num_examples"] == 20
+
+
+def test_config_file_and_flags(tiny_model_dir, tmp_path):
+    from smart_tune.options import merge_options, training_parser
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("task: rte\nlearning-rate: 1.0e-3\nsmart_lambda: 2\nmethod: smart-paper\nepochs: 2\n")
+    parser = training_parser("t", "", "")
+    opts = merge_options(parser.parse_args(["--config", str(cfg), "--smart-lambda", "3", "--seed", "7"]))
+    assert opts["learning_rate"] == 1e-3 and opts["smart_lambda"] == 3.0 and opts["seed"] == 7
+    assert (
+        opts["num_train_epochs"] == 2
+        and opts["smart_dropout"] == "independent"
+        and opts["method"] == "smart-paper"
+    )
+    opts = merge_options(parser.parse_args(["--task", "rte", "--smart_method", "r3f"]))
+    assert opts["method"] == "r3f" and opts["smart_method"] == "r3f"
+
+
+def run_compare(args, **kw):
+    return subprocess.Popen(
+        [sys.executable, "-m", "smart_tune", "compare", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+        **kw,
+    )
+
+
+def test_compare_kill_resume_and_report(tiny_model_dir, tmp_path, capsys):
+    out = tmp_path / "cmp"
+    args = [
+        "--task",
+        "rte",
+        "--methods",
+        "vanilla,smart",
+        "--seeds",
+        "1,2",
+        "--output-dir",
+        str(out),
+        "--data-dir",
+        GLUE,
+        "--model",
+        tiny_model_dir,
+        *FAST,
+    ]
+    first = out / "rte" / "vanilla" / "seed-1" / "results.json"
+    proc = run_compare(args)
+    deadline = time.time() + 300
+    while not first.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.5)
+    assert first.exists(), proc.communicate()[0] if proc.poll() is not None else "no run finished in time"
+    os.killpg(proc.pid, signal.SIGKILL)  # the sweep and its current run die together
+    proc.wait()
+    done_before = sorted(p.parent.name + p.parent.parent.name for p in out.rglob("results.json"))
+    assert len(done_before) < 4
+
+    proc = run_compare(args)
+    log, _ = proc.communicate(timeout=600)
+    assert proc.returncode == 0, log
+    assert "rte vanilla seed 1: done already" in log
+    results = sorted(out.rglob("results.json"))
+    assert len(results) == 4
+    for name in ("summary.md", "summary.json", "summary.png"):
+        assert (out / name).exists()
+    summary = json.loads((out / "summary.json").read_text())
+    smart = summary["rte"]["methods"]["smart"]
+    assert smart["n"] == 2 and smart["vs_vanilla"]["accuracy"]["n"] == 2
+    vals = [json.loads(p.read_text())["metrics"]["accuracy"] for p in results if "smart" in str(p)]
+    assert smart["metrics"]["accuracy"]["mean"] == pytest.approx(sum(vals) / 2)
+    assert "| smart | 2 |" in (out / "summary.md").read_text()
+
+    (out / "summary.md").unlink()
+    assert main(["report", str(out)]) == 0
+    assert (out / "summary.md").exists()
+
+
+# --------------------------------------------------------------------------------------------------
+# Bad input: one line, non-zero exit, nothing written.
+
+
+def write_rte(folder, train_rows, dev_rows=None):
+    rte = folder / "RTE"
+    rte.mkdir(parents=True)
+    header = "index\tsentence1\tsentence2\tlabel\n"
+    (rte / "train.tsv").write_text(header + "".join(train_rows))
+    ok = ["0\tA man sleeps.\tA man rests.\tentailment\n", "1\tIt rains.\tIt is dry.\tnot_entailment\n"]
+    (rte / "dev.tsv").write_text(header + "".join(ok if dev_rows is None else dev_rows))
+    return str(folder)
+
+
+GOOD = ["0\tA man sleeps.\tA man rests.\tentailment\n", "1\tIt rains.\tIt is dry.\tnot_entailment\n"]
+
+
+def bad_inputs(tmp_path, model_dir):
+    return {
+        "unknown task": (["--task", "glue-rte-x", "--data-dir", GLUE], "unknown task 'glue-rte-x'"),
+        "missing data dir": (["--task", "rte", "--data-dir", str(tmp_path / "nowhere")], "nowhere"),
+        "missing file": (["--task", "cola", "--data-dir", write_rte(tmp_path / "d0", GOOD)], "CoLA"),
+        "wrong field count": (
+            ["--task", "rte", "--data-dir", write_rte(tmp_path / "d1", [*GOOD, "2\tonly two\n"])],
+            "train.tsv, line 4",
+        ),
+        "label outside the set": (
+            ["--task", "rte", "--data-dir", write_rte(tmp_path / "d2", [*GOOD, "2\ta\tb\tmaybe\n"])],
+            "maybe",
+        ),
+        "empty split": (
+            ["--task", "rte", "--data-dir", write_rte(tmp_path / "d3", GOOD, dev_rows=[])],
+            "no examples in the rte dev split",
+        ),
+        "model that does not load": (
+            ["--task", "rte", "--data-dir", GLUE, "--model", str(tmp_path / "no-model")],
+            "cannot load model",
+        ),
+        "conflicting method flags": (
+            ["--task", "rte", "--method", "vanilla", "--smart-method", "smart"],
+            "conflicting",
+        ),
+        "resume and overwrite": (["--task", "rte", "--resume", "--overwrite-output-dir"], "conflicting"),
+        "task and train file": (["--task", "rte", "--train-file", "x.csv"], "conflicting"),
+        "bad smart option": (
+            ["--task", "rte", "--data-dir", GLUE, "--smart-dropout", "sometimes"],
+            "smart_dropout",
+        ),
+    }
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        "unknown task",
+        "missing data dir",
+        "missing file",
+        "wrong field count",
+        "label outside the set",
+        "empty split",
+        "model that does not load",
+        "conflicting method flags",
+        "resume and overwrite",
+        "task and train file",
+        "bad smart option",
+    ],
+)
+def test_bad_input_is_one_line_and_writes_nothing(case, tmp_path, tiny_model_dir, capsys):
+    args, expected = bad_inputs(tmp_path, tiny_model_dir)[case]
+    out = tmp_path / "out"
+    code = main(
+        ["train", *args, "--output-dir", str(out), "--model", tiny_model_dir, *FAST]
+        if "--model" not in args
+        else ["train", *args, "--output-dir", str(out), *FAST]
+    )
+    err = capsys.readouterr().err.strip()
+    assert code != 0
+    assert err.startswith("error: ") and "\n" not in err and expected in err, err
+    assert not out.exists()
+
+
+def test_output_dir_with_another_runs_results_is_refused(tmp_path, tiny_model_dir, capsys):
+    out = tmp_path / "taken"
+    out.mkdir()
+    (out / "results.json").write_text('{"earlier": true}')
+    code = main(
+        [
+            "train",
+            "--task",
+            "rte",
+            "--data-dir",
+            GLUE,
+            "--model",
+            tiny_model_dir,
+            "--output-dir",
+            str(out),
+            *FAST,
+        ]
+    )
+    err = capsys.readouterr().err
+    assert code != 0 and "holds another run's results" in err and "--overwrite-output-dir" in err
+    assert (out / "results.json").read_text() == '{"earlier": true}'
+    assert sorted(p.name for p in out.iterdir()) == ["results.json"]
+
+
+def test_process_exit_code_and_no_traceback():
+    proc = subprocess.run(
+        [sys.executable, "-m", "smart_tune", "train", "--task", "nope"], capture_output=True, text=True
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip().startswith("error: unknown task 'nope'")
+    assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_help_shows_examples(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--help"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    assert "examples:" in text and "--smart-lambda" in text and "--task" in text
+    assert main([]) == 0 and "compare" in capsys.readouterr().out

@@ -61,13 +61,13 @@ class RegularizerOutput:
         loss: scalar, mean over the batch of ℓ_s(f(x̃), f(x)); ``None`` when the step was skipped
             because the inner gradient or the divergence was not finite.
         per_example: (B,) float32 divergences (``None`` when skipped).
-        delta_linf: max over the batch of ‖x̃ − x‖_∞ actually used, a float.
+        delta_linf: max over the batch of ‖x̃ − x‖_∞ actually used (a 0-d tensor: no device sync).
         nonfinite: True when the term was dropped for this step.
     """
 
     loss: torch.Tensor | None
     per_example: torch.Tensor | None
-    delta_linf: float
+    delta_linf: torch.Tensor | float
     nonfinite: bool = False
 
 
@@ -221,9 +221,10 @@ class _EmbeddingRegularizer:
         self.dropout = dropout
         self.scale = scale
 
-    def _prepare(self, model: nn.Module, batch: Mapping[str, Any]):
+    def _prepare(self, model: nn.Module, batch: Mapping[str, Any], embeds: torch.Tensor | None):
         input_ids = batch["input_ids"]
-        embeds = word_embeddings(model, input_ids)
+        if embeds is None:
+            embeds = word_embeddings(model, input_ids)
         mask = _real_token_mask(batch, input_ids).to(embeds.dtype)
         inputs = model_inputs(batch)
         if "position_ids" not in inputs:
@@ -252,7 +253,9 @@ class AdversarialRegularizer(_EmbeddingRegularizer):
 
     Call it with the model, the batch (``input_ids``, ``attention_mask``, ...) and the clean logits
     f(x) (with their graph, so that R_s's gradient reaches θ through both sides); it returns a
-    :class:`RegularizerOutput`. ``loss_scale`` multiplies the inner loss before its backward so that a
+    :class:`RegularizerOutput`. Pass ``embeds``, the word embeddings E(input_ids) (B, L, H) that the
+    clean pass took as ``inputs_embeds``, to save a second lookup and a second (V, H) embedding
+    gradient; by default they are looked up again. ``loss_scale`` multiplies the inner loss before its backward so that a
     half-precision gradient does not underflow; the per-example ℓ∞ normalisation removes it again.
     """
 
@@ -300,8 +303,9 @@ class AdversarialRegularizer(_EmbeddingRegularizer):
         problem_type: str,
         rng_state: Mapping[str, Any] | None = None,
         loss_scale: float = 1.0,
+        embeds: torch.Tensor | None = None,
     ) -> RegularizerOutput:
-        embeds, mask, inputs, unit = self._prepare(model, batch)
+        embeds, mask, inputs, unit = self._prepare(model, batch, embeds)
         epsilon, sigma, eta = self.epsilon * unit, self.sigma * unit, self.eta * unit
         target = clean_logits.detach()
         x = embeds.detach()
@@ -325,7 +329,7 @@ class AdversarialRegularizer(_EmbeddingRegularizer):
         # R_s at x̃: x keeps its graph so the embedding matrix gets R_s's gradient as in f(x̃; θ).
         adv_logits = self._forward(model, embeds + delta.to(embeds.dtype), inputs, rng_state)
         per_example = smoothness_divergence(adv_logits, clean_logits, problem_type)
-        delta_linf = float(delta.abs().max()) if delta.numel() else 0.0
+        delta_linf = delta.detach().abs().amax()
         if not torch.isfinite(per_example).all():
             return RegularizerOutput(None, None, delta_linf, nonfinite=True)
         return RegularizerOutput(per_example.mean(), per_example, delta_linf)
@@ -362,8 +366,9 @@ class NoiseRegularizer(_EmbeddingRegularizer):
         problem_type: str,
         rng_state: Mapping[str, Any] | None = None,
         loss_scale: float = 1.0,
+        embeds: torch.Tensor | None = None,
     ) -> RegularizerOutput:
-        embeds, mask, inputs, unit = self._prepare(model, batch)
+        embeds, mask, inputs, unit = self._prepare(model, batch, embeds)
         epsilon = self.epsilon * unit
         if self.noise == "uniform":
             noise = (torch.rand_like(embeds, dtype=torch.float32) * 2 - 1) * epsilon
@@ -372,7 +377,7 @@ class NoiseRegularizer(_EmbeddingRegularizer):
         noise = (noise * mask).to(embeds.dtype)
         noisy_logits = self._forward(model, embeds + noise, inputs, rng_state)
         per_example = smoothness_divergence(noisy_logits, clean_logits, problem_type)
-        delta_linf = float(noise.abs().max()) if noise.numel() else 0.0
+        delta_linf = noise.detach().abs().amax()
         if not torch.isfinite(per_example).all():
             return RegularizerOutput(None, None, delta_linf, nonfinite=True)
         return RegularizerOutput(per_example.mean(), per_example, delta_linf)

@@ -58,6 +58,7 @@ class MeanTeacher:
         self.dropout = dropout
         self.model = copy.deepcopy(model)
         self.model.requires_grad_(False)
+        self._params = list(self.model.parameters())
         self.optimizer_steps = 0  # optimizer steps seen: the clock of the β schedule and of S
         self.num_updates = 0  # EMA updates applied
 
@@ -72,14 +73,13 @@ class MeanTeacher:
         if self.optimizer_steps % self.update_every:
             return False
         beta = self.beta_at(self.optimizer_steps)
-        teacher_params = [p for p in self.model.parameters()]
         student_params = [p.detach() for p in student.parameters()]
-        if len(teacher_params) != len(student_params):
+        if len(self._params) != len(student_params):
             raise RuntimeError("teacher and student have different parameter lists")
-        # θ̃ ← β θ̃ + (1 − β) θ  ==  θ̃.lerp_(θ, 1 − β)
-        torch._foreach_lerp_(
-            teacher_params, [s.to(t.dtype) for t, s in zip(teacher_params, student_params)], 1 - beta
-        )
+        if any(t.dtype != s.dtype for t, s in zip(self._params, student_params)):
+            student_params = [s.to(t.dtype) for t, s in zip(self._params, student_params)]
+        # θ̃ ← β θ̃ + (1 − β) θ  ==  θ̃.lerp_(θ, 1 − β), one fused call over all tensors
+        torch._foreach_lerp_(self._params, student_params, 1 - beta)
         for t, s in zip(self.model.buffers(), student.buffers()):
             t.copy_(s)
         self.num_updates += 1

@@ -34,6 +34,8 @@ from .adversarial import (
     NoiseRegularizer,
     capture_rng_state,
     check_accepts_inputs_embeds,
+    position_ids_for,
+    word_embeddings,
 )
 from .divergences import problem_type_of
 from .errors import ConfigError
@@ -196,21 +198,32 @@ class SmartTrainer(Trainer):
         if self.args.smart_method == "vanilla" or not model.training:
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
 
-        problem_type = problem_type_of(self.accelerator.unwrap_model(model).config)
+        # Extra passes run on the unwrapped module: they need no gradient synchronisation of their own.
+        net = self.accelerator.unwrap_model(model)
+        problem_type = problem_type_of(net.config)
+        regularize = self.regularizer is not None and self.state.global_step % self.args.smart_adv_every == 0
         rng_state = capture_rng_state(self.args.device) if self.args.smart_dropout == "shared" else None
 
-        # 1. The clean pass, exactly the plain Trainer's: f(x; θ) and L.
-        task_loss, outputs = super().compute_loss(model, inputs, True, num_items_in_batch)
+        # 1. The clean pass, the plain Trainer's own: f(x; θ) and L. When R_s follows, the clean pass
+        #    takes x = E(input_ids) as inputs_embeds and R_s reuses x: one lookup, one (V, H) gradient.
+        embeds, clean_inputs = None, inputs
+        if regularize and "input_ids" in inputs:
+            embeds = word_embeddings(net, inputs["input_ids"])
+            clean_inputs = {k: v for k, v in inputs.items() if k != "input_ids"}
+            clean_inputs["inputs_embeds"] = embeds
+            position_ids = position_ids_for(net, inputs["input_ids"])
+            if position_ids is not None and "position_ids" not in inputs:
+                clean_inputs["position_ids"] = position_ids
+        task_loss, outputs = super().compute_loss(model, clean_inputs, True, num_items_in_batch)
         logits = outputs["logits"]
         loss = task_loss
         self._record("smart_task_loss", task_loss)
         extra_scale = self._extra_term_scale(num_items_in_batch)
-        # Extra passes run on the unwrapped module: they need no gradient synchronisation of their own.
-        net = self.accelerator.unwrap_model(model)
 
         # 2. R_s (or R3F's term) on the word embeddings, every smart_adv_every-th optimizer step.
-        if self.regularizer is not None and self.state.global_step % self.args.smart_adv_every == 0:
-            reg = self.regularizer(net, inputs, logits, problem_type, rng_state, self._inner_loss_scale())
+        if regularize:
+            loss_scale = self._inner_loss_scale()
+            reg = self.regularizer(net, inputs, logits, problem_type, rng_state, loss_scale, embeds=embeds)
             self._record("smart_delta_linf", reg.delta_linf)
             if reg.nonfinite:
                 self._skip_nonfinite("R_s")

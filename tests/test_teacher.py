@@ -103,3 +103,27 @@ def test_invalid_arguments():
         MeanTeacher(tiny_model(), beta=1.5)
     with pytest.raises(ValueError):
         MeanTeacher(tiny_model(), update_every=0)
+
+
+def test_teacher_dropout_policies():
+    from smart_tune.adversarial import capture_rng_state
+
+    model = tiny_model(dropout=0.5).train()
+    batch = toy_batch()
+    inputs = {k: v for k, v in batch.items() if k != "labels"}
+    # "shared": at θ̃ = θ the teacher replays the clean pass's masks, so D_Breg is exactly zero
+    teacher = MeanTeacher(model, dropout="shared")
+    rng = capture_rng_state()
+    logits = model(**inputs).logits
+    assert teacher.divergence(batch, logits, "single_label_classification", rng).abs().max() < 1e-6
+    # "off" (the default): the teacher predicts in eval mode, a deterministic target
+    teacher = MeanTeacher(model)
+    assert teacher.dropout == "off"
+    a, b = teacher.logits(batch), teacher.logits(batch)
+    assert torch.equal(a, b)
+    with torch.no_grad():
+        torch.testing.assert_close(a, model.eval()(**inputs).logits)
+    model.train()
+    # "independent": its own masks, so two calls differ
+    teacher = MeanTeacher(model, dropout="independent")
+    assert not torch.equal(teacher.logits(batch), teacher.logits(batch))

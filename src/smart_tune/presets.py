@@ -30,6 +30,7 @@ PRESETS = MappingProxyType(
                 "smart_beta_warmup": 0.99,
                 "smart_beta_warmup_ratio": 0.1,
                 "smart_dropout": "independent",
+                "smart_teacher_dropout": "off",
                 "smart_scale": "absolute",
                 "smart_projection": "ball",
             }

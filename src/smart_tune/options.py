@@ -42,6 +42,7 @@ RUN_DEFAULTS: dict[str, Any] = {
     "resume": False,
     "overwrite_output_dir": False,
     "keep_checkpoints": False,
+    "save_model": True,
     "trust_remote_code": False,
     "config": None,
 }
@@ -137,6 +138,13 @@ def add_run_flags(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         default=S,
         help="replace another run's results in the output directory",
+    )
+    g.add_argument(
+        "--no-save-model",
+        dest="save_model",
+        action="store_false",
+        default=S,
+        help="keep only results.json (sweeps: no model files in the results folder)",
     )
     g.add_argument(
         "--keep-checkpoints",

@@ -246,7 +246,8 @@ def train(options: dict[str, Any]) -> dict[str, Any]:
     train_runtime = time.time() - started
 
     # The model in memory is the best on dev (load_best_model_at_end) or the last.
-    trainer.save_model(str(output_dir))
+    if run["save_model"]:
+        trainer.save_model(str(output_dir))
     metrics: dict[str, float] = {}
     num_examples: dict[str, int] = {}
     eval_started = time.time()

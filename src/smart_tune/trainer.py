@@ -80,7 +80,13 @@ class SmartTrainingArguments(TrainingArguments):
     smart_dropout: str = field(
         default="independent",
         metadata={
-            "help": "dropout of the perturbed and teacher passes: independent, shared (clean pass's masks), off"
+            "help": "dropout of the perturbed passes: independent, shared (the clean pass's masks), off"
+        },
+    )
+    smart_teacher_dropout: str = field(
+        default="off",
+        metadata={
+            "help": "dropout of the teacher's pass: off (eval mode, a fixed target), independent, shared"
         },
     )
     smart_scale: str = field(
@@ -100,6 +106,7 @@ class SmartTrainingArguments(TrainingArguments):
         choices = {
             "smart_method": METHODS,
             "smart_dropout": DROPOUT_POLICIES,
+            "smart_teacher_dropout": DROPOUT_POLICIES,
             "smart_scale": SCALES,
             "smart_projection": PROJECTIONS,
             "smart_noise_type": NOISE_TYPES,
@@ -202,7 +209,8 @@ class SmartTrainer(Trainer):
         net = self.accelerator.unwrap_model(model)
         problem_type = problem_type_of(net.config)
         regularize = self.regularizer is not None and self.state.global_step % self.args.smart_adv_every == 0
-        rng_state = capture_rng_state(self.args.device) if self.args.smart_dropout == "shared" else None
+        shared = "shared" in (self.args.smart_dropout, self.args.smart_teacher_dropout)
+        rng_state = capture_rng_state(self.args.device) if shared else None
 
         # 1. The clean pass, the plain Trainer's own: f(x; θ) and L. When R_s follows, the clean pass
         #    takes x = E(input_ids) as inputs_embeds and R_s reuses x: one lookup, one (V, H) gradient.
@@ -286,7 +294,7 @@ class SmartTrainer(Trainer):
             beta_warmup=self.args.smart_beta_warmup,
             warmup_steps=math.ceil(self.args.smart_beta_warmup_ratio * max_steps),
             update_every=self.args.smart_teacher_every,
-            dropout=self.args.smart_dropout,
+            dropout=self.args.smart_teacher_dropout,
         )
         if self._resume_dir is not None:
             self._load_teacher(self._resume_dir)

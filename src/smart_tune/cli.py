@@ -1,6 +1,8 @@
 """The ``smart-tune`` command line: train, evaluate, predict, compare, report. Thin: parse, call, print.
 
-Bad input ends in one line on stderr (``error: ...``) and a non-zero exit, never a traceback.
+Bad input ends in one line on stderr (``error: ...``) and a non-zero exit, never a traceback. An
+interrupted training (SIGTERM, Ctrl-C) saves a checkpoint, names it in that line and exits with
+128 + the signal's number (143, 130), as a process ended by the signal would.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import sys
 from typing import Any
 
 from . import __version__
-from .errors import ConfigError, SmartTuneError
+from .errors import ConfigError, Interrupted, SmartTuneError
 
 TRAIN_EXAMPLES = """examples:
   smart-tune train --task rte --data-dir ../shared/data/glue
@@ -213,6 +215,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return command[0](argv[1:])
+    except Interrupted as exc:  # SIGTERM or Ctrl-C during training: checkpoint saved, 128 + signal
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
     except SmartTuneError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

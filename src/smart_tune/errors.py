@@ -16,3 +16,25 @@ class DataError(SmartTuneError):
 
 class ConfigError(SmartTuneError, ValueError):
     """An invalid or conflicting option (also a ValueError, as argument validation usually is)."""
+
+
+class CheckpointError(SmartTuneError):
+    """A checkpoint that could not be written (full disk, lost mount: the previous one is left intact) or
+    that is refused on resume (a pickled object that is not a tensor)."""
+
+
+class NonFiniteLoss(SmartTuneError):
+    """Training stopped: the loss was NaN or Inf for too many optimizer steps in a row."""
+
+
+class Interrupted(SmartTuneError):
+    """Training stopped by SIGINT or SIGTERM after saving a checkpoint (or, on a second signal, at once).
+
+    ``exit_code`` follows the shell's convention for a process ended by a signal: 128 + the signal's
+    number (130 for SIGINT, 143 for SIGTERM), so that schedulers and scripts see an interrupted run.
+    """
+
+    def __init__(self, message: str, signum: int):
+        super().__init__(message)
+        self.signum = signum
+        self.exit_code = 128 + int(signum)

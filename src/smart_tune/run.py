@@ -4,12 +4,20 @@
             → ``SmartTrainer`` → best/last model saved in OUTPUT_DIR → results.json
 
 The training loop is the Trainer's; nothing here knows the method beyond its arguments.
+
+Trust: model weights are read by ``from_pretrained``, which prefers safetensors and reads a pickle
+(``pytorch_model.bin``) only through ``torch.load(weights_only=True)`` (transformers 5 default), which
+refuses any object but tensors and plain containers; resuming reads the optimizer, scheduler, scaler
+and RNG states the same way (``Trainer._load_optimizer_and_scheduler``, ``_load_rng_state``, all with
+``weights_only=True``), and the mean teacher from safetensors. Code shipped with a model runs only
+with ``--trust-remote-code`` (train); evaluate and predict never run it.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import pickle
 import platform
 import shutil
 import time
@@ -18,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import ConfigError, DataError, SmartTuneError
+from .errors import ConfigError, DataError, Interrupted, SmartTuneError
 
 RESULTS = "results.json"
 
@@ -42,11 +50,15 @@ def write_json_atomic(path: str | Path, data: Any) -> None:
     """Write JSON so that a crash mid-write leaves the previous file intact (temp file, then rename)."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(data, f, indent=2, sort_keys=False, default=str)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(data, f, indent=2, sort_keys=False, default=str)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # no half-written temp file left beside the intact original
+        raise
 
 
 def checkpoints_in(output_dir: Path) -> list[Path]:
@@ -83,6 +95,11 @@ def check_output_dir(output_dir: Path, resume: bool, overwrite: bool) -> None:
         )
     if resume and not has_checkpoints:
         raise ConfigError(f"--resume: no checkpoint-* folder in {output_dir}")
+    if resume:
+        from .checkpoints import last_complete_checkpoint, no_complete_checkpoint_message
+
+        if last_complete_checkpoint(output_dir) is None:
+            raise ConfigError(f"--resume: {no_complete_checkpoint_message(output_dir)}")
 
 
 def _quiet_libraries() -> None:
@@ -116,6 +133,13 @@ def load_model_and_tokenizer(name_or_path: str, task, trust_remote_code: bool = 
     try:
         tokenizer = AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=trust_remote_code)
         model = AutoModelForSequenceClassification.from_pretrained(name_or_path, **kwargs)
+    except pickle.UnpicklingError:
+        # torch.load(weights_only=True) met an object that is not a tensor: a pickle that could run
+        # code. Its own message suggests weights_only=False; we do not.
+        raise SmartTuneError(
+            f"cannot load model '{name_or_path}': its PyTorch pickle (.bin) holds objects other than "
+            "tensors, which could run code; refused. Use safetensors weights from a trusted source"
+        ) from None
     except Exception as exc:  # OSError, ValueError, a hub error: all mean "this model cannot be used"
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise SmartTuneError(f"cannot load model '{name_or_path}': {first}") from None
@@ -192,6 +216,7 @@ def train(options: dict[str, Any]) -> dict[str, Any]:
     """Fine-tune one model with one method and seed; returns the results written to results.json."""
     from transformers import DataCollatorWithPadding
 
+    from .interrupt import StopOnSignal
     from .metrics import make_compute_metrics
     from .options import split_options
     from .trainer import SmartTrainer
@@ -242,7 +267,16 @@ def train(options: dict[str, Any]) -> dict[str, Any]:
     )
     output_dir.mkdir(parents=True, exist_ok=True)
     started = time.time()
-    train_output = trainer.train(resume_from_checkpoint=True if run["resume"] else None)
+    # SIGTERM or Ctrl-C: a checkpoint at the end of the step, then Interrupted (exit 143 or 130).
+    stop = StopOnSignal()
+    trainer.add_callback(stop)
+    with stop:
+        try:
+            train_output = trainer.train(resume_from_checkpoint=True if run["resume"] else None)
+        except Interrupted:  # a second signal: stopped at once
+            raise stop.interrupted(output_dir, trainer.state, at_once=True) from None
+    if stop.signum is not None:
+        raise stop.interrupted(output_dir, trainer.state)
     train_runtime = time.time() - started
 
     # The model in memory is the best on dev (load_best_model_at_end) or the last.
@@ -274,6 +308,7 @@ def train(options: dict[str, Any]) -> dict[str, Any]:
         "train_loss": train_output.training_loss,
         "best_checkpoint": trainer.state.best_model_checkpoint,
         "smart_nonfinite": getattr(trainer, "nonfinite_count", 0),
+        "smart_skipped_steps": getattr(trainer, "skipped_steps", 0),
         "arguments": {"run": run, "training": args.to_dict()},
         "environment": _environment(),
         "log_history": trainer.state.log_history,

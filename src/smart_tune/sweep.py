@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from .checkpoints import last_complete_checkpoint
 from .errors import ConfigError
 from .presets import PRESETS
 from .run import RESULTS, checkpoints_in, write_json_atomic
@@ -86,8 +87,10 @@ def run_sweep(
         run_dir.mkdir(parents=True, exist_ok=True)
         write_json_atomic(run_dir / RUN_CONFIG, r["options"])
         cmd = [sys.executable, "-m", "smart_tune", "train", "--config", str(run_dir / RUN_CONFIG)]
-        if checkpoints_in(run_dir):
+        if last_complete_checkpoint(run_dir):
             cmd.append("--resume")
+        elif checkpoints_in(run_dir):  # only saves cut short (a kill mid-save): nothing to resume
+            cmd.append("--overwrite-output-dir")
         echo(f"{label}: {'resuming' if '--resume' in cmd else 'training'} in {run_dir}")
         started = time.time()
         with open(run_dir / "train.log", "a", encoding="utf-8") as log:

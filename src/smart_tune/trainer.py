@@ -17,6 +17,8 @@ from __future__ import annotations
 import json
 import math
 import os
+import pickle
+import shutil
 import warnings
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,8 +39,18 @@ from .adversarial import (
     position_ids_for,
     word_embeddings,
 )
+from .checkpoints import (
+    _checkpoint_step,
+    _commit_marker,
+    _first_line,
+    _prepare_marker,
+    is_complete_checkpoint,
+    last_complete_checkpoint,
+    no_complete_checkpoint_message,
+)
 from .divergences import problem_type_of
-from .errors import ConfigError
+from .errors import CheckpointError, ConfigError, NonFiniteLoss, SmartTuneError
+from .sharding import check_sharding
 from .teacher import MeanTeacher
 
 METHODS = ("smart", "r3f", "vanilla")
@@ -100,6 +112,13 @@ class SmartTrainingArguments(TrainingArguments):
     smart_noise_type: str = field(
         default="uniform", metadata={"help": "R3F noise: uniform (fairseq) or normal"}
     )
+    smart_max_nonfinite_steps: int = field(
+        default=5,
+        metadata={
+            "help": "optimizer steps in a row whose loss is NaN/Inf (each skipped, no update) before "
+            "training stops with an error"
+        },
+    )
 
     def __post_init__(self):
         super().__post_init__()
@@ -126,6 +145,7 @@ class SmartTrainingArguments(TrainingArguments):
             ("smart_beta_warmup_ratio", 0 <= self.smart_beta_warmup_ratio <= 1),
             ("smart_teacher_every", self.smart_teacher_every >= 1),
             ("smart_adv_every", self.smart_adv_every >= 1),
+            ("smart_max_nonfinite_steps", self.smart_max_nonfinite_steps >= 1),
         ]
         for name, ok in checks:
             if not ok:
@@ -159,6 +179,26 @@ def build_regularizer(args: SmartTrainingArguments) -> AdversarialRegularizer | 
     )
 
 
+class _NonfiniteStepGuard(TrainerCallback):
+    """Drops the update of an optimizer step whose loss was NaN/Inf, and counts it (see
+    ``SmartTrainer.training_step``). ``on_pre_optimizer_step`` comes after gradient clipping and just
+    before ``optimizer.step()``; ``on_step_end`` once per optimizer step."""
+
+    def __init__(self, trainer: SmartTrainer):
+        self.trainer = trainer
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.trainer._update_nonfinite = False
+        self.trainer._nonfinite_run = 0
+
+    def on_pre_optimizer_step(self, args, state, control, **kwargs):
+        if self.trainer._update_nonfinite:
+            self.trainer._drop_update()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.trainer._end_update(state.global_step)
+
+
 class _TeacherCallback(TrainerCallback):
     """Creates the teacher when training starts (after any checkpoint is loaded) and moves it once per
     optimizer step: ``on_step_end`` fires once per optimizer step, whatever the gradient accumulation."""
@@ -180,13 +220,24 @@ class SmartTrainer(Trainer):
     Takes every argument the Trainer takes; ``args`` must be :class:`SmartTrainingArguments`. Logs, beside
     the Trainer's ``loss``: ``smart_task_loss`` (L), ``smart_adv_loss`` (R_s, unweighted),
     ``smart_breg_loss`` (D_Breg, unweighted), ``smart_delta_linf`` (max ‖x̃ − x‖_∞), ``smart_nonfinite``
-    (steps whose term was dropped as non-finite, cumulative) and ``smart_teacher_beta``.
+    (steps whose term was dropped as non-finite, cumulative) and ``smart_teacher_beta``; for every
+    method, ``smart_skipped_steps`` (optimizer steps skipped because the total loss was NaN/Inf).
+
+    Reliability, for every method: a step whose loss is NaN/Inf applies no update (see
+    :meth:`training_step`); checkpoints are marked complete only once fully written, and
+    ``train(resume_from_checkpoint=True)`` resumes from the newest complete one (see
+    :meth:`_save_checkpoint`); FSDP and DeepSpeed ZeRO-3 are refused for SMART and R3F
+    (:func:`check_sharding`).
     """
 
     def __init__(self, *args, **kwargs):
+        # Sharding is refused before the Trainer sets it up (which may need a process group) and again
+        # after, for FSDP or DeepSpeed configured through ``accelerate launch`` rather than the arguments.
+        check_sharding(kwargs.get("args", args[1] if len(args) > 1 else None))
         super().__init__(*args, **kwargs)
         if not isinstance(self.args, SmartTrainingArguments):
             raise ConfigError("SmartTrainer needs SmartTrainingArguments")
+        check_sharding(self.args, self.accelerator)
         self.regularizer = build_regularizer(self.args)
         self.teacher: MeanTeacher | None = None
         self._resume_dir: str | None = None
@@ -194,6 +245,11 @@ class SmartTrainer(Trainer):
         self._counts: dict[str, int] = {}
         self.nonfinite_count = 0
         self._warned_nonfinite = False
+        self.skipped_steps = 0  # optimizer steps skipped because the loss was NaN/Inf (all methods)
+        self._nonfinite_run = 0  # of which in a row, up to now
+        self._update_nonfinite = False  # the current optimizer step has seen a non-finite loss
+        self._warned_skipped = False
+        self.add_callback(_NonfiniteStepGuard(self))
         if self.args.smart_method != "vanilla":
             check_accepts_inputs_embeds(self.accelerator.unwrap_model(self.model))
             self.add_callback(_TeacherCallback(self))
@@ -316,17 +372,140 @@ class SmartTrainer(Trainer):
         self._resume_dir = resume_from_checkpoint
         return super()._load_from_checkpoint(resume_from_checkpoint, model)
 
-    def _save_checkpoint(self, model, trial):
-        super()._save_checkpoint(model, trial)
+    def _save_teacher(self, folder: str) -> None:
+        """Write the teacher into a checkpoint folder (called by :meth:`_save_checkpoint`)."""
         if self.teacher is None or not self.args.should_save:
             return
-        folder = os.path.join(self._get_output_dir(trial=trial), f"checkpoint-{self.state.global_step}")
+        os.makedirs(folder, exist_ok=True)
         state = self.teacher.state_dict()
         # safetensors refuses tensors that share memory (tied weights): save contiguous copies.
         tensors = {k: v.detach().contiguous().clone() for k, v in state.pop("model").items()}
         save_file(tensors, os.path.join(folder, TEACHER_WEIGHTS))
         with open(os.path.join(folder, TEACHER_STATE), "w") as f:
             json.dump(state, f)
+
+    # ---------------------------------------------------------------------------------------------
+    # Checkpoints: complete or absent, and resume from the newest complete one.
+
+    def train(self, resume_from_checkpoint=None, trial=None, **kwargs):
+        """``Trainer.train``, except that ``resume_from_checkpoint=True`` takes the newest *complete*
+        checkpoint of ``args.output_dir``: the Trainer's choice, the highest ``checkpoint-N``, may be a
+        folder whose save was cut short (a kill, a crash, a full disk) and cannot be resumed.
+        A path is used as given. A checkpoint file holding a pickled object other than tensors (which
+        could run code; the Trainer loads them with ``torch.load(weights_only=True)``) is refused with a
+        :class:`CheckpointError`."""
+        if isinstance(resume_from_checkpoint, bool) and resume_from_checkpoint:
+            resume_from_checkpoint = last_complete_checkpoint(self.args.output_dir)
+            if resume_from_checkpoint is None:
+                raise ConfigError(no_complete_checkpoint_message(self.args.output_dir))
+            if self.args.should_save:
+                self._remove_cut_short_after(resume_from_checkpoint)
+        try:
+            return super().train(resume_from_checkpoint=resume_from_checkpoint, trial=trial, **kwargs)
+        except pickle.UnpicklingError:
+            if resume_from_checkpoint is None:
+                raise
+            raise CheckpointError(
+                f"cannot resume from {resume_from_checkpoint}: a file in it holds pickled objects other "
+                "than tensors, which could run code; refused"
+            ) from None
+
+    def _remove_cut_short_after(self, checkpoint: str) -> None:
+        """Remove the unfinished ``checkpoint-N`` folders later than the one resumed from.
+
+        They cannot be resumed, the resumed run writes those steps again, and they would mislead the
+        Trainer's rotation (``save_total_limit``), which keeps the highest N and may delete the new
+        checkpoints instead.
+        """
+        start = _checkpoint_step(os.path.basename(checkpoint)) or 0
+        for name in sorted(os.listdir(self.args.output_dir)):
+            step = _checkpoint_step(name)
+            path = os.path.join(self.args.output_dir, name)
+            if step is not None and step > start and os.path.isdir(path) and not is_complete_checkpoint(path):
+                warnings.warn(
+                    f"smart-tune: removing {path}: its save was cut short", RuntimeWarning, stacklevel=3
+                )
+                shutil.rmtree(path, ignore_errors=True)
+
+    def _save_checkpoint(self, model, trial):
+        """Write ``checkpoint-N`` so that it ends complete (marked) or absent, never half-written.
+
+        The Trainer writes the folder in place, file by file. Here the completion marker is prepared
+        first (an older folder of that name loses its marker), then the teacher and the Trainer's files
+        are written, flushed to disk, and the marker is renamed into place last (a rename needs no free
+        space). If a write fails, the partial folder is removed and a :class:`CheckpointError` says so;
+        older checkpoints stay as they were. The marker is prepared before the Trainer's save because
+        that save ends by rotating old checkpoints (``save_total_limit``).
+        """
+        folder = os.path.join(self._get_output_dir(trial=trial), f"checkpoint-{self.state.global_step}")
+        writes = self.args.should_save  # the process that writes the model and the marker
+        try:
+            pending = _prepare_marker(folder, self.state.global_step) if writes else None
+            self._save_teacher(folder)
+            super()._save_checkpoint(model, trial)
+            self.accelerator.wait_for_everyone()  # every process's shards are written
+            if pending is not None:
+                _commit_marker(folder, pending)
+        except BaseException as exc:
+            if writes:
+                shutil.rmtree(folder, ignore_errors=True)
+            if not isinstance(exc, Exception) or isinstance(exc, SmartTuneError):
+                raise  # Ctrl-C, a second signal: stop as asked, the folder gone
+            previous = last_complete_checkpoint(self._get_output_dir(trial=trial))
+            kept = f"the newest complete checkpoint is {previous}" if previous else "none is complete yet"
+            raise CheckpointError(
+                f"could not save {folder}: {_first_line(exc)}; the partial folder was removed and {kept}"
+            ) from exc
+
+    # ---------------------------------------------------------------------------------------------
+    # Non-finite losses: the step is skipped (no update), counted, warned once; too many in a row stop.
+
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        """The Trainer's step (forward, backward); notes a NaN/Inf loss so the optimizer step is skipped.
+
+        The backward of a NaN loss fills the gradients with NaN, and an optimizer step on zeroed
+        gradients would still move the weights (AdamW's momentum and weight decay). So the whole
+        update (every micro-batch under gradient accumulation) is dropped: the gradients are set to
+        None just before the optimizer step, which optimizers then leave untouched (no moment, no
+        step count, no weight decay). The learning-rate schedule and the step count move on. Under
+        fp16 the grad scaler has recorded the overflow already and skips as usual. Not for DeepSpeed,
+        whose engine holds the gradients itself.
+        """
+        loss = super().training_step(model, inputs, num_items_in_batch)
+        if not bool(torch.isfinite(loss).all()):
+            self._update_nonfinite = True
+        return loss
+
+    def _drop_update(self) -> None:
+        for group in self.optimizer.param_groups:
+            for param in group["params"]:
+                param.grad = None
+
+    def _end_update(self, step: int) -> None:
+        """After optimizer step ``step`` (1-based): count a skipped step; stop after too many in a row."""
+        if not self._update_nonfinite:
+            self._nonfinite_run = 0
+            return
+        self._update_nonfinite = False
+        self.skipped_steps += 1
+        self._nonfinite_run += 1
+        limit = self.args.smart_max_nonfinite_steps
+        if self._nonfinite_run >= limit:
+            first = step - self._nonfinite_run + 1
+            raise NonFiniteLoss(
+                f"the loss was NaN or Inf at {self._nonfinite_run} optimizer steps in a row (steps "
+                f"{first} to {step}), each skipped without an update; training stopped. Try a lower "
+                "--learning-rate, or turn --bf16/--fp16 off (smart_max_nonfinite_steps sets how many "
+                "are tolerated)"
+            )
+        if not self._warned_skipped:
+            warnings.warn(
+                f"smart-tune: the loss was NaN or Inf at step {step}; that step was skipped without an "
+                f"update (counted in smart_skipped_steps; warned once; {limit} in a row stop training)",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+            self._warned_skipped = True
 
     # ---------------------------------------------------------------------------------------------
     # Logging: each term's mean since the last log, beside the Trainer's own loss.
@@ -337,6 +516,8 @@ class SmartTrainer(Trainer):
         self._counts[name] = self._counts.get(name, 0) + 1
 
     def log(self, logs: dict[str, float], *args: Any, **kwargs: Any) -> None:
+        if "loss" in logs:
+            logs["smart_skipped_steps"] = self.skipped_steps
         if "loss" in logs and self.args.smart_method != "vanilla":
             for name, total in self._sums.items():
                 logs[name] = total / self._counts[name]

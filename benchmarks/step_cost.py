@@ -9,8 +9,10 @@ classifier, in train mode (dropout on), on CPU:
     plain          task loss, backward, clip grad norm 1.0, AdamW step, zero_grad
     r3f            + λ·R3F term (``smart_tune.NoiseRegularizer``, defaults), λ = 1
     smart-rs       + λ·R_s (``smart_tune.AdversarialRegularizer``, defaults), λ = 1, no teacher
-    smart          + λ·R_s + μ·D_Breg (``smart_tune.MeanTeacher``, defaults), λ = μ = 1,
-                   and ``teacher.step`` after the optimizer step
+    smart          + λ·R_s + μ·D_Breg (``smart_tune.MeanTeacher``, defaults: teacher in eval mode),
+                   λ = μ = 1, and ``teacher.step`` after the optimizer step
+    smart-nodrop   full SMART with ``smart_dropout="off"``: the perturbed passes run without dropout
+                   (on a CPU a train-mode pass costs about twice an eval-mode one: mask generation)
     smart-pytorch  + 1·``smart_pytorch.SMARTLoss`` (0.0.4, its default hyper-parameters, its own
                    ``kl_loss`` for the ascent and ``sym_kl_loss`` for the last pass), wired to perturb
                    the word embeddings as ours does: embed = E(input_ids), eval_fn(e) =
@@ -199,6 +201,7 @@ STEPS: dict[str, Callable[[MethodRun, dict[str, torch.Tensor]], None]] = {
     "smart-rs": step_smart_rs,
     "smart": step_smart,
     "smart-pytorch": step_smart_pytorch,
+    "smart-nodrop": step_smart,
 }
 
 DESCRIPTIONS = {
@@ -207,6 +210,7 @@ DESCRIPTIONS = {
     "smart-rs": "+ λ·R_s (smart_tune.AdversarialRegularizer), λ=1, no teacher",
     "smart": "+ λ·R_s + μ·D_Breg (smart_tune.MeanTeacher), λ=μ=1, teacher.step",
     "smart-pytorch": "+ smart_pytorch 0.0.4 SMARTLoss on word embeddings, weight 1, its defaults",
+    "smart-nodrop": "full SMART with smart_dropout=off (perturbed passes without dropout)",
 }
 
 
@@ -227,7 +231,9 @@ def build_run(name: str, base: nn.Module) -> MethodRun:
         regularizer = NoiseRegularizer()
     elif name in ("smart-rs", "smart"):
         regularizer = AdversarialRegularizer()
-    teacher = MeanTeacher(model) if name == "smart" else None
+    elif name == "smart-nodrop":
+        regularizer = AdversarialRegularizer(dropout="off")
+    teacher = MeanTeacher(model) if name in ("smart", "smart-nodrop") else None
     return MethodRun(name, model, optimizer, regularizer, teacher)
 
 

@@ -92,8 +92,9 @@ def cmd_evaluate(argv: list[str]) -> int:
     p.add_argument("--data-dir")
     p.add_argument("--max-length", type=int, default=128)
     p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--trust-remote-code", action="store_true", help="allow the model's own code to run")
     a = p.parse_args(argv)
-    out = evaluate(a.model_dir, a.task, a.split, a.data_dir, a.max_length, a.batch_size)
+    out = evaluate(a.model_dir, a.task, a.split, a.data_dir, a.max_length, a.batch_size, a.trust_remote_code)
     print(json.dumps(out, indent=2))
     return 0
 
@@ -113,8 +114,11 @@ def cmd_predict(argv: list[str]) -> int:
     p.add_argument("--data-dir")
     p.add_argument("--max-length", type=int, default=128)
     p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--trust-remote-code", action="store_true", help="allow the model's own code to run")
     a = p.parse_args(argv)
-    for path in predict(a.model_dir, a.task, a.output_dir, a.data_dir, a.max_length, a.batch_size):
+    for path in predict(
+        a.model_dir, a.task, a.output_dir, a.data_dir, a.max_length, a.batch_size, a.trust_remote_code
+    ):
         print(f"wrote {path}")
     return 0
 

@@ -10,7 +10,7 @@ Trust: model weights are read by ``from_pretrained``, which prefers safetensors 
 refuses any object but tensors and plain containers; resuming reads the optimizer, scheduler, scaler
 and RNG states the same way (``Trainer._load_optimizer_and_scheduler``, ``_load_rng_state``, all with
 ``weights_only=True``), and the mean teacher from safetensors. Code shipped with a model runs only
-with ``--trust-remote-code`` (train); evaluate and predict never run it.
+with ``--trust-remote-code`` (train, evaluate and predict alike).
 """
 
 from __future__ import annotations
@@ -412,13 +412,14 @@ def evaluate(
     data_dir: str | None = None,
     max_length: int = 128,
     batch_size: int = 64,
+    trust_remote_code: bool = False,
 ) -> dict[str, Any]:
     """Score a fine-tuned model on a labelled split: {"task", "split", "metrics", "num_examples"}."""
     from .data import load_split
     from .metrics import compute_metrics
 
     _quiet_libraries()
-    task, model, tokenizer, order = _load_trained(model_dir, task_name)
+    task, model, tokenizer, order = _load_trained(model_dir, task_name, trust_remote_code)
     dataset = load_split(task, split, data_dir)
     if len(dataset) == 0:
         raise DataError(f"split '{split}' of {task.name} is empty")
@@ -457,12 +458,13 @@ def predict(
     data_dir: str | None = None,
     max_length: int = 128,
     batch_size: int = 64,
+    trust_remote_code: bool = False,
 ) -> list[str]:
     """Write test-set predictions in the GLUE submission format (``index<TAB>prediction``). Returns the files."""
     from .data import load_split
 
     _quiet_libraries()
-    task, model, tokenizer, order = _load_trained(model_dir, task_name)
+    task, model, tokenizer, order = _load_trained(model_dir, task_name, trust_remote_code)
     out_dir = Path(output_dir) if output_dir else Path(model_dir) / "predictions"
     written = []
     for split in task.test_splits:

@@ -96,7 +96,14 @@ def run_sweep(
         with open(run_dir / "train.log", "a", encoding="utf-8") as log:
             log.write(f"$ {' '.join(cmd)}\n")
             log.flush()
-            code = subprocess.call(cmd, stdout=log, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
+            child = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
+            try:
+                code = child.wait()
+            except KeyboardInterrupt:
+                # Ctrl-C reached the run too (same process group): let it finish its checkpoint, so
+                # that the next compare resumes it, then stop the sweep.
+                child.wait()
+                raise
         minutes = (time.time() - started) / 60
         if code == 0 and (run_dir / RESULTS).exists():
             with open(run_dir / RESULTS, encoding="utf-8") as f:

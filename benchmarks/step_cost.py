@@ -148,18 +148,9 @@ def step_plain(run: MethodRun, batch: dict[str, torch.Tensor]) -> None:
     optimizer_step(run, task_loss)
 
 
-def step_r3f(run: MethodRun, batch: dict[str, torch.Tensor]) -> None:
-    """R3F: task loss + λ·ℓ_s(f(x + ν), f(x)) for one random ν (``NoiseRegularizer``)."""
-    task_loss, logits, embeds = clean_pass_embeds(run.model, batch)
-    loss = task_loss
-    reg = run.regularizer(run.model, batch, logits, PROBLEM_TYPE, embeds=embeds)
-    if not reg.nonfinite:
-        loss = loss + LAMBDA_S * reg.loss
-    optimizer_step(run, loss)
-
-
-def step_smart_rs(run: MethodRun, batch: dict[str, torch.Tensor]) -> None:
-    """SMART without the teacher: task loss + λ·R_s (``AdversarialRegularizer``)."""
+def step_regularized(run: MethodRun, batch: dict[str, torch.Tensor]) -> None:
+    """Task loss + λ·term of the method's regularizer: R3F's ``NoiseRegularizer`` or R_s's
+    ``AdversarialRegularizer`` (SMART without the teacher)."""
     task_loss, logits, embeds = clean_pass_embeds(run.model, batch)
     loss = task_loss
     reg = run.regularizer(run.model, batch, logits, PROBLEM_TYPE, embeds=embeds)
@@ -197,8 +188,8 @@ def step_smart_pytorch(run: MethodRun, batch: dict[str, torch.Tensor]) -> None:
 
 STEPS: dict[str, Callable[[MethodRun, dict[str, torch.Tensor]], None]] = {
     "plain": step_plain,
-    "r3f": step_r3f,
-    "smart-rs": step_smart_rs,
+    "r3f": step_regularized,
+    "smart-rs": step_regularized,
     "smart": step_smart,
     "smart-pytorch": step_smart_pytorch,
     "smart-nodrop": step_smart,

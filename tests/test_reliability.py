@@ -241,7 +241,15 @@ def test_sweep_resumes_only_a_complete_checkpoint(tmp_path, monkeypatch):
     from smart_tune import sweep
 
     commands = []
-    monkeypatch.setattr(sweep.subprocess, "call", lambda cmd, **kw: commands.append(cmd) or 1)
+
+    class FailedRun:  # records the command, exits 1 at once
+        def __init__(self, cmd, **kw):
+            commands.append(cmd)
+
+        def wait(self):
+            return 1
+
+    monkeypatch.setattr(sweep.subprocess, "Popen", FailedRun)
     run_dir = tmp_path / "rte" / "vanilla" / "seed-1"
     (run_dir / "checkpoint-2").mkdir(parents=True)  # a save cut short by a kill: start over
     sweep.run_sweep(tmp_path, ["rte"], ["vanilla"], [1], {}, echo=lambda *a: None)

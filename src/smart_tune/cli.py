@@ -77,22 +77,28 @@ def print_run_summary(results: dict[str, Any], output_dir: str) -> None:
     print("\n".join(lines))
 
 
-def cmd_evaluate(argv: list[str]) -> int:
-    from .run import evaluate
-
+def _scoring_parser(command: str, description: str) -> argparse.ArgumentParser:
+    """The options ``evaluate`` and ``predict`` share: a trained model, a task, where its data is."""
     p = argparse.ArgumentParser(
-        prog="smart-tune evaluate",
-        description="Score a fine-tuned model on a split.",
-        epilog="example:\n  smart-tune evaluate --model-dir runs/rte --task rte",
+        prog=f"smart-tune {command}",
+        description=description,
+        epilog=f"example:\n  smart-tune {command} --model-dir runs/rte --task rte",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--model-dir", required=True)
     p.add_argument("--task", required=True)
-    p.add_argument("--split", default="dev")
     p.add_argument("--data-dir")
     p.add_argument("--max-length", type=int, default=128)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--trust-remote-code", action="store_true", help="allow the model's own code to run")
+    return p
+
+
+def cmd_evaluate(argv: list[str]) -> int:
+    from .run import evaluate
+
+    p = _scoring_parser("evaluate", "Score a fine-tuned model on a split.")
+    p.add_argument("--split", default="dev")
     a = p.parse_args(argv)
     out = evaluate(a.model_dir, a.task, a.split, a.data_dir, a.max_length, a.batch_size, a.trust_remote_code)
     print(json.dumps(out, indent=2))
@@ -102,19 +108,8 @@ def cmd_evaluate(argv: list[str]) -> int:
 def cmd_predict(argv: list[str]) -> int:
     from .run import predict
 
-    p = argparse.ArgumentParser(
-        prog="smart-tune predict",
-        description="Write test-set predictions in the GLUE submission format.",
-        epilog="example:\n  smart-tune predict --model-dir runs/rte --task rte",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument("--model-dir", required=True)
-    p.add_argument("--task", required=True)
+    p = _scoring_parser("predict", "Write test-set predictions in the GLUE submission format.")
     p.add_argument("--output-dir", help="where to write (default MODEL_DIR/predictions)")
-    p.add_argument("--data-dir")
-    p.add_argument("--max-length", type=int, default=128)
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--trust-remote-code", action="store_true", help="allow the model's own code to run")
     a = p.parse_args(argv)
     for path in predict(
         a.model_dir, a.task, a.output_dir, a.data_dir, a.max_length, a.batch_size, a.trust_remote_code

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 CHECKPOINT_COMPLETE = "smart_tune_complete"  # written last into a checkpoint folder: the save finished
 
@@ -85,3 +86,13 @@ def _commit_marker(folder: str, pending: str) -> None:
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
+
+
+def checkpoints_in(output_dir: str | os.PathLike) -> list[Path]:
+    """Every ``checkpoint-N`` folder of ``output_dir``, complete or not, by increasing N."""
+    found = [
+        (step, p)
+        for p in Path(output_dir).glob("checkpoint-*")
+        if (step := _checkpoint_step(p.name)) is not None
+    ]
+    return [p for _, p in sorted(found)]

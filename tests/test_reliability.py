@@ -336,6 +336,30 @@ def test_nonfinite_loss_step_applies_no_update(tmp_out, method, accumulation):
     assert all(torch.isfinite(p).all() for p in trainer.model.parameters())
 
 
+def test_nonfinite_gradient_with_a_finite_loss_applies_no_update(tmp_out):
+    """NaN in one weight's gradient while the loss is finite (e.g. an overflow inside the backward):
+    the step is dropped just the same, and no NaN reaches the weights or AdamW's moments."""
+    trainer = SmartTrainer(
+        model=tiny_model(dropout=0.1), args=smart_args(tmp_out), train_dataset=ToyDataset(n=48)
+    )
+    backward_calls = []
+
+    def poison(grad):
+        backward_calls.append(None)
+        return grad * math.nan if len(backward_calls) == 4 else grad  # the 4th optimizer step
+
+    trainer.model.classifier.weight.register_hook(poison)
+    snapshots = Snapshots(trainer.model)
+    trainer.add_callback(snapshots)
+    with pytest.warns(RuntimeWarning, match="gradients were NaN or Inf at step 4"):
+        trainer.train()
+    for step in range(1, 7):
+        assert same(snapshots.before[step], snapshots.after[step]) == (step == 4), step
+    assert all(math.isfinite(v) for v in logged(trainer, "loss"))
+    assert logged(trainer, "smart_skipped_steps")[-1] == 1
+    assert all(torch.isfinite(t).all() for s in trainer.optimizer.state.values() for t in s.values())
+
+
 def test_too_many_nonfinite_steps_in_a_row_stop_training(tmp_out):
     args = smart_args(tmp_out, max_steps=8, smart_max_nonfinite_steps=2)
     trainer = SmartTrainer(model=tiny_model(), args=args, train_dataset=ToyDataset())

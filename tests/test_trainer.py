@@ -6,7 +6,7 @@ import pytest
 import torch
 from transformers import Trainer, TrainingArguments
 
-from conftest import ARCHS, ToyDataset, tiny_model
+from conftest import ARCHS, FixedPerturbation, ToyDataset, tiny_model
 from smart_tune import ConfigError, SmartTrainer, SmartTrainingArguments
 from smart_tune.trainer import TEACHER_STATE, TEACHER_WEIGHTS
 
@@ -104,6 +104,33 @@ def test_teacher_moves_once_per_optimizer_step_with_gradient_accumulation(tmp_ou
     assert trainer.teacher.optimizer_steps == 5 and trainer.teacher.num_updates == 5
     trainer = train(SmartTrainer, smart_args(tmp_out, max_steps=6, smart_teacher_every=2))
     assert trainer.teacher.num_updates == 3
+
+
+@pytest.mark.parametrize("method", ["vanilla", "smart"])
+def test_gradient_accumulation_equals_the_large_batch(tmp_out, method):
+    """Batch 8 equals 4 × 2 accumulated micro-batches: the task loss, R_s (a deterministic stand-in
+    here) and D_Breg are all averaged over micro-batches. transformers' Trainer alone sums them for
+    sequence-classification models (it takes their loss as normalised by num_items_in_batch)."""
+    trained = []
+    for batch, accumulation in ((8, 1), (4, 2)):
+        args = smart_args(
+            tmp_out,
+            per_device_train_batch_size=batch,
+            gradient_accumulation_steps=accumulation,
+            smart_method=method,
+            max_grad_norm=1e9,
+            warmup_steps=0,
+        )
+        trainer = SmartTrainer(model=tiny_model(dropout=0.0), args=args, train_dataset=ToyDataset())
+        if method == "smart":
+            trainer.regularizer = FixedPerturbation()
+        trainer.train()
+        trained.append(trainer)
+    assert max_weight_diff(*trained) < 1e-6
+    if method == "smart":
+        teachers = [t.teacher.state_dict()["model"] for t in trained]
+        assert max((teachers[0][k] - teachers[1][k]).abs().max().item() for k in teachers[0]) < 1e-6
+        assert trained[0].state.log_history[0]["smart_adv_loss"] > 0
 
 
 def test_beta_schedule_follows_the_warmup_ratio(tmp_out):

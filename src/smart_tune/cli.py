@@ -48,14 +48,15 @@ def _split_list(text: str | list | None) -> list[str]:
 
 def cmd_train(argv: list[str]) -> int:
     from .options import merge_options, training_parser
-    from .run import train
+    from .run import is_main_process, train
 
     parser = training_parser(
         "smart-tune train", "Fine-tune a model with SMART, R3F or plainly.", TRAIN_EXAMPLES
     )
     options = merge_options(parser.parse_args(argv))
     results = train(options)
-    print_run_summary(results, results["arguments"]["training"]["output_dir"])
+    if is_main_process():
+        print_run_summary(results, results["arguments"]["training"]["output_dir"])
     return 0
 
 
@@ -71,7 +72,9 @@ def print_run_summary(results: dict[str, Any], output_dir: str) -> None:
         lines.append("  (no dev split: nothing scored)")
     lines += [
         f"  train time   {results['train_runtime_s'] / 60:.1f} min ({results['global_steps']} steps)",
-        f"  model saved  {output_dir}",
+        f"  model saved  {output_dir}"
+        if results["arguments"]["run"]["save_model"]
+        else "  model        not saved (--no-save-model)",
         f"  results      {os.path.join(output_dir, 'results.json')}",
     ]
     print("\n".join(lines))

@@ -62,8 +62,15 @@ def write_json_atomic(path: str | Path, data: Any) -> None:
         raise
 
 
+def is_main_process() -> bool:
+    """True in a single process and in rank 0 of ``torchrun`` / ``accelerate launch`` (known before the
+    process group exists, from the launcher's RANK variable): the one process that writes files."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
 def check_output_dir(output_dir: Path, resume: bool, overwrite: bool) -> None:
-    """Refuse to write over another run; with --overwrite-output-dir, clear its results first."""
+    """Refuse to write over another run; with --overwrite-output-dir, clear its results first (rank 0
+    only: the other processes of a multi-process run read the same folder)."""
     if not output_dir.exists():
         if resume:
             raise ConfigError(f"--resume: {output_dir} does not exist; nothing to resume")
@@ -73,6 +80,8 @@ def check_output_dir(output_dir: Path, resume: bool, overwrite: bool) -> None:
     has_results = (output_dir / RESULTS).exists()
     has_checkpoints = bool(checkpoints_in(output_dir))
     if overwrite:
+        if not is_main_process():
+            return
         for ckpt in checkpoints_in(output_dir):
             shutil.rmtree(ckpt)
         (output_dir / RESULTS).unlink(missing_ok=True)
@@ -230,6 +239,11 @@ def train(options: dict[str, Any]) -> dict[str, Any]:
     _training_arguments(training)  # invalid options fail here, before the data and the model load
     task, splits, eval_splits = resolve_task_and_data(run)
     model_name = run["model"] or default_model_path()
+    # The new classification head is initialised from torch's global RNG, which the Trainer seeds only
+    # later: seed it here, so that one seed means one initial model (and paired comparisons hold).
+    from transformers import set_seed
+
+    set_seed(training["seed"])
     model, tokenizer = load_model_and_tokenizer(model_name, task, bool(run["trust_remote_code"]))
 
     has_dev = bool(eval_splits)
@@ -307,10 +321,13 @@ def train(options: dict[str, Any]) -> dict[str, Any]:
         "environment": _environment(),
         "log_history": trainer.state.log_history,
     }
-    if not run["keep_checkpoints"]:
-        for ckpt in checkpoints_in(output_dir):
-            shutil.rmtree(ckpt, ignore_errors=True)
-    write_json_atomic(output_dir / RESULTS, results)
+    # Every process computed the same scores (the Trainer gathers predictions over the whole split);
+    # one writes them.
+    if trainer.is_world_process_zero():
+        if not run["keep_checkpoints"]:
+            for ckpt in checkpoints_in(output_dir):
+                shutil.rmtree(ckpt, ignore_errors=True)
+        write_json_atomic(output_dir / RESULTS, results)
     return results
 
 

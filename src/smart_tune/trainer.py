@@ -56,6 +56,8 @@ from .teacher import MeanTeacher
 METHODS = ("smart", "r3f", "vanilla")
 TEACHER_WEIGHTS = "smart_teacher.safetensors"
 TEACHER_STATE = "smart_teacher_state.json"
+# The per-step terms SmartTrainer records and logs as means (see SmartTrainer's docstring).
+LOGGED_TERMS = ("smart_task_loss", "smart_adv_loss", "smart_breg_loss", "smart_delta_linf")
 
 
 @dataclass
@@ -121,6 +123,10 @@ class SmartTrainingArguments(TrainingArguments):
     )
 
     def __post_init__(self):
+        if launched_processes() > 1 and not self.use_cpu and not _has_accelerator():
+            # transformers sets up DDP on a machine without GPUs only when use_cpu is set; otherwise
+            # every process of `torchrun`/`accelerate launch` would silently train alone on all the data.
+            self.use_cpu = True
         super().__post_init__()
         choices = {
             "smart_method": METHODS,
@@ -160,6 +166,18 @@ class SmartTrainingArguments(TrainingArguments):
         return self.smart_method == "smart" and self.smart_mu > 0
 
 
+def launched_processes() -> int:
+    """How many processes the launcher (``torchrun``, ``accelerate launch``) started: WORLD_SIZE."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def _has_accelerator() -> bool:
+    accelerator = getattr(torch, "accelerator", None)  # torch >= 2.6
+    if accelerator is not None:
+        return accelerator.is_available()
+    return torch.cuda.is_available()
+
+
 def build_regularizer(args: SmartTrainingArguments) -> AdversarialRegularizer | NoiseRegularizer | None:
     """The R_s (or R3F) object the arguments describe, or None when there is no such term."""
     if not args.smart_uses_regularizer:
@@ -179,6 +197,15 @@ def build_regularizer(args: SmartTrainingArguments) -> AdversarialRegularizer | 
     )
 
 
+def loss_is_batch_mean(model: torch.nn.Module) -> bool:
+    """True when the model's own loss is a mean over the batch that ignores ``num_items_in_batch``: every
+    ``*ForSequenceClassification`` head of transformers (CrossEntropy/MSE/BCE with mean reduction), unless
+    the model says otherwise with an ``accepts_loss_kwargs`` attribute."""
+    if getattr(model, "accepts_loss_kwargs", None) is not None:
+        return not model.accepts_loss_kwargs
+    return type(model).__name__.endswith("ForSequenceClassification")
+
+
 class _NonfiniteStepGuard(TrainerCallback):
     """Drops the update of an optimizer step whose loss was NaN/Inf, and counts it (see
     ``SmartTrainer.training_step``). ``on_pre_optimizer_step`` comes after gradient clipping and just
@@ -192,6 +219,7 @@ class _NonfiniteStepGuard(TrainerCallback):
         self.trainer._nonfinite_run = 0
 
     def on_pre_optimizer_step(self, args, state, control, **kwargs):
+        self.trainer._update_nonfinite = self.trainer._should_drop_update()
         if self.trainer._update_nonfinite:
             self.trainer._drop_update()
 
@@ -238,6 +266,19 @@ class SmartTrainer(Trainer):
         if not isinstance(self.args, SmartTrainingArguments):
             raise ConfigError("SmartTrainer needs SmartTrainingArguments")
         check_sharding(self.args, self.accelerator)
+        if launched_processes() > 1 and self.args.world_size != launched_processes():
+            raise ConfigError(
+                f"launched as {launched_processes()} processes, but the Trainer set up "
+                f"{self.args.world_size}: each would train alone on all the data (parallel mode "
+                f"{self.args.parallel_mode.value}); check the launcher's device options"
+            )
+        if loss_is_batch_mean(self.accelerator.unwrap_model(self.model)):
+            # The Trainer takes any model whose forward has **kwargs to normalise its loss by
+            # num_items_in_batch (summed over processes and accumulated micro-batches): it then skips the
+            # division by the accumulation steps and multiplies the loss by the number of processes.
+            # Sequence-classification heads ignore num_items_in_batch and return a batch mean, so that
+            # would sum the gradients of accumulated micro-batches and scale them by the world size.
+            self.model_accepts_loss_kwargs = False
         self.regularizer = build_regularizer(self.args)
         self.teacher: MeanTeacher | None = None
         self._resume_dir: str | None = None
@@ -476,6 +517,23 @@ class SmartTrainer(Trainer):
             self._update_nonfinite = True
         return loss
 
+    def _should_drop_update(self) -> bool:
+        """Whether this optimizer step must be dropped: a NaN/Inf loss in any micro-batch, or NaN/Inf
+        gradients (a finite loss can still have them). Under several processes the decision is taken
+        together (any rank's NaN/Inf drops the step on every rank), so that the replicas never part.
+        Under fp16 the grad scaler judges the gradients itself and skips its own step."""
+        drop = self._update_nonfinite
+        scaler = getattr(self.accelerator, "scaler", None)
+        if not drop and not (scaler is not None and scaler.is_enabled()):
+            grads = [p.grad for g in self.optimizer.param_groups for p in g["params"] if p.grad is not None]
+            if grads:
+                drop = not bool(torch.isfinite(torch.stack(torch._foreach_norm(grads))).all())
+        if self.args.world_size > 1 and torch.distributed.is_initialized():
+            flag = torch.tensor([float(drop)], device=self.args.device)
+            torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+            drop = bool(flag.item())
+        return drop
+
     def _drop_update(self) -> None:
         for group in self.optimizer.param_groups:
             for param in group["params"]:
@@ -493,14 +551,14 @@ class SmartTrainer(Trainer):
         if self._nonfinite_run >= limit:
             first = step - self._nonfinite_run + 1
             raise NonFiniteLoss(
-                f"the loss was NaN or Inf at {self._nonfinite_run} optimizer steps in a row (steps "
+                f"the loss or its gradients were NaN or Inf at {self._nonfinite_run} optimizer steps in a row (steps "
                 f"{first} to {step}), each skipped without an update; training stopped. Try a lower "
                 "--learning-rate, or turn --bf16/--fp16 off (smart_max_nonfinite_steps sets how many "
                 "are tolerated)"
             )
         if not self._warned_skipped:
             warnings.warn(
-                f"smart-tune: the loss was NaN or Inf at step {step}; that step was skipped without an "
+                f"smart-tune: the loss or its gradients were NaN or Inf at step {step}; that step was skipped without an "
                 f"update (counted in smart_skipped_steps; warned once; {limit} in a row stop training)",
                 RuntimeWarning,
                 stacklevel=2,
@@ -515,12 +573,24 @@ class SmartTrainer(Trainer):
         self._sums[name] = self._sums.get(name, 0.0) + value
         self._counts[name] = self._counts.get(name, 0) + 1
 
+    def _mean_over_processes(self) -> dict[str, float]:
+        """The recorded terms' means since the last log, over the steps and, under several processes,
+        over all ranks (the Trainer logs on every rank at the same step, so this collective is safe)."""
+        names = LOGGED_TERMS  # the same on every rank, even when a term was skipped on one of them
+        sums = [self._sums.get(n, 0.0) for n in names]
+        counts = [float(self._counts.get(n, 0)) for n in names]
+        if self.args.world_size > 1 and torch.distributed.is_initialized():
+            totals = torch.tensor(sums + counts, dtype=torch.float64, device=self.args.device)
+            torch.distributed.all_reduce(totals)
+            sums, counts = totals[: len(names)].tolist(), totals[len(names) :].tolist()
+        return {n: total / count for n, total, count in zip(names, sums, counts) if count > 0}
+
     def log(self, logs: dict[str, float], *args: Any, **kwargs: Any) -> None:
         if "loss" in logs:
             logs["smart_skipped_steps"] = self.skipped_steps
         if "loss" in logs and self.args.smart_method != "vanilla":
-            for name, total in self._sums.items():
-                logs[name] = total / self._counts[name]
+            for name, mean in self._mean_over_processes().items():
+                logs[name] = mean
             self._sums.clear()
             self._counts.clear()
             logs["smart_nonfinite"] = self.nonfinite_count

@@ -3,8 +3,9 @@
 Input: every ``results.json`` under a folder (as ``compare`` lays them out, or any other way).
 Per task and method, for each metric: mean ± sample std over seeds, the best run, n; the paired
 difference to ``vanilla`` on the seeds both have (mean ± std of the per-seed differences); and the
-mean training time per run. The chart shows each task's main metric: bars with error bars (std) and
-one dot per seed.
+mean training time per run. Each metric comes twice: as ``train`` kept the model (the best of the
+end-of-epoch evaluations on dev) and as ``last_epoch_<metric>`` (the model training ended with). The
+chart shows each task's main metric: bars with error bars (std) and one dot per seed.
 """
 
 from __future__ import annotations
@@ -44,10 +45,33 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
     return mean, std
 
 
+LAST = "last_epoch_"
+
+
+def last_epoch_metrics(result: dict[str, Any]) -> dict[str, float]:
+    """The scores of the last evaluation during training (the final epoch's model), from the log.
+
+    ``metrics`` holds the model ``train`` kept: the best on dev over the epochs (load_best_model_at_end),
+    which is optimistic when dev is also the test. The last evaluation logged before the Trainer's
+    closing ``train_runtime`` entry scores the model as training left it. Empty when not logged.
+    """
+    history = result.get("log_history") or []
+    end = next((i for i, e in enumerate(history) if "train_runtime" in e), len(history))
+    evals = [e for e in history[:end] if any(k.startswith("eval_") for k in e)]
+    if not evals:
+        return {}
+    return {
+        f"{LAST}{name}": float(evals[-1][f"eval_{name}"])
+        for name in result["metrics"]
+        if f"eval_{name}" in evals[-1]
+    }
+
+
 def summarise(results: list[dict[str, Any]]) -> dict[str, Any]:
     """{task: {"main_metric", "methods": {method: {"n", "seeds", "metrics": {m: stats}, "vs_vanilla", ...}}}}."""
     grouped: dict[str, dict[str, dict[int, dict]]] = defaultdict(lambda: defaultdict(dict))
     for r in results:
+        r = {**r, "metrics": {**r["metrics"], **last_epoch_metrics(r)}}
         grouped[r["task"]][r["method"]][int(r["seed"])] = r
     summary: dict[str, Any] = {}
     for task, methods in sorted(grouped.items()):
@@ -92,6 +116,9 @@ def to_markdown(summary: dict[str, Any]) -> str:
         "",
         "Scores ×100 on each task's dev split: mean ± sample std over seeds, best run, and the paired "
         "difference to vanilla on the same seeds (mean ± std; wins = seeds where the method beats vanilla).",
+        "A metric's plain name scores the model each run kept: the best of its end-of-epoch evaluations on "
+        "dev (so dev picks the epoch: optimistic). `last_epoch_<metric>` scores the model at the end of "
+        "training.",
         "",
     ]
     for task, data in summary.items():

@@ -8,7 +8,7 @@ For every ``NAME=OPTIONS`` (a JSON object of ``SmartTrainingArguments`` fields, 
 (dropout 0, fixed initial weights) for 6 optimizer steps on a fixed toy data set with a global batch of
 GLOBAL_BATCH (GLOBAL_BATCH / N per process), then writes ``OUT/NAME/student-rank<R>.safetensors``,
 ``OUT/NAME/teacher-rank<R>.safetensors`` (when the method has a teacher) and, on rank 0,
-``OUT/NAME/eval.json`` (the Trainer's evaluation on the whole eval set).
+``OUT/NAME/eval.json`` (the Trainer's evaluation on the whole eval set, and its log).
 """
 
 from __future__ import annotations
@@ -79,7 +79,9 @@ def main() -> None:
             teacher = {k: v.contiguous() for k, v in trainer.teacher.state_dict()["model"].items()}
             save_file(teacher, folder / f"teacher-rank{rank}.safetensors")
         if rank == 0:
-            (folder / "eval.json").write_text(json.dumps(scores))
+            (folder / "eval.json").write_text(
+                json.dumps({**scores, "log_history": trainer.state.log_history})
+            )
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ WORKER_RUNS = {
     "vanilla": {"smart_method": "vanilla"},
     "smart-fixed": {"fixed_perturbation": True},
     "smart-random": {"smart_epsilon": 0.1, "smart_sigma": 0.1, "smart_eta": 10.0},
+    "smart-random-no-rs": {"smart_epsilon": 0.1, "smart_sigma": 0.1, "smart_eta": 10.0, "smart_lambda": 0.0},
 }
 
 
@@ -92,13 +93,20 @@ def test_two_processes_equal_one_with_the_same_global_batch(worker_runs, name):
     # Predictions are gathered over the whole eval set (37 rows, not a multiple of 2 × 5) and scored once.
     assert scores[0]["eval_n"] == scores[1]["eval_n"] == 37
     assert scores[0]["eval_accuracy"] == scores[1]["eval_accuracy"]
+    # The logged loss and gradient norm (gathered over ranks) too: a gradient scaled by the number of
+    # processes would show in the norm even where AdamW's update hides it.
+    for key in ("loss", "grad_norm"):
+        logged = [[e[key] for e in score["log_history"] if key in e] for score in scores]
+        assert len(logged[0]) == 6 and logged[0] == pytest.approx(logged[1], rel=1e-5), key
 
 
-def test_random_smart_differs_from_plain(worker_runs):
-    """The R_s of the rank-agreement test is really active (so its agreement means synchronisation)."""
-    plain = load_file(worker_runs / "procs-2" / "vanilla" / "student-rank0.safetensors")
-    smart = load_file(worker_runs / "procs-2" / "smart-random" / "student-rank0.safetensors")
-    assert max_diff(plain, smart) > 1e-4
+def test_random_r_s_is_active(worker_runs):
+    """The R_s of the rank-agreement test really moves the weights (against the same run with
+    λ_s = 0), so the ranks' agreement means its gradient was synchronised."""
+    folder = worker_runs / "procs-2"
+    with_rs = load_file(folder / "smart-random" / "student-rank0.safetensors")
+    without = load_file(folder / "smart-random-no-rs" / "student-rank0.safetensors")
+    assert max_diff(with_rs, without) > 1e-4
 
 
 @pytest.mark.parametrize("launcher", [torchrun, accelerate_launch])

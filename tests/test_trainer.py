@@ -127,6 +127,9 @@ def test_gradient_accumulation_equals_the_large_batch(tmp_out, method):
         trainer.train()
         trained.append(trainer)
     assert max_weight_diff(*trained) < 1e-6
+    for key in ("loss", "grad_norm"):  # a gradient scaled by the accumulation steps shows in its norm
+        logged = [[e[key] for e in t.state.log_history if key in e] for t in trained]
+        assert logged[0] == pytest.approx(logged[1], rel=1e-5), key
     if method == "smart":
         teachers = [t.teacher.state_dict()["model"] for t in trained]
         assert max((teachers[0][k] - teachers[1][k]).abs().max().item() for k in teachers[0]) < 1e-6

@@ -315,7 +315,7 @@ def train(options: dict[str, Any]) -> dict[str, Any]:
         "global_steps": train_output.global_step,
         "train_loss": train_output.training_loss,
         "best_checkpoint": trainer.state.best_model_checkpoint,
-        "smart_nonfinite": getattr(trainer, "nonfinite_count", 0),
+        "smart_nonfinite": trainer.nonfinite_total(),  # every rank calls it: a collective
         "smart_skipped_steps": getattr(trainer, "skipped_steps", 0),
         "arguments": {"run": run, "training": args.to_dict()},
         "environment": _environment(),

@@ -123,7 +123,7 @@ class SmartTrainingArguments(TrainingArguments):
     )
 
     def __post_init__(self):
-        if launched_processes() > 1 and not self.use_cpu and not _has_accelerator():
+        if launched_processes() > 1 and not self.use_cpu and not self.deepspeed and not _has_accelerator():
             # transformers sets up DDP on a machine without GPUs only when use_cpu is set; otherwise
             # every process of `torchrun`/`accelerate launch` would silently train alone on all the data.
             self.use_cpu = True
@@ -167,11 +167,19 @@ class SmartTrainingArguments(TrainingArguments):
 
 
 def launched_processes() -> int:
-    """How many processes the launcher (``torchrun``, ``accelerate launch``) started: WORLD_SIZE."""
+    """How many processes a launcher (``torchrun``, ``accelerate launch``) started: WORLD_SIZE, when
+    LOCAL_RANK says this process is one of them (both launchers set both); else 1."""
+    if "LOCAL_RANK" not in os.environ:
+        return 1
     return int(os.environ.get("WORLD_SIZE", "1"))
 
 
 def _has_accelerator() -> bool:
+    """A GPU or other device for torch (CUDA, XPU, MPS, ...; TPUs through torch_xla)."""
+    from transformers.utils import is_torch_xla_available
+
+    if is_torch_xla_available():
+        return True
     accelerator = getattr(torch, "accelerator", None)  # torch >= 2.6
     if accelerator is not None:
         return accelerator.is_available()
@@ -220,7 +228,9 @@ class _NonfiniteStepGuard(TrainerCallback):
 
     def on_pre_optimizer_step(self, args, state, control, **kwargs):
         self.trainer._update_nonfinite = self.trainer._should_drop_update()
-        if self.trainer._update_nonfinite:
+        # Under fp16 the grad scaler finds the NaN/Inf gradients itself and skips its step; taking the
+        # gradients away from it would make it fail ("No inf checks were recorded").
+        if self.trainer._update_nonfinite and not self.trainer._grad_scaler_enabled():
             self.trainer._drop_update()
 
     def on_step_end(self, args, state, control, **kwargs):
@@ -270,7 +280,8 @@ class SmartTrainer(Trainer):
             raise ConfigError(
                 f"launched as {launched_processes()} processes, but the Trainer set up "
                 f"{self.args.world_size}: each would train alone on all the data (parallel mode "
-                f"{self.args.parallel_mode.value}); check the launcher's device options"
+                f"{self.args.parallel_mode.value}); to train on CPUs pass --use-cpu, else check the "
+                "launcher's device options"
             )
         if loss_is_batch_mean(self.accelerator.unwrap_model(self.model)):
             # The Trainer takes any model whose forward has **kwargs to normalise its loss by
@@ -364,8 +375,7 @@ class SmartTrainer(Trainer):
 
     def _inner_loss_scale(self) -> float:
         """Scale of the inner (ascent) loss: the fp16 grad scaler's, so that the gradient does not underflow."""
-        scaler = getattr(self.accelerator, "scaler", None)
-        return float(scaler.get_scale()) if scaler is not None and scaler.is_enabled() else 1.0
+        return float(self.accelerator.scaler.get_scale()) if self._grad_scaler_enabled() else 1.0
 
     def _skip_nonfinite(self, term: str) -> None:
         self.nonfinite_count += 1
@@ -521,18 +531,35 @@ class SmartTrainer(Trainer):
         """Whether this optimizer step must be dropped: a NaN/Inf loss in any micro-batch, or NaN/Inf
         gradients (a finite loss can still have them). Under several processes the decision is taken
         together (any rank's NaN/Inf drops the step on every rank), so that the replicas never part.
-        Under fp16 the grad scaler judges the gradients itself and skips its own step."""
+        Under fp16 only the loss is looked at: the grad scaler judges the gradients (an overflow of
+        the scaled gradients is its normal calibration, not a failure)."""
         drop = self._update_nonfinite
-        scaler = getattr(self.accelerator, "scaler", None)
-        if not drop and not (scaler is not None and scaler.is_enabled()):
+        if not drop and not self._grad_scaler_enabled():
             grads = [p.grad for g in self.optimizer.param_groups for p in g["params"] if p.grad is not None]
             if grads:
-                drop = not bool(torch.isfinite(torch.stack(torch._foreach_norm(grads))).all())
+                # Max-norms: an L2 norm of large finite fp16 gradients could itself overflow.
+                norms = torch._foreach_norm(grads, float("inf"))
+                device = norms[0].device  # one device unless the model is split (device_map)
+                drop = not bool(torch.isfinite(torch.stack([n.to(device) for n in norms])).all())
         if self.args.world_size > 1 and torch.distributed.is_initialized():
             flag = torch.tensor([float(drop)], device=self.args.device)
             torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
             drop = bool(flag.item())
         return drop
+
+    def _grad_scaler_enabled(self) -> bool:
+        scaler = getattr(self.accelerator, "scaler", None)
+        return scaler is not None and scaler.is_enabled()
+
+    def nonfinite_total(self) -> int:
+        """Terms dropped as non-finite (``smart_nonfinite``), summed over all processes. A collective
+        under several processes: call it on every rank."""
+        count = self.nonfinite_count
+        if self.args.world_size > 1 and torch.distributed.is_initialized():
+            total = torch.tensor([float(count)], device=self.args.device)
+            torch.distributed.all_reduce(total)
+            count = int(total.item())
+        return count
 
     def _drop_update(self) -> None:
         for group in self.optimizer.param_groups:
@@ -593,7 +620,7 @@ class SmartTrainer(Trainer):
                 logs[name] = mean
             self._sums.clear()
             self._counts.clear()
-            logs["smart_nonfinite"] = self.nonfinite_count
+            logs["smart_nonfinite"] = self.nonfinite_total()
             if self.teacher is not None:
                 logs["smart_teacher_beta"] = self.teacher.beta_at(max(self.teacher.optimizer_steps, 1))
         super().log(logs, *args, **kwargs)

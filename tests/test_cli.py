@@ -240,6 +240,10 @@ def bad_inputs(tmp_path, model_dir):
             ["--task", "rte", "--data-dir", GLUE, "--smart-dropout", "sometimes"],
             "smart_dropout",
         ),
+        "also-evaluate with other labels": (
+            ["--task", "rte", "--data-dir", GLUE, "--also-evaluate", "cola"],
+            "--also-evaluate cola: cola's labels",
+        ),
     }
 
 
@@ -257,6 +261,7 @@ def bad_inputs(tmp_path, model_dir):
         "resume and overwrite",
         "task and train file",
         "bad smart option",
+        "also-evaluate with other labels",
     ],
 )
 def test_bad_input_is_one_line_and_writes_nothing(case, tmp_path, tiny_model_dir, capsys):
@@ -337,3 +342,18 @@ def test_one_seed_means_one_initial_model(tiny_base_model_dir, tmp_path):
         first_losses.append([e["loss"] for e in history if "loss" in e])
     assert first_losses[0] == first_losses[1]
     assert first_losses[0][0] != first_losses[2][0]
+
+
+def test_train_on_snli_dev_score_snli_test_and_anli(tiny_model_dir, tmp_path):
+    """Study 4's shape: train on a class-balanced fraction of SNLI dev, score SNLI test and, with
+    --also-evaluate, ANLI rounds with the same three labels."""
+    out = tmp_path / "snli"
+    data = str(shared_data_dir())  # the folder holding snli/ and anli/
+    args = ["train", "--task", "snli", "--data-dir", data, "--model", tiny_model_dir, "--method", "vanilla"]
+    args += ["--train-split", "dev", "--train-fraction", "0.01", "--eval-split", "test"]
+    args += ["--also-evaluate", "anli_r1,anli_r2:dev", "--max-steps", "2", "--disable-tqdm", "true"]
+    assert main([*args, "--output-dir", str(out), "--no-save-model"]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert set(results["metrics"]) == {"accuracy", "accuracy_anli_r1_dev", "accuracy_anli_r2_dev"}
+    assert results["num_examples_by_split"] == {"test": 9824, "anli_r1_dev": 1000, "anli_r2_dev": 1000}
+    assert results["num_train_examples"] == 98  # 1% of each class of SNLI dev, rounded: 33 + 32 + 33

@@ -66,8 +66,13 @@ def print_run_summary(results: dict[str, Any], output_dir: str) -> None:
         f"smart-tune: {results['task']} with {results['method']} (seed {results['seed']}) finished",
         f"  model        {results['model']}",
     ]
+    by_split = results.get("num_examples_by_split") or {}
+    main_split = next(iter(by_split), "dev")
     for name, value in results["metrics"].items():
-        lines.append(f"  {name:<12} {value:.4f}   on {results['num_examples']} dev examples")
+        # A metric of another split than the main one ends in "_<split>" (see run.train).
+        split = next((s for s in by_split if s != main_split and name.endswith(f"_{s}")), main_split)
+        count = by_split.get(split, results["num_examples"])
+        lines.append(f"  {name:<12} {value:.4f}   on {count} {split.replace('_', ' ')} examples")
     if not results["metrics"]:
         lines.append("  (no dev split: nothing scored)")
     lines += [

@@ -39,6 +39,7 @@ RUN_DEFAULTS: dict[str, Any] = {
     "train_fraction": None,
     "train_split": "train",
     "eval_split": None,  # None: the task's dev split(s)
+    "also_evaluate": None,  # other tasks' splits with the same labels, scored at the end: "anli_r1:dev,..."
     "resume": False,
     "overwrite_output_dir": False,
     "keep_checkpoints": False,
@@ -123,6 +124,12 @@ def add_run_flags(parser: argparse.ArgumentParser) -> None:
     )
     g.add_argument("--train-split", default=S, help="split to train on (default train)")
     g.add_argument("--eval-split", default=S, help="split(s) to evaluate on, comma-separated (default: dev)")
+    g.add_argument(
+        "--also-evaluate",
+        default=S,
+        help="after training, also score other tasks with the same labels, TASK[:SPLIT] comma-separated "
+        "(split default dev), e.g. anli_r1,anli_r2:test for a model trained on snli",
+    )
     g = parser.add_argument_group("model and method")
     g.add_argument("--method", default=S, help=f"one of {', '.join(PRESETS)} (default smart)")
     g.add_argument("--label", default=S, help="name of this setting in results.json (default: the method)")

@@ -211,6 +211,35 @@ def resolve_task_and_data(run: dict[str, Any]):
     return task, splits, eval_splits
 
 
+def resolve_also_evaluate(run: dict[str, Any], task) -> dict[str, tuple[Any, Any]]:
+    """{metric suffix: (task, Dataset)} for ``--also-evaluate TASK[:SPLIT],...``: other tasks' labelled
+    splits scored by the trained model after training (e.g. ANLI for a model trained on SNLI). Their
+    label lists must equal the training task's, label for label, so that an index means one class."""
+    from .data import load_split
+    from .tasks import get_task
+
+    extra = {}
+    specs = run.get("also_evaluate") or ""
+    for spec in (s.strip() for s in (specs.split(",") if isinstance(specs, str) else specs)):
+        if not spec:
+            continue
+        name, _, split = spec.partition(":")
+        other = get_task(name)
+        split = split or "dev"
+        if tuple(other.label_list) != tuple(task.label_list) or other.is_regression != task.is_regression:
+            raise ConfigError(
+                f"--also-evaluate {spec}: {other.name}'s labels {list(other.label_list)} are not "
+                f"{task.name}'s {list(task.label_list)}"
+            )
+        ds = load_split(other, split, run["data_dir"])
+        if len(ds) == 0:
+            raise DataError(f"split '{split}' of {other.name} is empty")
+        if min(ds[:]["label"]) < 0:
+            raise DataError(f"split '{split}' of {other.name} has unlabeled rows: it cannot be scored")
+        extra[f"{other.name}_{split}"] = (other, ds)
+    return extra
+
+
 # --------------------------------------------------------------------------------------------------
 # train
 
@@ -238,6 +267,7 @@ def train(options: dict[str, Any]) -> dict[str, Any]:
     check_output_dir(output_dir, bool(run["resume"]), bool(run["overwrite_output_dir"]))
     _training_arguments(training)  # invalid options fail here, before the data and the model load
     task, splits, eval_splits = resolve_task_and_data(run)
+    also = resolve_also_evaluate(run, task)
     model_name = run["model"] or default_model_path()
     # The new classification head is initialised from torch's global RNG, which the Trainer seeds only
     # later: seed it here, so that one seed means one initial model (and paired comparisons hold).
@@ -300,6 +330,13 @@ def train(options: dict[str, Any]) -> dict[str, Any]:
             {f"{m}{suffix}": float(scores[f"eval_{m}"]) for m in task.metrics if f"eval_{m}" in scores}
         )
         num_examples[name] = len(encoded[name])
+    for suffix, (other, ds) in also.items():
+        dataset = tokenize(ds, other, tokenizer, run["max_length"]).remove_columns(["idx"])
+        scores = trainer.evaluate(dataset, metric_key_prefix="eval")
+        metrics.update(
+            {f"{m}_{suffix}": float(scores[f"eval_{m}"]) for m in task.metrics if f"eval_{m}" in scores}
+        )
+        num_examples[suffix] = len(dataset)
     results = {
         "task": task.name if run["task"] else "custom",
         "method": run["label"] or run["method"],

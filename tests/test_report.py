@@ -49,3 +49,6 @@ def test_summary_statistics_and_paired_differences():
     assert summary["vanilla"]["train_minutes_mean"] == pytest.approx(2.0)
     table = to_markdown(summarise(runs))
     assert "last_epoch_accuracy mean ± std" in table and "| smart | 3 |" in table
+    assert "| 62.33 ± 7.51 | 70.00 | +3.50 ± 2.12 (2/2) |" in table
+    single = to_markdown(summarise([result("vanilla", 1, 0.5, 0.5), result("smart", 1, 0.6, 0.6)]))
+    assert "| smart | 1 | 60.00 | 60.00 | +10.00 (1/1) |" in single  # no "± 0.00" from one seed

@@ -137,9 +137,12 @@ def to_markdown(summary: dict[str, Any]) -> str:
                 if s is None:
                     row += ["–", "–", "–"]
                     continue
-                row += [f"{_pct(s['mean'])} ± {_pct(s['std'])}", _pct(s["best"])]
+                # A spread needs two values: with one seed, say nothing rather than "± 0.00".
+                spread = f" ± {_pct(s['std'])}" if len(s["values"]) > 1 else ""
+                row += [f"{_pct(s['mean'])}{spread}", _pct(s["best"])]
                 d = e["vs_vanilla"].get(m)
-                row.append(f"{100 * d['mean']:+.2f} ± {_pct(d['std'])} ({d['wins']}/{d['n']})" if d else "–")
+                d_spread = f" ± {_pct(d['std'])}" if d and d["n"] > 1 else ""
+                row.append(f"{100 * d['mean']:+.2f}{d_spread} ({d['wins']}/{d['n']})" if d else "–")
             row.append(f"{e['train_minutes_mean']:.1f}")
             lines.append("| " + " | ".join(row) + " |")
         lines.append("")

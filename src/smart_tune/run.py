@@ -201,14 +201,19 @@ def resolve_task_and_data(run: dict[str, Any]):
         train = train.select(range(min(run["max_train_samples"], len(train))))
     splits["train"] = train
     for name, ds in splits.items():
-        if len(ds) == 0:
-            raise DataError(f"split '{name}' of {task.name} is empty")
-        # ds[:] reads the column at once; ds["label"] would be read element by element.
-        if not task.is_regression and min(ds[:]["label"]) < 0:
-            raise DataError(
-                f"split '{name}' of {task.name} has unlabeled rows: it can be neither trained on nor scored"
-            )
+        check_labelled(ds, task, name)
     return task, splits, eval_splits
+
+
+def check_labelled(ds, task, split: str) -> None:
+    """A split to train on or score: not empty, and every row labelled."""
+    if len(ds) == 0:
+        raise DataError(f"split '{split}' of {task.name} is empty")
+    # ds[:] reads the column at once; ds["label"] would be read element by element.
+    if not task.is_regression and min(ds[:]["label"]) < 0:
+        raise DataError(
+            f"split '{split}' of {task.name} has unlabeled rows: it can be neither trained on nor scored"
+        )
 
 
 def resolve_also_evaluate(run: dict[str, Any], task) -> dict[str, tuple[Any, Any]]:
@@ -232,10 +237,7 @@ def resolve_also_evaluate(run: dict[str, Any], task) -> dict[str, tuple[Any, Any
                 f"{task.name}'s {list(task.label_list)}"
             )
         ds = load_split(other, split, run["data_dir"])
-        if len(ds) == 0:
-            raise DataError(f"split '{split}' of {other.name} is empty")
-        if min(ds[:]["label"]) < 0:
-            raise DataError(f"split '{split}' of {other.name} has unlabeled rows: it cannot be scored")
+        check_labelled(ds, other, split)
         extra[f"{other.name}_{split}"] = (other, ds)
     return extra
 

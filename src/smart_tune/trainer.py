@@ -300,6 +300,7 @@ class SmartTrainer(Trainer):
         self.skipped_steps = 0  # optimizer steps skipped because the loss was NaN/Inf (all methods)
         self._nonfinite_run = 0  # of which in a row, up to now
         self._update_nonfinite = False  # the current optimizer step has seen a non-finite loss
+        self._step_grad_norm = None  # the Trainer's gradient norm of the current optimizer step
         self._warned_skipped = False
         self.add_callback(_NonfiniteStepGuard(self))
         if self.args.smart_method != "vanilla":
@@ -527,25 +528,39 @@ class SmartTrainer(Trainer):
             self._update_nonfinite = True
         return loss
 
+    def _get_grad_norm(self, model, grad_norm=None):
+        # The Trainer computes the gradient norm of every optimizer step (clipping, or an ∞-norm) just
+        # before on_pre_optimizer_step: keep it, so that the NaN/Inf check needs no second pass.
+        grad_norm = super()._get_grad_norm(model, grad_norm=grad_norm)
+        self._step_grad_norm = grad_norm
+        return grad_norm
+
     def _should_drop_update(self) -> bool:
         """Whether this optimizer step must be dropped: a NaN/Inf loss in any micro-batch, or NaN/Inf
-        gradients (a finite loss can still have them). Under several processes the decision is taken
-        together (any rank's NaN/Inf drops the step on every rank), so that the replicas never part.
-        Under fp16 only the loss is looked at: the grad scaler judges the gradients (an overflow of
-        the scaled gradients is its normal calibration, not a failure)."""
+        gradients (a finite loss can still have them: their norm is then NaN/Inf). Under several
+        processes the decision is taken together (any rank's NaN/Inf drops the step on every rank), so
+        that the replicas never part. Under fp16 only the loss is looked at: the grad scaler judges the
+        gradients (an overflow of the scaled gradients is its normal calibration, not a failure)."""
         drop = self._update_nonfinite
+        grad_norm, self._step_grad_norm = self._step_grad_norm, None
         if not drop and not self._grad_scaler_enabled():
-            grads = [p.grad for g in self.optimizer.param_groups for p in g["params"] if p.grad is not None]
-            if grads:
-                # Max-norms: an L2 norm of large finite fp16 gradients could itself overflow.
-                norms = torch._foreach_norm(grads, float("inf"))
-                device = norms[0].device  # one device unless the model is split (device_map)
-                drop = not bool(torch.isfinite(torch.stack([n.to(device) for n in norms])).all())
-        if self.args.world_size > 1 and torch.distributed.is_initialized():
-            flag = torch.tensor([float(drop)], device=self.args.device)
-            torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
-            drop = bool(flag.item())
-        return drop
+            if grad_norm is None:  # not recorded by this transformers version: take max-norms here
+                grads = [
+                    p.grad for g in self.optimizer.param_groups for p in g["params"] if p.grad is not None
+                ]
+                norms = torch._foreach_norm(grads, float("inf")) if grads else []
+                grad_norm = max((float(n) for n in norms), default=0.0)
+            drop = not math.isfinite(float(grad_norm))
+        return bool(self._reduce_over_processes([float(drop)], torch.distributed.ReduceOp.MAX)[0])
+
+    def _reduce_over_processes(self, values: list[float], op=None) -> list[float]:
+        """``values`` reduced over all processes (sum by default) under several processes, else as
+        given. A collective: every rank must call it at the same point."""
+        if self.args.world_size <= 1 or not torch.distributed.is_initialized():
+            return values
+        reduced = torch.tensor(values, dtype=torch.float64, device=self.args.device)
+        torch.distributed.all_reduce(reduced, op=op if op is not None else torch.distributed.ReduceOp.SUM)
+        return reduced.tolist()
 
     def _grad_scaler_enabled(self) -> bool:
         scaler = getattr(self.accelerator, "scaler", None)
@@ -554,12 +569,7 @@ class SmartTrainer(Trainer):
     def nonfinite_total(self) -> int:
         """Terms dropped as non-finite (``smart_nonfinite``), summed over all processes. A collective
         under several processes: call it on every rank."""
-        count = self.nonfinite_count
-        if self.args.world_size > 1 and torch.distributed.is_initialized():
-            total = torch.tensor([float(count)], device=self.args.device)
-            torch.distributed.all_reduce(total)
-            count = int(total.item())
-        return count
+        return int(self._reduce_over_processes([float(self.nonfinite_count)])[0])
 
     def _drop_update(self) -> None:
         for group in self.optimizer.param_groups:
@@ -604,12 +614,10 @@ class SmartTrainer(Trainer):
         """The recorded terms' means since the last log, over the steps and, under several processes,
         over all ranks (the Trainer logs on every rank at the same step, so this collective is safe)."""
         names = LOGGED_TERMS  # the same on every rank, even when a term was skipped on one of them
-        sums = [self._sums.get(n, 0.0) for n in names]
-        counts = [float(self._counts.get(n, 0)) for n in names]
-        if self.args.world_size > 1 and torch.distributed.is_initialized():
-            totals = torch.tensor(sums + counts, dtype=torch.float64, device=self.args.device)
-            torch.distributed.all_reduce(totals)
-            sums, counts = totals[: len(names)].tolist(), totals[len(names) :].tolist()
+        totals = self._reduce_over_processes(
+            [self._sums.get(n, 0.0) for n in names] + [float(self._counts.get(n, 0)) for n in names]
+        )
+        sums, counts = totals[: len(names)], totals[len(names) :]
         return {n: total / count for n, total, count in zip(names, sums, counts) if count > 0}
 
     def log(self, logs: dict[str, float], *args: Any, **kwargs: Any) -> None:

@@ -4,7 +4,8 @@ import statistics
 
 import pytest
 
-from smart_tune.report import last_epoch_metrics, summarise, to_markdown
+from smart_tune.errors import ConfigError
+from smart_tune.report import last_epoch_metrics, summarise, to_markdown, write_report
 
 
 def result(method, seed, best, last, epochs=3):
@@ -52,3 +53,104 @@ def test_summary_statistics_and_paired_differences():
     assert "| 62.33 ± 7.51 | 70.00 | +3.50 ± 2.12 (2/2) |" in table
     single = to_markdown(summarise([result("vanilla", 1, 0.5, 0.5), result("smart", 1, 0.6, 0.6)]))
     assert "| smart | 1 | 60.00 | 60.00 | +10.00 (1/1) |" in single  # no "± 0.00" from one seed
+
+
+def run(task, method, seed, metrics, main, fraction=None, minutes=2.0):
+    return {
+        "task": task,
+        "method": method,
+        "seed": seed,
+        "metrics": metrics,
+        "main_metric": main,
+        "train_runtime_s": 60.0 * minutes,
+        "arguments": {"run": {"train_fraction": fraction}},
+        "log_history": [{"eval_" + k: v for k, v in metrics.items()} | {"epoch": 3}, {"train_runtime": 1.0}],
+    }
+
+
+def test_average_over_tasks_is_the_per_seed_mean_of_main_metrics_and_paired_to_vanilla():
+    runs = [
+        run("rte", "vanilla", 1, {"accuracy": 0.50}, "accuracy"),
+        run("cola", "vanilla", 1, {"matthews_correlation": 0.30}, "matthews_correlation"),
+        run("rte", "vanilla", 2, {"accuracy": 0.60}, "accuracy"),
+        run("cola", "vanilla", 2, {"matthews_correlation": 0.20}, "matthews_correlation"),
+        run("rte", "smart", 1, {"accuracy": 0.56}, "accuracy"),
+        run("cola", "smart", 1, {"matthews_correlation": 0.34}, "matthews_correlation"),
+        run("rte", "smart", 2, {"accuracy": 0.70}, "accuracy"),  # no cola for seed 2: not averaged
+    ]
+    summary = summarise(runs)
+    assert list(summary) == ["cola", "rte", "average"]
+    avg = summary["average"]
+    assert avg["averaged"] == {"cola": "matthews_correlation", "rte": "accuracy"}
+    van = avg["methods"]["vanilla"]["metrics"]["mean_of_main_metrics"]
+    assert van["values"] == pytest.approx([0.40, 0.40])
+    smart = avg["methods"]["smart"]
+    assert smart["n"] == 1 and smart["metrics"]["mean_of_main_metrics"]["mean"] == pytest.approx(0.45)
+    assert smart["vs_vanilla"]["mean_of_main_metrics"]["mean"] == pytest.approx(0.05)
+    assert smart["metrics"]["last_epoch_mean_of_main_metrics"]["mean"] == pytest.approx(0.45)
+    assert smart["train_minutes_mean"] == pytest.approx(4.0)  # the sum over the two tasks
+    assert "Per seed, the mean of cola matthews_correlation, rte accuracy" in to_markdown(summary)
+    assert "average" not in summarise([r for r in runs if r["task"] == "rte"])
+
+
+def test_fractions_form_their_own_groups_and_a_curve(tmp_path):
+    import json
+
+    for fraction in (0.01, 0.1, 1.0):
+        for method, acc in (("vanilla", 0.5), ("smart", 0.6)):
+            for seed in (1, 2):
+                r = run("snli", method, seed, {"accuracy": acc * (1 + fraction)}, "accuracy", fraction)
+                folder = tmp_path / f"snli-{fraction}" / method / f"seed-{seed}"
+                folder.mkdir(parents=True)
+                (folder / "results.json").write_text(json.dumps(r))
+    paths = write_report(tmp_path)
+    summary = json.loads(paths["json"].read_text())
+    assert list(summary) == ["snli (1% train)", "snli (10% train)", "snli (100% train)"]  # no average
+    assert summary["snli (10% train)"]["train_fraction"] == 0.1
+    assert paths["curve"].stat().st_size > 0 and paths["chart"].stat().st_size > 0
+
+
+def test_other_folders_join_a_report_filtered_and_without_double_counting(tmp_path):
+    import json
+
+    def put(folder, r):
+        path = tmp_path / folder / r["task"] / r["method"] / f"seed-{r['seed']}"
+        path.mkdir(parents=True)
+        (path / "results.json").write_text(json.dumps(r))
+
+    put("headline", run("rte", "vanilla", 1, {"accuracy": 0.5}, "accuracy"))
+    put("headline", run("rte", "r3f", 1, {"accuracy": 0.52}, "accuracy"))
+    put("headline", run("cola", "vanilla", 1, {"matthews_correlation": 0.3}, "matthews_correlation"))
+    put("ablation", run("rte", "smart-no-rs", 1, {"accuracy": 0.55}, "accuracy"))
+    paths = write_report(tmp_path / "ablation", [tmp_path / "headline"], tasks=["rte"], methods=None)
+    methods = json.loads(paths["json"].read_text())["rte"]["methods"]
+    assert sorted(methods) == ["r3f", "smart-no-rs", "vanilla"]
+    assert methods["smart-no-rs"]["vs_vanilla"]["accuracy"]["mean"] == pytest.approx(0.05)
+    assert "cola" not in json.loads(paths["json"].read_text())
+    only = write_report(tmp_path / "ablation", [tmp_path / "headline"], methods=["vanilla", "smart-no-rs"])
+    assert sorted(json.loads(only["json"].read_text())["rte"]["methods"]) == ["smart-no-rs", "vanilla"]
+    put("copy", run("rte", "vanilla", 1, {"accuracy": 0.5}, "accuracy"))
+    with pytest.raises(ConfigError, match="in two places"):
+        write_report(tmp_path / "ablation", [tmp_path / "headline", tmp_path / "copy"])
+
+
+def test_report_command_takes_other_folders_and_filters(tmp_path, capsys):
+    import json
+
+    from smart_tune.cli import main
+
+    for folder, method, seed in (
+        ("a", "vanilla", 1),
+        ("a", "vanilla", 2),
+        ("b", "smart", 1),
+        ("b", "smart", 2),
+    ):
+        path = tmp_path / folder / method / f"seed-{seed}"
+        path.mkdir(parents=True)
+        (path / "results.json").write_text(
+            json.dumps(run("rte", method, seed, {"accuracy": 0.5}, "accuracy"))
+        )
+    assert main(["report", str(tmp_path / "b"), "--include", str(tmp_path / "a"), "--seeds", "2"]) == 0
+    methods = json.loads((tmp_path / "b" / "summary.json").read_text())["rte"]["methods"]
+    assert {m: e["seeds"] for m, e in methods.items()} == {"vanilla": [2], "smart": [2]}
+    assert "summary.md" in capsys.readouterr().out

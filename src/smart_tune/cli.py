@@ -169,18 +169,33 @@ def cmd_compare(argv: list[str]) -> int:
     return 0
 
 
+def _seeds(text: str) -> list[int]:
+    try:
+        return [int(n) for n in _split_list(text)]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"seeds must be whole numbers, got {text!r}") from None
+
+
 def cmd_report(argv: list[str]) -> int:
     from .report import write_report
 
     p = argparse.ArgumentParser(
         prog="smart-tune report",
         description="Rebuild summary.md/json/png from finished runs.",
-        epilog="example:\n  smart-tune report runs/cmp",
+        epilog="examples:\n  smart-tune report runs/cmp\n"
+        "  smart-tune report runs/ablation --include runs/headline --tasks rte,mrpc "
+        "--methods vanilla,smart,smart-no-rs",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("folder")
+    p.add_argument("folder", help="where the runs are and the summary goes")
+    p.add_argument(
+        "--include", action="append", default=[], metavar="FOLDER", help="count this folder's runs too"
+    )
+    p.add_argument("--tasks", type=_split_list, help="only these tasks (comma-separated)")
+    p.add_argument("--methods", type=_split_list, help="only these methods (comma-separated)")
+    p.add_argument("--seeds", type=_seeds, help="only these seeds (comma-separated)")
     a = p.parse_args(argv)
-    paths = write_report(a.folder)
+    paths = write_report(a.folder, a.include, a.tasks, a.methods, a.seeds)
     for kind, path in paths.items():
         print(f"{kind:<9} {path}")
     return 0

@@ -6,6 +6,13 @@ difference to ``vanilla`` on the seeds both have (mean ± std of the per-seed di
 mean training time per run. Each metric comes twice: as ``train`` kept the model (the best of the
 end-of-epoch evaluations on dev) and as ``last_epoch_<metric>`` (the model training ended with). The
 chart shows each task's main metric: bars with error bars (std) and one dot per seed.
+
+Runs trained on a fraction of their training split (``--train-fraction``) form their own group,
+``"snli (1% train)"``; when one task has several fractions, ``curve.png`` plots the main metric against
+the fraction. With two or more whole tasks, an ``average`` group gives, per method and seed, the mean
+of the tasks' main metrics (the seeds where the method has every task), compared with vanilla in pairs
+as any task is. Runs of other folders can join a report (``include``), e.g. an ablation that reuses a
+headline study's plain and SMART runs, filtered by task and method.
 """
 
 from __future__ import annotations
@@ -20,6 +27,8 @@ from .errors import ConfigError
 from .run import RESULTS, write_json_atomic
 
 BASELINE = "vanilla"
+AVERAGE = "average"
+AVERAGE_METRIC = "mean_of_main_metrics"
 
 
 def load_results(folder: str | Path) -> list[dict[str, Any]]:
@@ -48,6 +57,79 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
 LAST = "last_epoch_"
 
 
+def train_fraction(result: dict[str, Any]) -> float | None:
+    """The ``--train-fraction`` a run was trained with (None: the whole training split)."""
+    return ((result.get("arguments") or {}).get("run") or {}).get("train_fraction")
+
+
+def group_name(result: dict[str, Any]) -> str:
+    """The task, or ``"task (p% train)"`` for a run trained on a fraction of its training split."""
+    fraction = train_fraction(result)
+    return result["task"] if fraction is None else f"{result['task']} ({100 * fraction:g}% train)"
+
+
+def collect_results(
+    folders: list[str | Path],
+    tasks: list[str] | None = None,
+    methods: list[str] | None = None,
+    seeds: list[int] | None = None,
+) -> list[dict[str, Any]]:
+    """The finished runs of several folders, optionally only some tasks, methods and seeds.
+
+    A (group, method, seed) found twice is an error: the report would not know which one to count.
+    """
+    seen: dict[tuple, str] = {}
+    kept = []
+    for folder in folders:
+        for r in load_results(folder):
+            if (tasks and r["task"] not in tasks) or (methods and r["method"] not in methods):
+                continue
+            if seeds and int(r["seed"]) not in seeds:
+                continue
+            key = (group_name(r), r["method"], int(r["seed"]))
+            if key in seen:
+                raise ConfigError(
+                    f"run {key[0]}/{key[1]}/seed {key[2]} is in two places: {seen[key]} and {r['_path']}"
+                )
+            seen[key] = r["_path"]
+            kept.append(r)
+    return kept
+
+
+def task_average(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per method and seed, the mean over tasks of each task's main metric (a run of group ``average``).
+
+    Only whole-split runs count, only when there are two tasks or more, and only the seeds where the
+    method has every task. ``train_runtime_s`` is the sum over the tasks.
+    """
+    whole = [r for r in results if train_fraction(r) is None]
+    task_names = sorted({r["task"] for r in whole})
+    if len(task_names) < 2:
+        return []
+    by_run = {(r["task"], r["method"], int(r["seed"])): r for r in whole}
+    averaged = []
+    for method, seed in sorted({(m, s) for _, m, s in by_run}):
+        runs = [by_run.get((t, method, seed)) for t in task_names]
+        if any(r is None for r in runs):
+            continue
+        metrics = {AVERAGE_METRIC: sum(r["metrics"][r["main_metric"]] for r in runs) / len(runs)}
+        lasts = [last_epoch_metrics(r).get(LAST + r["main_metric"]) for r in runs]
+        if all(v is not None for v in lasts):
+            metrics[LAST + AVERAGE_METRIC] = sum(lasts) / len(lasts)
+        averaged.append(
+            {
+                "task": AVERAGE,
+                "method": method,
+                "seed": seed,
+                "metrics": metrics,
+                "main_metric": AVERAGE_METRIC,
+                "averaged": {t: r["main_metric"] for t, r in zip(task_names, runs)},
+                "train_runtime_s": sum(r.get("train_runtime_s", float("nan")) for r in runs),
+            }
+        )
+    return averaged
+
+
 def last_epoch_metrics(result: dict[str, Any]) -> dict[str, float]:
     """The scores of the last evaluation during training (the final epoch's model), from the log.
 
@@ -70,12 +152,15 @@ def last_epoch_metrics(result: dict[str, Any]) -> dict[str, float]:
 def summarise(results: list[dict[str, Any]]) -> dict[str, Any]:
     """{task: {"main_metric", "methods": {method: {"n", "seeds", "metrics": {m: stats}, "vs_vanilla", ...}}}}."""
     grouped: dict[str, dict[str, dict[int, dict]]] = defaultdict(lambda: defaultdict(dict))
-    for r in results:
+    for r in results + task_average(results):
         r = {**r, "metrics": {**r["metrics"], **last_epoch_metrics(r)}}
-        grouped[r["task"]][r["method"]][int(r["seed"])] = r
+        grouped[group_name(r)][r["method"]][int(r["seed"])] = r
     summary: dict[str, Any] = {}
-    for task, methods in sorted(grouped.items()):
-        main = next(iter(next(iter(methods.values())).values())).get("main_metric")
+    # Tasks by name, each task's fractions from small to large, the average last.
+    order = sorted(grouped, key=lambda g: (g == AVERAGE, _task_of(grouped[g]), _fraction_of(grouped[g])))
+    for task in order:
+        methods = grouped[task]
+        main = _any_run(methods).get("main_metric")
         out: dict[str, Any] = {}
         baseline = methods.get(BASELINE, {})
         for method, by_seed in sorted(methods.items(), key=lambda kv: (kv[0] != BASELINE, kv[0])):
@@ -102,8 +187,29 @@ def summarise(results: list[dict[str, Any]]) -> dict[str, Any]:
             times = [by_seed[s].get("train_runtime_s", float("nan")) for s in seeds]
             entry["train_minutes_mean"] = sum(times) / len(times) / 60
             out[method] = entry
-        summary[task] = {"main_metric": main, "methods": out}
+        any_run = _any_run(methods)
+        summary[task] = {
+            "main_metric": main,
+            "task": any_run["task"],
+            "train_fraction": train_fraction(any_run),
+            "methods": out,
+        }
+        if "averaged" in any_run:
+            summary[task]["averaged"] = any_run["averaged"]
     return summary
+
+
+def _any_run(methods: dict[str, dict[int, dict]]) -> dict[str, Any]:
+    return next(iter(next(iter(methods.values())).values()))
+
+
+def _task_of(methods: dict[str, dict[int, dict]]) -> str:
+    return _any_run(methods)["task"]
+
+
+def _fraction_of(methods: dict[str, dict[int, dict]]) -> float:
+    fraction = train_fraction(_any_run(methods))
+    return 1.0 if fraction is None else fraction
 
 
 def _pct(v: float) -> str:
@@ -124,6 +230,13 @@ def to_markdown(summary: dict[str, Any]) -> str:
     for task, data in summary.items():
         metric_names = sorted({m for e in data["methods"].values() for m in e["metrics"]})
         lines += [f"## {task} (main metric: {data['main_metric']})", ""]
+        if "averaged" in data:
+            parts = ", ".join(f"{t} {m}" for t, m in data["averaged"].items())
+            lines += [
+                f"Per seed, the mean of {parts}; only seeds where the method has every task. "
+                "min/run is the sum over the tasks.",
+                "",
+            ]
         header = ["method", "n"]
         for m in metric_names:
             header += [f"{m} mean ± std", f"{m} best", f"{m} Δ vs vanilla"]
@@ -180,10 +293,58 @@ def plot(summary: dict[str, Any], path: str | Path) -> None:
     plt.close(fig)
 
 
-def write_report(folder: str | Path) -> dict[str, Path]:
-    """Rebuild summary.md, summary.json and summary.png in ``folder`` from its finished runs."""
+def plot_curve(summary: dict[str, Any], path: str | Path) -> bool:
+    """Main metric against training fraction (log x), one line per method with std bars, a panel per
+    task that was trained on two or more fractions. False (and no file) when there is no such task."""
+    curves: dict[str, list[tuple[float, dict]]] = defaultdict(list)
+    for data in summary.values():
+        if data.get("train_fraction") is not None:
+            curves[data["task"]].append((data["train_fraction"], data))
+    curves = {t: sorted(points, key=lambda p: p[0]) for t, points in curves.items() if len(points) > 1}
+    if not curves:
+        return False
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(curves), figsize=(4.8 * len(curves), 3.6), squeeze=False)
+    for ax, (task, points) in zip(axes[0], curves.items()):
+        metric = points[0][1]["main_metric"]
+        methods = sorted({m for _, d in points for m in d["methods"]}, key=lambda m: (m != BASELINE, m))
+        for method in methods:
+            xs, ys, es = [], [], []
+            for fraction, data in points:
+                stats = data["methods"].get(method, {}).get("metrics", {}).get(metric)
+                if stats:
+                    xs.append(100 * fraction)
+                    ys.append(100 * stats["mean"])
+                    es.append(100 * stats["std"])
+            ax.errorbar(xs, ys, yerr=es, marker="o", capsize=3, label=method)
+        ax.set_xscale("log")
+        ax.set_xlabel("% of the training split")
+        ax.set_ylabel(metric)
+        ax.set_title(task)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return True
+
+
+def write_report(
+    folder: str | Path,
+    include: list[str | Path] = (),
+    tasks: list[str] | None = None,
+    methods: list[str] | None = None,
+    seeds: list[int] | None = None,
+) -> dict[str, Path]:
+    """Rebuild summary.md, summary.json and summary.png (and curve.png, when there are fractions) in
+    ``folder`` from its finished runs and those of the ``include`` folders, optionally only some
+    ``tasks``, ``methods`` and ``seeds``."""
     folder = Path(folder)
-    results = load_results(folder)
+    results = collect_results([folder, *include], tasks, methods, seeds)
     if not results:
         raise ConfigError(f"no finished runs ({RESULTS}) under {folder}")
     summary = summarise(results)
@@ -197,4 +358,7 @@ def write_report(folder: str | Path) -> dict[str, Path]:
     tmp.replace(paths["markdown"])
     write_json_atomic(paths["json"], summary)
     plot(summary, paths["chart"])
+    curve = folder / "curve.png"
+    if plot_curve(summary, curve):
+        paths["curve"] = curve
     return paths

@@ -154,3 +154,27 @@ def test_report_command_takes_other_folders_and_filters(tmp_path, capsys):
     methods = json.loads((tmp_path / "b" / "summary.json").read_text())["rte"]["methods"]
     assert {m: e["seeds"] for m, e in methods.items()} == {"vanilla": [2], "smart": [2]}
     assert "summary.md" in capsys.readouterr().out
+
+
+def test_logged_smart_terms_are_summarised_per_method():
+    from smart_tune.report import training_terms
+
+    r = run("rte", "smart", 1, {"accuracy": 0.6}, "accuracy")
+    r["log_history"] = [
+        {"loss": 0.7, "smart_adv_loss": 0.002, "smart_breg_loss": 0.01, "smart_delta_linf": 1e-5},
+        {"loss": 0.6, "smart_adv_loss": 0.004, "smart_breg_loss": 0.03, "smart_delta_linf": 2e-5},
+        {"eval_accuracy": 0.6, "epoch": 3},
+    ]
+    terms = training_terms(r)
+    assert terms == pytest.approx(
+        {"smart_adv_loss": 0.003, "smart_breg_loss": 0.02, "smart_delta_linf": 2e-5}
+    )
+    r2 = {
+        **r,
+        "seed": 2,
+        "log_history": [{"smart_adv_loss": 0.005, "smart_breg_loss": 0.0, "smart_delta_linf": 0}],
+    }
+    summary = summarise([r, r2, run("rte", "vanilla", 1, {"accuracy": 0.5}, "accuracy")])
+    assert summary["rte"]["methods"]["smart"]["terms"]["smart_adv_loss"] == pytest.approx(0.004)
+    assert summary["rte"]["methods"]["vanilla"]["terms"] == {}
+    assert "| smart | 0.004 | 0.01 | 1e-05 |" in to_markdown(summary)  # max per run, mean over seeds

@@ -149,6 +149,25 @@ def last_epoch_metrics(result: dict[str, Any]) -> dict[str, float]:
     }
 
 
+# Logged SMART terms summarised per run: (log key, column title, how the run's log is reduced).
+TERMS = (
+    ("smart_adv_loss", "R_s (mean)", "mean"),
+    ("smart_breg_loss", "D_Breg (mean)", "mean"),
+    ("smart_delta_linf", "max ‖x̃ − x‖∞", "max"),
+)
+
+
+def training_terms(result: dict[str, Any]) -> dict[str, float]:
+    """The SMART terms a run logged while training: mean of R_s and D_Breg (both unweighted, as logged
+    every ``logging_steps``) and the largest perturbation size. Empty for runs that logged none."""
+    out = {}
+    for key, _, how in TERMS:
+        values = [float(e[key]) for e in result.get("log_history") or [] if key in e]
+        if values:
+            out[key] = sum(values) / len(values) if how == "mean" else max(values)
+    return out
+
+
 def summarise(results: list[dict[str, Any]]) -> dict[str, Any]:
     """{task: {"main_metric", "methods": {method: {"n", "seeds", "metrics": {m: stats}, "vs_vanilla", ...}}}}."""
     grouped: dict[str, dict[str, dict[int, dict]]] = defaultdict(lambda: defaultdict(dict))
@@ -184,6 +203,12 @@ def summarise(results: list[dict[str, Any]]) -> dict[str, Any]:
                         "n": len(paired),
                         "wins": sum(d > 0 for d in paired),
                     }
+            terms = [training_terms(by_seed[s]) for s in seeds]
+            entry["terms"] = {
+                key: sum(t[key] for t in terms) / len(terms)
+                for key, _, _ in TERMS
+                if all(key in t for t in terms)
+            }
             times = [by_seed[s].get("train_runtime_s", float("nan")) for s in seeds]
             entry["train_minutes_mean"] = sum(times) / len(times) / 60
             out[method] = entry
@@ -259,6 +284,20 @@ def to_markdown(summary: dict[str, Any]) -> str:
             row.append(f"{e['train_minutes_mean']:.1f}")
             lines.append("| " + " | ".join(row) + " |")
         lines.append("")
+        with_terms = {m: e["terms"] for m, e in data["methods"].items() if e.get("terms")}
+        if with_terms:
+            keys = [(k, title) for k, title, _ in TERMS if any(k in t for t in with_terms.values())]
+            lines += [
+                "Regularisation terms as logged during training (unweighted; mean over seeds):",
+                "",
+                "| method | " + " | ".join(title for _, title in keys) + " |",
+                "|" + "---|" * (len(keys) + 1),
+            ]
+            for method, t in with_terms.items():
+                lines.append(
+                    f"| {method} | " + " | ".join(f"{t[k]:.3g}" if k in t else "–" for k, _ in keys) + " |"
+                )
+            lines.append("")
     return "\n".join(lines)
 
 

@@ -178,3 +178,38 @@ def test_logged_smart_terms_are_summarised_per_method():
     assert summary["rte"]["methods"]["smart"]["terms"]["smart_adv_loss"] == pytest.approx(0.004)
     assert summary["rte"]["methods"]["vanilla"]["terms"] == {}
     assert "| smart | 0.004 | 0.01 | 1e-05 |" in to_markdown(summary)  # max per run, mean over seeds
+
+
+def with_args(r, lr=5e-5, **smart):
+    r["arguments"] = {
+        "run": {"train_fraction": None, "max_length": 128},
+        "training": {"learning_rate": lr, "num_train_epochs": 3, "smart_epsilon": 1e-5, **smart},
+    }
+    return r
+
+
+def test_runs_are_checked_to_train_alike_and_can_be_renamed(tmp_path):
+    import json
+
+    def put(folder, r):
+        path = tmp_path / folder / r["method"] / f"seed-{r['seed']}"
+        path.mkdir(parents=True, exist_ok=True)
+        (path / "results.json").write_text(json.dumps(r))
+
+    put("s1", with_args(run("rte", "vanilla", 1, {"accuracy": 0.5}, "accuracy")))
+    put("s1", with_args(run("rte", "smart-eps1e-3", 1, {"accuracy": 0.6}, "accuracy"), smart_epsilon=1e-3))
+    put("s2", with_args(run("rte", "smart", 2, {"accuracy": 0.7}, "accuracy"), smart_epsilon=1e-3))
+    put("s2", with_args(run("rte", "vanilla", 2, {"accuracy": 0.5}, "accuracy")))
+    paths = write_report(tmp_path / "s2", [tmp_path / "s1"], rename={"smart-eps1e-3": "smart"})
+    summary = json.loads(paths["json"].read_text())["rte"]
+    assert summary["methods"]["smart"]["seeds"] == [1, 2] and summary["differs_in"] == []
+    # The same name for a different setting is refused, naming the knob and both files.
+    put("s3", with_args(run("rte", "smart", 3, {"accuracy": 0.7}, "accuracy"), smart_epsilon=1e-2))
+    with pytest.raises(ConfigError, match="smart in rte did not train alike: smart_epsilon is 0.001 in .*s2"):
+        write_report(tmp_path / "s2", [tmp_path / "s3"])
+    # Methods on different schedules (a pilot) are reported, with a note saying so.
+    put("pilot", with_args(run("rte", "lr2e-5", 1, {"accuracy": 0.5}, "accuracy"), lr=2e-5))
+    put("pilot", with_args(run("rte", "lr5e-5", 1, {"accuracy": 0.5}, "accuracy"), lr=5e-5))
+    pilot = write_report(tmp_path / "pilot")
+    assert json.loads(pilot["json"].read_text())["rte"]["differs_in"] == ["learning_rate"]
+    assert "Not one schedule: the runs differ in learning_rate." in pilot["markdown"].read_text()

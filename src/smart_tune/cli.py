@@ -176,6 +176,13 @@ def _seeds(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"seeds must be whole numbers, got {text!r}") from None
 
 
+def _rename(text: str) -> dict[str, str]:
+    pairs = [item.split("=") for item in _split_list(text)]
+    if any(len(p) != 2 or not p[0] or not p[1] for p in pairs):
+        raise argparse.ArgumentTypeError(f"--rename takes OLD=NEW[,OLD2=NEW2], got {text!r}")
+    return dict(pairs)
+
+
 def cmd_report(argv: list[str]) -> int:
     from .report import write_report
 
@@ -194,8 +201,15 @@ def cmd_report(argv: list[str]) -> int:
     p.add_argument("--tasks", type=_split_list, help="only these tasks (comma-separated)")
     p.add_argument("--methods", type=_split_list, help="only these methods (comma-separated)")
     p.add_argument("--seeds", type=_seeds, help="only these seeds (comma-separated)")
+    p.add_argument(
+        "--rename",
+        type=_rename,
+        default={},
+        metavar="OLD=NEW[,...]",
+        help="call method OLD by the name NEW in this report (before the filters)",
+    )
     a = p.parse_args(argv)
-    paths = write_report(a.folder, a.include, a.tasks, a.methods, a.seeds)
+    paths = write_report(a.folder, a.include, a.tasks, a.methods, a.seeds, a.rename)
     for kind, path in paths.items():
         print(f"{kind:<9} {path}")
     return 0

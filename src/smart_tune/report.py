@@ -68,20 +68,89 @@ def group_name(result: dict[str, Any]) -> str:
     return result["task"] if fraction is None else f"{result['task']} ({100 * fraction:g}% train)"
 
 
+# The schedule and data of a run (``arguments.training`` and ``arguments.run`` keys): the same for
+# every method of a side-by-side table, unless the study compares schedules (a pilot).
+SCHEDULE_KEYS = (
+    "learning_rate",
+    "num_train_epochs",
+    "max_steps",
+    "per_device_train_batch_size",
+    "gradient_accumulation_steps",
+    "warmup_steps",
+    "lr_scheduler_type",
+    "weight_decay",
+    "max_grad_norm",
+)
+DATA_KEYS = ("model", "max_length", "train_split", "eval_split", "max_train_samples")
+
+
+def run_settings(result: dict[str, Any]) -> dict[str, Any] | None:
+    """Schedule, data and ``smart_*`` knobs of a run (None when it recorded no arguments)."""
+    args = result.get("arguments")
+    if not args:
+        return None
+    training, run = args.get("training") or {}, args.get("run") or {}
+    return {
+        **{k: training.get(k) for k in SCHEDULE_KEYS},
+        **{k: run.get(k) for k in DATA_KEYS},
+        **{k: v for k, v in training.items() if k.startswith("smart_")},
+    }
+
+
+def _differences(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
+    return sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
+
+
+def check_comparable(results: list[dict[str, Any]]) -> None:
+    """Refuse a method whose seeds did not train alike (schedule, data or ``smart_*`` knobs).
+
+    A report that brings in other folders, or renames a method, cannot then count a different setting
+    under the same name. Runs that recorded no arguments are not checked.
+    """
+    first: dict[tuple, tuple[dict, str]] = {}
+    for r in results:
+        settings = run_settings(r)
+        if settings is None:
+            continue
+        key = (group_name(r), r["method"])
+        if key not in first:
+            first[key] = (settings, r["_path"])
+            continue
+        ref, ref_path = first[key]
+        diff = _differences(ref, settings)
+        if diff:
+            k = diff[0]
+            raise ConfigError(
+                f"{key[1]} in {key[0]} did not train alike: {k} is {ref.get(k)!r} in {ref_path} but "
+                f"{settings.get(k)!r} in {r['_path']}"
+            )
+
+
+def schedule_differences(runs: list[dict[str, Any]]) -> list[str]:
+    """The schedule and data keys on which a group's runs differ (empty: the methods sit side by side)."""
+    settings = [s for s in map(run_settings, runs) if s is not None]
+    schedule = [{k: s[k] for k in (*SCHEDULE_KEYS, *DATA_KEYS)} for s in settings]
+    return sorted({k for s in schedule[1:] for k in _differences(schedule[0], s)})
+
+
 def collect_results(
     folders: list[str | Path],
     tasks: list[str] | None = None,
     methods: list[str] | None = None,
     seeds: list[int] | None = None,
+    rename: dict[str, str] | None = None,
 ) -> list[dict[str, Any]]:
     """The finished runs of several folders, optionally only some tasks, methods and seeds.
 
-    A (group, method, seed) found twice is an error: the report would not know which one to count.
+    ``rename`` maps a method's name in its folder to its name in this report (applied before the
+    filters), e.g. the Study 1 variant that became the ``smart`` preset. A (group, method, seed) found
+    twice is an error: the report would not know which one to count. See :func:`check_comparable`.
     """
     seen: dict[tuple, str] = {}
     kept = []
     for folder in folders:
         for r in load_results(folder):
+            r["method"] = (rename or {}).get(r["method"], r["method"])
             if (tasks and r["task"] not in tasks) or (methods and r["method"] not in methods):
                 continue
             if seeds and int(r["seed"]) not in seeds:
@@ -93,6 +162,7 @@ def collect_results(
                 )
             seen[key] = r["_path"]
             kept.append(r)
+    check_comparable(kept)
     return kept
 
 
@@ -215,6 +285,7 @@ def summarise(results: list[dict[str, Any]]) -> dict[str, Any]:
         any_run = _any_run(methods)
         summary[task] = {
             "main_metric": main,
+            "differs_in": schedule_differences([r for by_seed in methods.values() for r in by_seed.values()]),
             "task": any_run["task"],
             "train_fraction": train_fraction(any_run),
             "methods": out,
@@ -253,8 +324,12 @@ def to_markdown(summary: dict[str, Any]) -> str:
         "",
     ]
     for task, data in summary.items():
-        metric_names = sorted({m for e in data["methods"].values() for m in e["metrics"]})
+        metric_names = sorted(
+            {m for e in data["methods"].values() for m in e["metrics"]}, key=lambda m: (m.startswith(LAST), m)
+        )
         lines += [f"## {task} (main metric: {data['main_metric']})", ""]
+        if data.get("differs_in"):
+            lines += [f"Not one schedule: the runs differ in {', '.join(data['differs_in'])}.", ""]
         if "averaged" in data:
             parts = ", ".join(f"{t} {m}" for t, m in data["averaged"].items())
             lines += [
@@ -378,12 +453,13 @@ def write_report(
     tasks: list[str] | None = None,
     methods: list[str] | None = None,
     seeds: list[int] | None = None,
+    rename: dict[str, str] | None = None,
 ) -> dict[str, Path]:
     """Rebuild summary.md, summary.json and summary.png (and curve.png, when there are fractions) in
     ``folder`` from its finished runs and those of the ``include`` folders, optionally only some
-    ``tasks``, ``methods`` and ``seeds``."""
+    ``tasks``, ``methods`` and ``seeds``, with methods renamed by ``rename`` ({old: new})."""
     folder = Path(folder)
-    results = collect_results([folder, *include], tasks, methods, seeds)
+    results = collect_results([folder, *include], tasks, methods, seeds, rename)
     if not results:
         raise ConfigError(f"no finished runs ({RESULTS}) under {folder}")
     summary = summarise(results)

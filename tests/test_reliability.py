@@ -114,7 +114,7 @@ def test_sigterm_during_train_saves_a_checkpoint_and_resume_finishes(tiny_model_
     assert main([*args, "--resume"]) == 0
     assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)) == handlers  # restored
     results = json.loads((out / "results.json").read_text())
-    assert results["global_steps"] == 200
+    assert results["global_steps"] == 200 and results["resumed_at_step"] == step
     # the history holds each step once: the checkpoint's steps, then the resumed run's from step + 1
     assert [h["step"] for h in results["log_history"] if "loss" in h] == list(range(1, 201))
     capsys.readouterr()

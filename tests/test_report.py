@@ -213,3 +213,11 @@ def test_runs_are_checked_to_train_alike_and_can_be_renamed(tmp_path):
     pilot = write_report(tmp_path / "pilot")
     assert json.loads(pilot["json"].read_text())["rte"]["differs_in"] == ["learning_rate"]
     assert "Not one schedule: the runs differ in learning_rate." in pilot["markdown"].read_text()
+
+
+def test_a_resumed_run_time_is_scaled_to_all_its_steps():
+    from smart_tune.report import run_seconds
+
+    r = run("rte", "smart", 1, {"accuracy": 0.6}, "accuracy")
+    assert run_seconds({**r, "global_steps": 468}) == 120.0
+    assert run_seconds({**r, "global_steps": 468, "resumed_at_step": 312}) == pytest.approx(360.0)

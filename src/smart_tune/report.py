@@ -194,7 +194,7 @@ def task_average(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "metrics": metrics,
                 "main_metric": AVERAGE_METRIC,
                 "averaged": {t: r["main_metric"] for t, r in zip(task_names, runs)},
-                "train_runtime_s": sum(r.get("train_runtime_s", float("nan")) for r in runs),
+                "train_runtime_s": sum(run_seconds(r) for r in runs),
             }
         )
     return averaged
@@ -238,6 +238,16 @@ def training_terms(result: dict[str, Any]) -> dict[str, float]:
     return out
 
 
+def run_seconds(result: dict[str, Any]) -> float:
+    """Training time of a whole run. A resumed run timed only its steps after the checkpoint: its time
+    is scaled up to all its steps (the per-step time of the part that was timed)."""
+    seconds = result.get("train_runtime_s", float("nan"))
+    steps, resumed = result.get("global_steps"), result.get("resumed_at_step") or 0
+    if resumed and steps and steps > resumed:
+        seconds *= steps / (steps - resumed)
+    return seconds
+
+
 def summarise(results: list[dict[str, Any]]) -> dict[str, Any]:
     """{task: {"main_metric", "methods": {method: {"n", "seeds", "metrics": {m: stats}, "vs_vanilla", ...}}}}."""
     grouped: dict[str, dict[str, dict[int, dict]]] = defaultdict(lambda: defaultdict(dict))
@@ -279,7 +289,7 @@ def summarise(results: list[dict[str, Any]]) -> dict[str, Any]:
                 for key, _, _ in TERMS
                 if all(key in t for t in terms)
             }
-            times = [by_seed[s].get("train_runtime_s", float("nan")) for s in seeds]
+            times = [run_seconds(by_seed[s]) for s in seeds]
             entry["train_minutes_mean"] = sum(times) / len(times) / 60
             out[method] = entry
         any_run = _any_run(methods)
@@ -316,11 +326,12 @@ def to_markdown(summary: dict[str, Any]) -> str:
     lines = [
         "# Results",
         "",
-        "Scores ×100 on each task's dev split: mean ± sample std over seeds, best run, and the paired "
+        "Scores ×100 on each task's evaluation split (dev unless the study says otherwise): mean ± sample std over seeds, best run, and the paired "
         "difference to vanilla on the same seeds (mean ± std; wins = seeds where the method beats vanilla).",
         "A metric's plain name scores the model each run kept: the best of its end-of-epoch evaluations on "
         "dev (so dev picks the epoch: optimistic). `last_epoch_<metric>` scores the model at the end of "
-        "training.",
+        "training. min/run: training minutes per run (a resumed run's time is scaled up from the steps "
+        "it timed).",
         "",
     ]
     for task, data in summary.items():

@@ -349,7 +349,8 @@ def train(options: dict[str, Any]) -> dict[str, Any]:
         "num_examples": num_examples.get(main_split, 0) if has_dev else 0,
         "num_examples_by_split": num_examples,
         "num_train_examples": len(encoded["train"]),
-        "train_runtime_s": round(train_runtime, 2),
+        "train_runtime_s": round(train_runtime, 2),  # this process's time: after the resumed step
+        "resumed_at_step": getattr(trainer, "resumed_at_step", 0),
         "eval_runtime_s": round(time.time() - eval_started, 2),
         "global_steps": train_output.global_step,
         "train_loss": train_output.training_loss,

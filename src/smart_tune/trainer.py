@@ -452,6 +452,12 @@ class SmartTrainer(Trainer):
                 raise ConfigError(no_complete_checkpoint_message(self.args.output_dir))
             if self.args.should_save:
                 self._remove_cut_short_after(resume_from_checkpoint)
+        # Where this call starts: its run time covers only the steps after it (results.json says so).
+        self.resumed_at_step = (
+            _checkpoint_step(os.path.basename(os.path.normpath(resume_from_checkpoint))) or 0
+            if isinstance(resume_from_checkpoint, str)
+            else 0
+        )
         try:
             return super().train(resume_from_checkpoint=resume_from_checkpoint, trial=trial, **kwargs)
         except pickle.UnpicklingError:

@@ -183,7 +183,13 @@ def test_logged_smart_terms_are_summarised_per_method():
 def with_args(r, lr=5e-5, **smart):
     r["arguments"] = {
         "run": {"train_fraction": None, "max_length": 128},
-        "training": {"learning_rate": lr, "num_train_epochs": 3, "smart_epsilon": 1e-5, **smart},
+        "training": {
+            "learning_rate": lr,
+            "num_train_epochs": 3,
+            "smart_method": "vanilla" if r["method"] == "vanilla" else "smart",
+            "smart_epsilon": 1e-5,
+            **smart,
+        },
     }
     return r
 
@@ -221,3 +227,66 @@ def test_a_resumed_run_time_is_scaled_to_all_its_steps():
     r = run("rte", "smart", 1, {"accuracy": 0.6}, "accuracy")
     assert run_seconds({**r, "global_steps": 468}) == 120.0
     assert run_seconds({**r, "global_steps": 468, "resumed_at_step": 312}) == pytest.approx(360.0)
+    assert run_seconds({**r, "global_steps": 468, "resumed_at_step": 468}) is None  # timed no step
+    resumed_unrecorded = {**r, "global_steps": 468, "arguments": {"run": {"resume": True}}}
+    assert run_seconds(resumed_unrecorded) is None
+    assert run_seconds({k: v for k, v in r.items() if k != "train_runtime_s"}) is None
+    table = to_markdown(summarise([{**resumed_unrecorded, "seed": 1}, {**r, "seed": 2}]))
+    assert "| 2.0 (1 ?) |" in table  # the mean of the known time, and how many were unknown
+    assert "| ? |" in to_markdown(summarise([resumed_unrecorded]))
+
+
+def test_average_skips_runs_without_their_main_metric_and_inherits_schedule_notes():
+    runs = [
+        with_args(run("rte", "lr2e-5", 1, {"accuracy": 0.5}, "accuracy"), lr=2e-5),
+        with_args(run("rte", "lr5e-5", 1, {"accuracy": 0.6}, "accuracy"), lr=5e-5),
+        with_args(run("mrpc", "lr2e-5", 1, {"accuracy": 0.7}, "accuracy"), lr=2e-5),
+        with_args(run("mrpc", "lr5e-5", 1, {}, "accuracy"), lr=5e-5),  # no labelled eval split
+    ]
+    summary = summarise([{**r, "_path": str(i)} for i, r in enumerate(runs)])
+    assert list(summary["average"]["methods"]) == ["lr2e-5"]
+    assert summary["average"]["differs_in"] == ["learning_rate"]
+
+
+def test_settings_compare_only_what_both_runs_recorded_and_plain_ignores_smart_knobs():
+    from smart_tune.report import check_comparable
+
+    a = {**with_args(run("rte", "vanilla", 1, {}, "accuracy")), "_path": "a"}
+    b = {**with_args(run("rte", "vanilla", 2, {}, "accuracy"), smart_epsilon=1e-2), "_path": "b"}
+    b["arguments"]["training"]["smart_method"] = "vanilla"
+    b["arguments"]["training"]["smart_new_knob"] = 3  # recorded by a newer version only
+    check_comparable([a, b])  # plain ignores smart_*; a knob one run lacks is not a difference
+    c = {**with_args(run("rte", "smart", 1, {}, "accuracy"), smart_method="smart"), "_path": "c"}
+    d = {
+        **with_args(run("rte", "smart", 2, {}, "accuracy"), smart_method="smart", smart_epsilon=1e-2),
+        "_path": "d",
+    }
+    with pytest.raises(ConfigError, match="smart_epsilon"):
+        check_comparable([c, d])
+    d["arguments"]["training"].update(smart_epsilon=1e-5, smart_max_nonfinite_steps=50)
+    check_comparable([c, d])  # a safety limit is not a setting
+
+
+def test_report_command_options_are_checked(tmp_path, capsys):
+    import json
+
+    from smart_tune.cli import main
+
+    for folder in ("a", "b"):
+        path = tmp_path / folder / "vanilla" / "seed-1"
+        path.mkdir(parents=True)
+        r = run("rte" if folder == "a" else "mrpc", "vanilla", 1, {"accuracy": 0.5}, "accuracy")
+        (path / "results.json").write_text(json.dumps(r))
+    out = tmp_path / "out"
+    out.mkdir()
+    both = f"{tmp_path / 'a'},{tmp_path / 'b'}"  # a comma list, as the other options take
+    assert main(["report", str(out), "--include", both, "--rename", "vanilla=plain,x=y"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert list(summary) == ["mrpc", "rte", "average"] and list(summary["rte"]["methods"]) == ["plain"]
+    capsys.readouterr()
+    for bad in (["--rename", "vanilla"], ["--seeds", "one"]):
+        with pytest.raises(SystemExit) as exit_info:
+            main(["report", str(tmp_path / "a"), *bad])
+        assert exit_info.value.code == 2
+    assert main(["report", str(tmp_path / "a"), "--methods", "smart"]) == 2
+    assert "that pass the --tasks/--methods/--seeds filters" in capsys.readouterr().err

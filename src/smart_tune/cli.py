@@ -196,7 +196,11 @@ def cmd_report(argv: list[str]) -> int:
     )
     p.add_argument("folder", help="where the runs are and the summary goes")
     p.add_argument(
-        "--include", action="append", default=[], metavar="FOLDER", help="count this folder's runs too"
+        "--include",
+        action="append",
+        default=[],
+        metavar="FOLDER[,...]",
+        help="count these folders' runs too (repeatable)",
     )
     p.add_argument("--tasks", type=_split_list, help="only these tasks (comma-separated)")
     p.add_argument("--methods", type=_split_list, help="only these methods (comma-separated)")
@@ -209,7 +213,8 @@ def cmd_report(argv: list[str]) -> int:
         help="call method OLD by the name NEW in this report (before the filters)",
     )
     a = p.parse_args(argv)
-    paths = write_report(a.folder, a.include, a.tasks, a.methods, a.seeds, a.rename)
+    include = [f for item in a.include for f in _split_list(item)]
+    paths = write_report(a.folder, include, a.tasks, a.methods, a.seeds, a.rename)
     for kind, path in paths.items():
         print(f"{kind:<9} {path}")
     return 0

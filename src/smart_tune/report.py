@@ -84,21 +84,32 @@ SCHEDULE_KEYS = (
 DATA_KEYS = ("model", "max_length", "train_split", "eval_split", "max_train_samples")
 
 
+# smart_* fields that do not change what a run computes.
+NOT_SETTINGS = ("smart_max_nonfinite_steps",)
+
+
 def run_settings(result: dict[str, Any]) -> dict[str, Any] | None:
-    """Schedule, data and ``smart_*`` knobs of a run (None when it recorded no arguments)."""
+    """Schedule, data and method knobs a run recorded (None when it recorded no arguments).
+
+    Only recorded keys appear, so that runs written before a knob existed still compare. A plain run
+    ignores the ``smart_*`` knobs, so they are left out for it.
+    """
     args = result.get("arguments")
     if not args:
         return None
     training, run = args.get("training") or {}, args.get("run") or {}
-    return {
-        **{k: training.get(k) for k in SCHEDULE_KEYS},
-        **{k: run.get(k) for k in DATA_KEYS},
-        **{k: v for k, v in training.items() if k.startswith("smart_")},
-    }
+    settings = {k: training[k] for k in SCHEDULE_KEYS if k in training}
+    settings.update({k: run[k] for k in DATA_KEYS if k in run})
+    if training.get("smart_method", "vanilla") != "vanilla":
+        settings.update(
+            {k: v for k, v in training.items() if k.startswith("smart_") and k not in NOT_SETTINGS}
+        )
+    return settings
 
 
 def _differences(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
-    return sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
+    """Keys both recorded with different values."""
+    return sorted(k for k in a.keys() & b.keys() if a[k] != b[k])
 
 
 def check_comparable(results: list[dict[str, Any]]) -> None:
@@ -129,7 +140,7 @@ def check_comparable(results: list[dict[str, Any]]) -> None:
 def schedule_differences(runs: list[dict[str, Any]]) -> list[str]:
     """The schedule and data keys on which a group's runs differ (empty: the methods sit side by side)."""
     settings = [s for s in map(run_settings, runs) if s is not None]
-    schedule = [{k: s[k] for k in (*SCHEDULE_KEYS, *DATA_KEYS)} for s in settings]
+    schedule = [{k: s[k] for k in (*SCHEDULE_KEYS, *DATA_KEYS) if k in s} for s in settings]
     return sorted({k for s in schedule[1:] for k in _differences(schedule[0], s)})
 
 
@@ -176,7 +187,12 @@ def task_average(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
     task_names = sorted({r["task"] for r in whole})
     if len(task_names) < 2:
         return []
-    by_run = {(r["task"], r["method"], int(r["seed"])): r for r in whole}
+    # A run without its main metric (no labelled evaluation split) leaves its method and seed out.
+    by_run = {
+        (r["task"], r["method"], int(r["seed"])): r
+        for r in whole
+        if r.get("main_metric") in (r.get("metrics") or {})
+    }
     averaged = []
     for method, seed in sorted({(m, s) for _, m, s in by_run}):
         runs = [by_run.get((t, method, seed)) for t in task_names]
@@ -194,7 +210,7 @@ def task_average(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "metrics": metrics,
                 "main_metric": AVERAGE_METRIC,
                 "averaged": {t: r["main_metric"] for t, r in zip(task_names, runs)},
-                "train_runtime_s": sum(run_seconds(r) for r in runs),
+                "train_runtime_s": _sum_or_none([run_seconds(r) for r in runs]),
             }
         )
     return averaged
@@ -238,14 +254,29 @@ def training_terms(result: dict[str, Any]) -> dict[str, float]:
     return out
 
 
-def run_seconds(result: dict[str, Any]) -> float:
-    """Training time of a whole run. A resumed run timed only its steps after the checkpoint: its time
-    is scaled up to all its steps (the per-step time of the part that was timed)."""
-    seconds = result.get("train_runtime_s", float("nan"))
-    steps, resumed = result.get("global_steps"), result.get("resumed_at_step") or 0
-    if resumed and steps and steps > resumed:
+def run_seconds(result: dict[str, Any]) -> float | None:
+    """Training time of a whole run, or None when unknown.
+
+    A resumed run timed only its steps after the checkpoint: its time is scaled up to all its steps
+    (the per-step time of the part that was timed). A run that resumed but did not record where
+    (written before ``resumed_at_step`` existed), or that timed no step, has no known time.
+    """
+    seconds = result.get("train_runtime_s")
+    if seconds is None:
+        return None
+    steps = result.get("global_steps")
+    resumed = result.get("resumed_at_step")
+    if resumed is None and ((result.get("arguments") or {}).get("run") or {}).get("resume"):
+        return None
+    if resumed:
+        if not steps or steps <= resumed:
+            return None
         seconds *= steps / (steps - resumed)
     return seconds
+
+
+def _sum_or_none(values: list[float | None]) -> float | None:
+    return None if any(v is None for v in values) else sum(values)
 
 
 def summarise(results: list[dict[str, Any]]) -> dict[str, Any]:
@@ -290,7 +321,10 @@ def summarise(results: list[dict[str, Any]]) -> dict[str, Any]:
                 if all(key in t for t in terms)
             }
             times = [run_seconds(by_seed[s]) for s in seeds]
-            entry["train_minutes_mean"] = sum(times) / len(times) / 60
+            known = [t for t in times if t is not None]
+            # Unknown times (see run_seconds) are left out of the mean; none known: None.
+            entry["train_minutes_mean"] = sum(known) / len(known) / 60 if known else None
+            entry["train_minutes_unknown"] = len(times) - len(known)
             out[method] = entry
         any_run = _any_run(methods)
         summary[task] = {
@@ -302,6 +336,15 @@ def summarise(results: list[dict[str, Any]]) -> dict[str, Any]:
         }
         if "averaged" in any_run:
             summary[task]["averaged"] = any_run["averaged"]
+    if AVERAGE in summary:  # the average inherits every averaged task's differences
+        summary[AVERAGE]["differs_in"] = sorted(
+            {
+                k
+                for g, d in summary.items()
+                if g != AVERAGE and d["train_fraction"] is None
+                for k in d["differs_in"]
+            }
+        )
     return summary
 
 
@@ -331,7 +374,7 @@ def to_markdown(summary: dict[str, Any]) -> str:
         "A metric's plain name scores the model each run kept: the best of its end-of-epoch evaluations on "
         "dev (so dev picks the epoch: optimistic). `last_epoch_<metric>` scores the model at the end of "
         "training. min/run: training minutes per run (a resumed run's time is scaled up from the steps "
-        "it timed).",
+        "it timed; '?' counts runs whose time is unknown: resumed before the resume step was recorded).",
         "",
     ]
     for task, data in summary.items():
@@ -367,7 +410,13 @@ def to_markdown(summary: dict[str, Any]) -> str:
                 d = e["vs_vanilla"].get(m)
                 d_spread = f" ± {_pct(d['std'])}" if d and d["n"] > 1 else ""
                 row.append(f"{100 * d['mean']:+.2f}{d_spread} ({d['wins']}/{d['n']})" if d else "–")
-            row.append(f"{e['train_minutes_mean']:.1f}")
+            minutes = e["train_minutes_mean"]
+            row.append(
+                "?"
+                if minutes is None
+                else f"{minutes:.1f}"
+                + (f" ({e['train_minutes_unknown']} ?)" if e["train_minutes_unknown"] else "")
+            )
             lines.append("| " + " | ".join(row) + " |")
         lines.append("")
         with_terms = {m: e["terms"] for m, e in data["methods"].items() if e.get("terms")}
@@ -472,7 +521,9 @@ def write_report(
     folder = Path(folder)
     results = collect_results([folder, *include], tasks, methods, seeds, rename)
     if not results:
-        raise ConfigError(f"no finished runs ({RESULTS}) under {folder}")
+        where = ", ".join(str(f) for f in [folder, *include])
+        filtered = " that pass the --tasks/--methods/--seeds filters" if tasks or methods or seeds else ""
+        raise ConfigError(f"no finished runs ({RESULTS}){filtered} under {where}")
     summary = summarise(results)
     paths = {
         "markdown": folder / "summary.md",
@@ -487,4 +538,6 @@ def write_report(
     curve = folder / "curve.png"
     if plot_curve(summary, curve):
         paths["curve"] = curve
+    else:
+        curve.unlink(missing_ok=True)  # a curve of an earlier report would no longer match
     return paths

@@ -287,10 +287,10 @@ def summarise(results: list[dict[str, Any]]) -> dict[str, Any]:
         grouped[group_name(r)][r["method"]][int(r["seed"])] = r
     summary: dict[str, Any] = {}
     # Tasks by name, each task's fractions from small to large, the average last.
-    order = sorted(grouped, key=lambda g: (g == AVERAGE, _task_of(grouped[g]), _fraction_of(grouped[g])))
-    for task in order:
+    for task in sorted(grouped, key=lambda g: _group_order(g, grouped[g])):
         methods = grouped[task]
-        main = _any_run(methods).get("main_metric")
+        any_run = next(iter(next(iter(methods.values())).values()))
+        main = any_run.get("main_metric")
         out: dict[str, Any] = {}
         baseline = methods.get(BASELINE, {})
         for method, by_seed in sorted(methods.items(), key=lambda kv: (kv[0] != BASELINE, kv[0])):
@@ -326,7 +326,6 @@ def summarise(results: list[dict[str, Any]]) -> dict[str, Any]:
             entry["train_minutes_mean"] = sum(known) / len(known) / 60 if known else None
             entry["train_minutes_unknown"] = len(times) - len(known)
             out[method] = entry
-        any_run = _any_run(methods)
         summary[task] = {
             "main_metric": main,
             "differs_in": schedule_differences([r for by_seed in methods.values() for r in by_seed.values()]),
@@ -348,17 +347,10 @@ def summarise(results: list[dict[str, Any]]) -> dict[str, Any]:
     return summary
 
 
-def _any_run(methods: dict[str, dict[int, dict]]) -> dict[str, Any]:
-    return next(iter(next(iter(methods.values())).values()))
-
-
-def _task_of(methods: dict[str, dict[int, dict]]) -> str:
-    return _any_run(methods)["task"]
-
-
-def _fraction_of(methods: dict[str, dict[int, dict]]) -> float:
-    fraction = train_fraction(_any_run(methods))
-    return 1.0 if fraction is None else fraction
+def _group_order(group: str, methods: dict[str, dict[int, dict]]) -> tuple:
+    run = next(iter(next(iter(methods.values())).values()))
+    fraction = train_fraction(run)
+    return (group == AVERAGE, run["task"], 1.0 if fraction is None else fraction)
 
 
 def _pct(v: float) -> str:
@@ -369,8 +361,9 @@ def to_markdown(summary: dict[str, Any]) -> str:
     lines = [
         "# Results",
         "",
-        "Scores ×100 on each task's evaluation split (dev unless the study says otherwise): mean ± sample std over seeds, best run, and the paired "
-        "difference to vanilla on the same seeds (mean ± std; wins = seeds where the method beats vanilla).",
+        "Scores ×100 on each task's evaluation split (dev unless the study says otherwise): mean ± sample "
+        "std over seeds, best run, and the paired difference to vanilla on the same seeds (mean ± std; "
+        "wins = seeds where the method beats vanilla).",
         "A metric's plain name scores the model each run kept: the best of its end-of-epoch evaluations on "
         "dev (so dev picks the epoch: optimistic). `last_epoch_<metric>` scores the model at the end of "
         "training. min/run: training minutes per run (a resumed run's time is scaled up from the steps "
@@ -436,13 +429,19 @@ def to_markdown(summary: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def plot(summary: dict[str, Any], path: str | Path) -> None:
-    """Bars (mean of the main metric) with std error bars and one dot per seed, one panel per task."""
+def _pyplot():
+    """matplotlib.pyplot on the file-only Agg backend (no display on a server or in CI)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def plot(summary: dict[str, Any], path: str | Path) -> None:
+    """Bars (mean of the main metric) with std error bars and one dot per seed, one panel per task."""
+    plt = _pyplot()
     tasks = list(summary)
     fig, axes = plt.subplots(1, len(tasks), figsize=(max(4.0, 3.2 * len(tasks)), 3.6), squeeze=False)
     for ax, task in zip(axes[0], tasks):
@@ -477,11 +476,7 @@ def plot_curve(summary: dict[str, Any], path: str | Path) -> bool:
     curves = {t: sorted(points, key=lambda p: p[0]) for t, points in curves.items() if len(points) > 1}
     if not curves:
         return False
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
     fig, axes = plt.subplots(1, len(curves), figsize=(4.8 * len(curves), 3.6), squeeze=False)
     for ax, (task, points) in zip(axes[0], curves.items()):
         metric = points[0][1]["main_metric"]

@@ -325,20 +325,19 @@ def train(options: dict[str, Any]) -> dict[str, Any]:
     metrics: dict[str, float] = {}
     num_examples: dict[str, int] = {}
     eval_started = time.time()
-    for name in eval_splits:
-        scores = trainer.evaluate(encoded[name].remove_columns(["idx"]), metric_key_prefix="eval")
-        suffix = "" if name == main_split else f"_{name}"
+
+    def score(dataset, suffix: str) -> None:
+        scores = trainer.evaluate(dataset.remove_columns(["idx"]), metric_key_prefix="eval")
         metrics.update(
             {f"{m}{suffix}": float(scores[f"eval_{m}"]) for m in task.metrics if f"eval_{m}" in scores}
         )
+
+    for name in eval_splits:
+        score(encoded[name], "" if name == main_split else f"_{name}")
         num_examples[name] = len(encoded[name])
     for suffix, (other, ds) in also.items():
-        dataset = tokenize(ds, other, tokenizer, run["max_length"]).remove_columns(["idx"])
-        scores = trainer.evaluate(dataset, metric_key_prefix="eval")
-        metrics.update(
-            {f"{m}_{suffix}": float(scores[f"eval_{m}"]) for m in task.metrics if f"eval_{m}" in scores}
-        )
-        num_examples[suffix] = len(dataset)
+        score(tokenize(ds, other, tokenizer, run["max_length"]), f"_{suffix}")
+        num_examples[suffix] = len(ds)
     results = {
         "task": task.name if run["task"] else "custom",
         "method": run["label"] or run["method"],
@@ -350,7 +349,7 @@ def train(options: dict[str, Any]) -> dict[str, Any]:
         "num_examples_by_split": num_examples,
         "num_train_examples": len(encoded["train"]),
         "train_runtime_s": round(train_runtime, 2),  # this process's time: after the resumed step
-        "resumed_at_step": getattr(trainer, "resumed_at_step", 0),
+        "resumed_at_step": trainer.resumed_at_step,
         "eval_runtime_s": round(time.time() - eval_started, 2),
         "global_steps": train_output.global_step,
         "train_loss": train_output.training_loss,

@@ -301,6 +301,7 @@ class SmartTrainer(Trainer):
         self._nonfinite_run = 0  # of which in a row, up to now
         self._update_nonfinite = False  # the current optimizer step has seen a non-finite loss
         self._step_grad_norm = None  # the Trainer's gradient norm of the current optimizer step
+        self.resumed_at_step = 0  # the checkpoint step the last train() call started from
         self._warned_skipped = False
         self.add_callback(_NonfiniteStepGuard(self))
         if self.args.smart_method != "vanilla":

@@ -5,7 +5,7 @@ import statistics
 import pytest
 
 from smart_tune.errors import ConfigError
-from smart_tune.report import last_epoch_metrics, summarise, to_markdown, write_report
+from smart_tune.report import collect_results, last_epoch_metrics, summarise, to_markdown, write_report
 
 
 def result(method, seed, best, last, epochs=3):
@@ -219,6 +219,32 @@ def test_runs_are_checked_to_train_alike_and_can_be_renamed(tmp_path):
     pilot = write_report(tmp_path / "pilot")
     assert json.loads(pilot["json"].read_text())["rte"]["differs_in"] == ["learning_rate"]
     assert "Not one schedule: the runs differ in learning_rate." in pilot["markdown"].read_text()
+
+
+def test_runs_that_keep_their_last_model_say_so_and_do_not_mix_with_best_epoch_runs(tmp_path):
+    import json
+
+    def kept(r, best):
+        with_args(r)["arguments"]["training"]["load_best_model_at_end"] = best
+        return r
+
+    def last(r):
+        return kept(r, False)
+
+    runs = [last(result("vanilla", 1, 0.5, 0.5)), last(result("smart", 1, 0.6, 0.6))]
+    summary = summarise(runs)
+    assert summary["rte"]["kept"] == ["last"]
+    assert "scored the model it ended training with" in to_markdown(summary)
+    best = [kept(result("vanilla", 1, 0.5, 0.5), True), kept(result("smart", 1, 0.6, 0.6), True)]
+    assert "scored the model it ended training with" not in to_markdown(summarise(best))
+    mixed = summarise([runs[0], best[1]])["rte"]
+    assert mixed["kept"] == ["best", "last"] and mixed["differs_in"] == ["load_best_model_at_end"]
+    for folder, r in (("a", runs[1]), ("b", kept(result("smart", 2, 0.6, 0.6), True))):
+        path = tmp_path / folder / "rte" / "smart" / f"seed-{r['seed']}" / "results.json"
+        path.parent.mkdir(parents=True)
+        path.write_text(json.dumps(r))
+    with pytest.raises(ConfigError, match="load_best_model_at_end"):
+        collect_results([tmp_path / "a", tmp_path / "b"])
 
 
 def test_a_resumed_run_time_is_scaled_to_all_its_steps():

@@ -80,6 +80,7 @@ SCHEDULE_KEYS = (
     "lr_scheduler_type",
     "weight_decay",
     "max_grad_norm",
+    "load_best_model_at_end",  # which model is scored: the best epoch on the evaluation split, or the last
 )
 DATA_KEYS = ("model", "max_length", "train_split", "eval_split", "max_train_samples")
 
@@ -135,6 +136,13 @@ def check_comparable(results: list[dict[str, Any]]) -> None:
                 f"{key[1]} in {key[0]} did not train alike: {k} is {ref.get(k)!r} in {ref_path} but "
                 f"{settings.get(k)!r} in {r['_path']}"
             )
+
+
+def kept_model(result: dict[str, Any]) -> str:
+    """Which model a run scored: ``last``, the one training ended with (``load_best_model_at_end`` off),
+    or ``best``, its best end-of-epoch evaluation (the default when an evaluation split is scored)."""
+    training = (result.get("arguments") or {}).get("training") or {}
+    return "last" if training.get("load_best_model_at_end") is False else "best"
 
 
 def schedule_differences(runs: list[dict[str, Any]]) -> list[str]:
@@ -331,6 +339,7 @@ def summarise(results: list[dict[str, Any]]) -> dict[str, Any]:
             "differs_in": schedule_differences([r for by_seed in methods.values() for r in by_seed.values()]),
             "task": any_run["task"],
             "train_fraction": train_fraction(any_run),
+            "kept": sorted({kept_model(r) for by_seed in methods.values() for r in by_seed.values()}),
             "methods": out,
         }
         if "averaged" in any_run:
@@ -365,7 +374,7 @@ def to_markdown(summary: dict[str, Any]) -> str:
         "std over seeds, best run, and the paired difference to vanilla on the same seeds (mean ± std; "
         "wins = seeds where the method beats vanilla).",
         "A metric's plain name scores the model each run kept: the best of its end-of-epoch evaluations on "
-        "dev (so dev picks the epoch: optimistic). `last_epoch_<metric>` scores the model at the end of "
+        "dev (so dev picks the epoch: optimistic), unless a table says otherwise. `last_epoch_<metric>` scores the model at the end of "
         "training. min/run: training minutes per run (a resumed run's time is scaled up from the steps "
         "it timed; '?' counts runs whose time is unknown: resumed before the resume step was recorded).",
         "",
@@ -377,6 +386,12 @@ def to_markdown(summary: dict[str, Any]) -> str:
         lines += [f"## {task} (main metric: {data['main_metric']})", ""]
         if data.get("differs_in"):
             lines += [f"Not one schedule: the runs differ in {', '.join(data['differs_in'])}.", ""]
+        if data.get("kept") == ["last"]:
+            lines += [
+                "Every run here scored the model it ended training with (`load_best_model_at_end` off): "
+                "the plain metric is the last epoch's, chosen on nothing.",
+                "",
+            ]
         if "averaged" in data:
             parts = ", ".join(f"{t} {m}" for t, m in data["averaged"].items())
             lines += [

@@ -1,19 +1,31 @@
 #!/usr/bin/env bash
-# Reproduces Study 3 (resumable). Two lanes side by side, one torch thread each, seed by seed.
-# Plain and SMART come from Study 2 (same schedule and seeds): run study2_headline/run.sh first, or
-# the table lacks them. Run from anywhere.
+# Reproduces Study 3 (resumable). Only the two ablations are trained here: plain and SMART are Study 2's
+# runs on MRPC and Study 1's on RTE (same schedule and seeds), which the report brings in.
+# Seed by seed, on two lanes side by side with one torch thread each (benchmarks/lanes.py).
+# Run from anywhere; SEEDS="1" limits the seeds; JOBS_ONLY=1 prints the jobs instead.
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
+source benchmarks/results/decisions.env
+if [ -z "$SMART_FROM" ]; then
+  echo "Study 3 waits for Study 1 to set smart's defaults: set SMART_FROM in benchmarks/results/decisions.env" >&2
+  exit 1
+fi
 st="${SMART_TUNE_VENV:-.venv}/bin/smart-tune"
 here=benchmarks/results/study3_ablation
 SEEDS="${SEEDS:-1 2 3}"
-lane() {
+jobs() {  # the arguments of one `smart-tune compare` per line
   for seed in $SEEDS; do
-    OMP_NUM_THREADS=1 "$st" compare --config "$here/config.yaml" --output-dir "$here" --seeds "$seed" --task "$1"
+    for task in rte mrpc; do
+      for method in smart-no-rs smart-no-proximal; do
+        echo "--config $here/config.yaml --output-dir $here --seeds $seed --task $task --methods $method"
+      done
+    done
   done
 }
-lane rte > "$here/lane-a.log" 2>&1 &
-lane mrpc > "$here/lane-b.log" 2>&1 &
-wait
-"$st" report "$here" --include benchmarks/results/study2_headline --tasks rte,mrpc --seeds "${SEEDS// /,}" \
+if [ -n "${JOBS_ONLY:-}" ]; then jobs; exit 0; fi
+status=0
+jobs | python3 benchmarks/lanes.py --log-dir "$here" || status=$?
+"$st" report "$here" --include benchmarks/results/study1_which_smart,benchmarks/results/study2_headline \
+  --rename "$SMART_FROM=smart" --tasks rte,mrpc --seeds "${SEEDS// /,}" \
   --methods vanilla,smart,smart-no-rs,smart-no-proximal
+exit "$status"

@@ -1,14 +1,34 @@
 #!/usr/bin/env bash
 # Reproduces Study 4 (resumable): one compare folder per data fraction, snli-1pct, snli-10pct and
-# snli-100pct. Two lanes side by side, one torch thread each. Run from anywhere.
+# snli-100pct; the 100% models are also scored on ANLI R1-R3 dev.
+# Seed by seed, on two lanes side by side with one torch thread each (benchmarks/lanes.py).
+# Run from anywhere; SEEDS="1" limits the seeds; JOBS_ONLY=1 prints the jobs instead.
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
+source benchmarks/results/decisions.env
+if [ -z "$SMART_FROM" ]; then
+  echo "Study 4 waits for Study 1 to set smart's defaults: set SMART_FROM in benchmarks/results/decisions.env" >&2
+  exit 1
+fi
 st="${SMART_TUNE_VENV:-.venv}/bin/smart-tune"
 here=benchmarks/results/study4_less_data
-fraction() {  # fraction, folder, extra flags
-  OMP_NUM_THREADS=1 "$st" compare --config "$here/config.yaml" --train-fraction "$1" --output-dir "$here/$2" "${@:3}"
+SEEDS="${SEEDS:-1 2 3}"
+jobs() {  # the arguments of one `smart-tune compare` per line; the long 100% runs first in each seed
+  for seed in $SEEDS; do
+    for method in vanilla smart; do
+      echo "--config $here/config.yaml --train-fraction 1.0 --output-dir $here/snli-100pct" \
+        "--also-evaluate anli_r1,anli_r2,anli_r3 --seeds $seed --methods $method"
+    done
+    for fraction in 0.1:snli-10pct 0.01:snli-1pct; do
+      for method in vanilla smart; do
+        echo "--config $here/config.yaml --train-fraction ${fraction%%:*} --output-dir $here/${fraction#*:}" \
+          "--seeds $seed --methods $method"
+      done
+    done
+  done
 }
-(fraction 0.01 snli-1pct && fraction 0.1 snli-10pct) > "$here/lane-a.log" 2>&1 &
-fraction 1.0 snli-100pct --also-evaluate anli_r1,anli_r2,anli_r3 > "$here/lane-b.log" 2>&1 &
-wait
+if [ -n "${JOBS_ONLY:-}" ]; then jobs; exit 0; fi
+status=0
+jobs | python3 benchmarks/lanes.py --log-dir "$here" || status=$?
 for folder in snli-1pct snli-10pct snli-100pct; do "$st" report "$here/$folder"; done
+exit "$status"

@@ -1,0 +1,151 @@
+"""Run benchmark jobs on a few lanes side by side: a shared queue, so that no lane idles while work is left.
+
+Each job is one ``smart-tune compare`` command line, given as its arguments on one line of the job
+list (standard input or a file; ``#`` starts a comment). Every lane takes the jobs in list order,
+skipping a job that another lane (of this or of another ``lanes.py`` process) holds, so a list written
+seed by seed finishes seed by seed. A job whose runs are finished costs a few seconds: ``compare``
+skips finished runs and resumes cut ones from their last checkpoint, so the whole list can be started
+again after a kill and only the missing work is done.
+
+Each lane runs with one torch thread (``OMP_NUM_THREADS=1`` unless set): on 2 cores, two 1-thread
+runs finish about 1.2x the work of one 2-thread run. Its output goes to ``lane-K.log`` in ``--log-dir``.
+SIGTERM or Ctrl-C is passed on to the running jobs, which checkpoint and stop (``compare`` handles it).
+
+    benchmarks/results/study1b_r3f_grid/run.sh          # a study's script pipes its jobs in here
+    python3 benchmarks/lanes.py --lanes 2 jobs.txt
+
+Standard library only, POSIX only (``fcntl`` locks).
+"""
+
+from __future__ import annotations
+
+import argparse
+import fcntl
+import hashlib
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+LOCK_DIR = Path(__file__).resolve().parent / ".locks"  # ignored by git; a held lock dies with its process
+
+
+def read_jobs(lines) -> list[list[str]]:
+    """The argument lists of the job lines, comments and blank lines dropped, duplicates kept once."""
+    jobs, seen = [], set()
+    for line in lines:
+        args = shlex.split(line, comments=True)
+        if args and tuple(args) not in seen:
+            seen.add(tuple(args))
+            jobs.append(args)
+    return jobs
+
+
+def try_claim(args: list[str]):
+    """An open, exclusively locked file for this job, or None when another lane holds it."""
+    LOCK_DIR.mkdir(exist_ok=True)
+    key = hashlib.sha1(shlex.join(args).encode()).hexdigest()[:16]
+    handle = open(LOCK_DIR / f"{key}.lock", "w")  # noqa: SIM115 (held open while the job runs)
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        return None
+    handle.write(shlex.join(args) + "\n")
+    handle.flush()
+    return handle
+
+
+class Lanes:
+    def __init__(self, jobs: list[list[str]], command: list[str], log_dir: Path):
+        self.jobs, self.command, self.log_dir = jobs, command, log_dir
+        self.stopping = threading.Event()
+        self.running: set[subprocess.Popen] = set()
+        self.failed: list[str] = []
+        self.taken: set[int] = set()  # jobs a lane of this process has started (each runs once here)
+        self.lock = threading.Lock()
+
+    def lane(self, number: int) -> None:
+        env = dict(os.environ)
+        env.setdefault("OMP_NUM_THREADS", "1")
+        with open(self.log_dir / f"lane-{number}.log", "a") as log:
+            for index, args in enumerate(self.jobs):
+                if self.stopping.is_set():
+                    return
+                with self.lock:
+                    if index in self.taken:
+                        continue
+                    claim = try_claim(args)
+                    if claim is None:  # another process's lane holds it
+                        continue
+                    self.taken.add(index)
+                with claim:
+                    log.write(f"$ {shlex.join(self.command + args)}\n")
+                    log.flush()
+                    # Its own session: a terminal's Ctrl-C reaches only this script, which passes it on once
+                    # (a second signal would stop a run at once, without its checkpoint).
+                    process = subprocess.Popen(
+                        self.command + args, stdout=log, stderr=log, env=env, start_new_session=True
+                    )
+                    with self.lock:
+                        self.running.add(process)
+                    code = process.wait()
+                    with self.lock:
+                        self.running.discard(process)
+                if code != 0 and not self.stopping.is_set():
+                    with self.lock:
+                        self.failed.append(f"exit {code}: {shlex.join(args)}")
+
+    def stop(self, signum, _frame) -> None:
+        """Pass the signal on once: each running job checkpoints and stops; no lane starts another."""
+        self.stopping.set()
+        with self.lock:
+            for process in self.running:
+                process.send_signal(signum)
+
+    def run(self, lanes: int) -> int:
+        signal.signal(signal.SIGTERM, self.stop)
+        signal.signal(signal.SIGINT, self.stop)
+        threads = [threading.Thread(target=self.lane, args=(k,)) for k in range(1, lanes + 1)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            while thread.is_alive():  # join with a timeout, so that signals reach the main thread
+                thread.join(timeout=1.0)
+        for line in self.failed:
+            print(f"lanes: job failed ({line})", file=sys.stderr)
+        if self.stopping.is_set():
+            return 143
+        return 1 if self.failed else 0
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("jobs", nargs="?", default="-", help="job list file (default: standard input)")
+    parser.add_argument("--lanes", type=int, default=int(os.environ.get("LANES", 2)))
+    parser.add_argument("--log-dir", type=Path, default=Path("."), help="where lane-K.log go")
+    parser.add_argument(
+        "--smart-tune",
+        default=os.path.join(os.environ.get("SMART_TUNE_VENV", ".venv"), "bin", "smart-tune"),
+        help="the smart-tune executable (default: $SMART_TUNE_VENV/bin/smart-tune, else .venv's)",
+    )
+    options = parser.parse_args(argv)
+    if options.lanes < 1:
+        parser.error("--lanes must be at least 1")
+    if options.jobs == "-":
+        jobs = read_jobs(sys.stdin)
+    else:
+        try:
+            jobs = read_jobs(Path(options.jobs).read_text().splitlines())
+        except OSError as error:
+            print(f"lanes: cannot read {options.jobs}: {error.strerror}", file=sys.stderr)
+            return 2
+    options.log_dir.mkdir(parents=True, exist_ok=True)
+    return Lanes(jobs, [options.smart_tune, "compare"], options.log_dir).run(options.lanes)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

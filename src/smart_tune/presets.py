@@ -1,8 +1,10 @@
 """Named method settings: one name for a full set of SMART knobs, usable as ``--method NAME``.
 
 Each preset maps to :class:`~smart_tune.trainer.SmartTrainingArguments` fields. Explicit options
-given beside a preset win over the preset's values. ``smart`` is the library's default setting;
-``smart-paper`` is the paper-literal one (§4.1), kept so that results can be compared with it.
+given beside a preset win over the preset's values. ``smart`` is the library's default setting: the
+dataclass defaults, which are the paper-literal values because Study 1 of docs/results.md chose them
+(``tests/test_presets.py`` holds the defaults to that choice). ``smart-paper`` spells the paper's §4.1
+values out, so that it stays the paper-literal setting if the defaults ever move.
 """
 
 from __future__ import annotations

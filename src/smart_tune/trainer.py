@@ -62,7 +62,11 @@ LOGGED_TERMS = ("smart_task_loss", "smart_adv_loss", "smart_breg_loss", "smart_d
 
 @dataclass
 class SmartTrainingArguments(TrainingArguments):
-    """``TrainingArguments`` plus SMART's knobs, with the paper's defaults (§4.1; paper symbol in brackets)."""
+    """``TrainingArguments`` plus SMART's knobs, with the paper's defaults (§4.1; paper symbol in brackets).
+
+    Study 1 of docs/results.md compared these with shared dropout masks, larger ε and the official
+    code's normalisation on RTE, and kept them (tests/test_presets.py ties the two together).
+    """
 
     smart_method: str = field(
         default="smart",

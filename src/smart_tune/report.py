@@ -374,8 +374,8 @@ def to_markdown(summary: dict[str, Any]) -> str:
         "std over seeds, best run, and the paired difference to vanilla on the same seeds (mean ± std; "
         "wins = seeds where the method beats vanilla).",
         "A metric's plain name scores the model each run kept: the best of its end-of-epoch evaluations on "
-        "dev (so dev picks the epoch: optimistic), unless a table says otherwise. `last_epoch_<metric>` scores the model at the end of "
-        "training. min/run: training minutes per run (a resumed run's time is scaled up from the steps "
+        "dev (so dev picks the epoch: optimistic), unless a table says otherwise. `last_epoch_<metric>` "
+        "scores the model at the end of training. min/run: training minutes per run (a resumed run's time is scaled up from the steps "
         "it timed; '?' counts runs whose time is unknown: resumed before the resume step was recorded).",
         "",
     ]

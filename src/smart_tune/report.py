@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -540,7 +541,8 @@ def write_report(
         "json": folder / "summary.json",
         "chart": folder / "summary.png",
     }
-    tmp = paths["markdown"].with_name(".summary.md.tmp")
+    # One temp file per process: two `compare` jobs on one folder (benchmarks/lanes.py) may finish at once.
+    tmp = paths["markdown"].with_name(f".summary.md.tmp-{os.getpid()}")
     tmp.write_text(to_markdown(summary), encoding="utf-8")
     tmp.replace(paths["markdown"])
     write_json_atomic(paths["json"], summary)

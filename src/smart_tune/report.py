@@ -19,13 +19,12 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
-from .run import RESULTS, write_json_atomic
+from .run import RESULTS, write_json_atomic, write_text_atomic
 
 BASELINE = "vanilla"
 AVERAGE = "average"
@@ -541,10 +540,7 @@ def write_report(
         "json": folder / "summary.json",
         "chart": folder / "summary.png",
     }
-    # One temp file per process: two `compare` jobs on one folder (benchmarks/lanes.py) may finish at once.
-    tmp = paths["markdown"].with_name(f".summary.md.tmp-{os.getpid()}")
-    tmp.write_text(to_markdown(summary), encoding="utf-8")
-    tmp.replace(paths["markdown"])
+    write_text_atomic(paths["markdown"], to_markdown(summary))
     write_json_atomic(paths["json"], summary)
     plot(summary, paths["chart"])
     curve = folder / "curve.png"

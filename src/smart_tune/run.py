@@ -49,11 +49,17 @@ def default_model_path() -> str:
 
 def write_json_atomic(path: str | Path, data: Any) -> None:
     """Write JSON so that a crash mid-write leaves the previous file intact (temp file, then rename)."""
+    write_text_atomic(path, json.dumps(data, indent=2, sort_keys=False, default=str))
+
+
+def write_text_atomic(path: str | Path, text: str) -> None:
+    """Write text so that a crash mid-write leaves the previous file intact. The temp file is one per
+    process: two `compare` jobs on one folder (benchmarks/lanes.py) may rebuild its report at once."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=2, sort_keys=False, default=str)
+            f.write(text)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)

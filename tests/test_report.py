@@ -107,7 +107,9 @@ def test_fractions_form_their_own_groups_and_a_curve(tmp_path):
     summary = json.loads(paths["json"].read_text())
     assert list(summary) == ["snli (1% train)", "snli (10% train)", "snli (100% train)"]  # no average
     assert summary["snli (10% train)"]["train_fraction"] == 0.1
-    assert paths["curve"].stat().st_size > 0 and paths["chart"].stat().st_size > 0
+    for chart in (paths["curve"], paths["chart"]):
+        assert chart.read_bytes().startswith(b"\x89PNG")  # a PNG, though saved through a temp name
+    assert not list(tmp_path.glob(".*tmp*"))  # no temp file (chart, summary) left behind
 
 
 def test_other_folders_join_a_report_filtered_and_without_double_counting(tmp_path):

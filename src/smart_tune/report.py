@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -476,9 +477,22 @@ def plot(summary: dict[str, Any], path: str | Path) -> None:
         ax.set_xticks(list(xs), methods, rotation=30, ha="right")
         ax.set_title(f"{task}: {metric}")
         ax.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _save_figure(fig, path)
+
+
+def _save_figure(fig, path: str | Path) -> None:
+    """Save a PNG through a per-process temp file and a rename, then close the figure: two `compare`
+    jobs on one folder (benchmarks/lanes.py) may rebuild its report at once, and a reader must never
+    see a half-written chart."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")  # suffix picks the format
+    try:
+        fig.tight_layout()
+        fig.savefig(tmp, dpi=120)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+        _pyplot().close(fig)
 
 
 def plot_curve(summary: dict[str, Any], path: str | Path) -> bool:
@@ -511,9 +525,7 @@ def plot_curve(summary: dict[str, Any], path: str | Path) -> bool:
         ax.set_title(task)
         ax.grid(alpha=0.3)
         ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _save_figure(fig, path)
     return True
 
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Reproduces Study 1 (resumable: finished runs are skipped, a cut run resumes from its last epoch).
 # Seed by seed, on two lanes side by side with one torch thread each (benchmarks/lanes.py).
-# Run from anywhere; SEEDS="1" limits the seeds; JOBS_ONLY=1 prints the jobs instead.
+# Run from anywhere; SEEDS="1" limits the seeds; JOBS_ONLY=1 prints the jobs instead,
+# REPORT_ONLY=1 rebuilds the report from the runs there are.
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
 st="${SMART_TUNE_VENV:-.venv}/bin/smart-tune"
@@ -15,8 +16,10 @@ jobs() {  # the arguments of one `smart-tune compare` per line
     done
   done
 }
+report() { "$st" report "$here"; }
 if [ -n "${JOBS_ONLY:-}" ]; then jobs; exit 0; fi
+if [ -n "${REPORT_ONLY:-}" ]; then report; exit 0; fi
 status=0
 jobs | python3 benchmarks/lanes.py --log-dir "$here" || status=$?
-"$st" report "$here"
+report
 exit "$status"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Reproduces Study 2 (resumable) on MRPC, STS-B and CoLA; RTE comes from Studies 1 and 1b.
 # Seed by seed, on two lanes side by side with one torch thread each (benchmarks/lanes.py).
-# Run from anywhere; SEEDS="1 2 3 4 5" extends it; JOBS_ONLY=1 prints the jobs instead.
+# Run from anywhere; SEEDS="1 2 3 4 5" extends it; JOBS_ONLY=1 prints the jobs instead,
+# REPORT_ONLY=1 rebuilds the report from the runs there are.
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
 source benchmarks/results/decisions.env
@@ -30,12 +31,15 @@ jobs() {  # the arguments of one `smart-tune compare` per line
     done
   done
 }
+report() {
+  local reported="${methods// /,}" rename="$SMART_FROM=smart"
+  if [ -n "$R3F_FROM" ]; then reported="$reported,r3f" rename="$rename,$R3F_FROM=r3f"; fi
+  "$st" report "$here" --include benchmarks/results/study1_which_smart,benchmarks/results/study1b_r3f_grid \
+    --rename "$rename" --methods "$reported" --seeds "${SEEDS// /,}"
+}
 if [ -n "${JOBS_ONLY:-}" ]; then jobs; exit 0; fi
+if [ -n "${REPORT_ONLY:-}" ]; then report; exit 0; fi
 status=0
 jobs | python3 benchmarks/lanes.py --log-dir "$here" || status=$?
-reported="${methods// /,}"
-rename="$SMART_FROM=smart"
-if [ -n "$R3F_FROM" ]; then reported="$reported,r3f" rename="$rename,$R3F_FROM=r3f"; fi
-"$st" report "$here" --include benchmarks/results/study1_which_smart,benchmarks/results/study1b_r3f_grid \
-  --rename "$rename" --methods "$reported" --seeds "${SEEDS// /,}"
+report
 exit "$status"

@@ -2,7 +2,8 @@
 # Reproduces Study 3 (resumable). Only the two ablations are trained here: plain and SMART are Study 2's
 # runs on MRPC and Study 1's on RTE (same schedule and seeds), which the report brings in.
 # Seed by seed, on two lanes side by side with one torch thread each (benchmarks/lanes.py).
-# Run from anywhere; SEEDS="1" limits the seeds; JOBS_ONLY=1 prints the jobs instead.
+# Run from anywhere; SEEDS="1" limits the seeds; JOBS_ONLY=1 prints the jobs instead,
+# REPORT_ONLY=1 rebuilds the report from the runs there are.
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
 source benchmarks/results/decisions.env
@@ -22,10 +23,14 @@ jobs() {  # the arguments of one `smart-tune compare` per line
     done
   done
 }
+report() {
+  "$st" report "$here" --include benchmarks/results/study1_which_smart,benchmarks/results/study2_headline \
+    --rename "$SMART_FROM=smart" --tasks rte,mrpc --seeds "${SEEDS// /,}" \
+    --methods vanilla,smart,smart-no-rs,smart-no-proximal
+}
 if [ -n "${JOBS_ONLY:-}" ]; then jobs; exit 0; fi
+if [ -n "${REPORT_ONLY:-}" ]; then report; exit 0; fi
 status=0
 jobs | python3 benchmarks/lanes.py --log-dir "$here" || status=$?
-"$st" report "$here" --include benchmarks/results/study1_which_smart,benchmarks/results/study2_headline \
-  --rename "$SMART_FROM=smart" --tasks rte,mrpc --seeds "${SEEDS// /,}" \
-  --methods vanilla,smart,smart-no-rs,smart-no-proximal
+report
 exit "$status"

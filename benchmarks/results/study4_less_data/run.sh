@@ -2,7 +2,8 @@
 # Reproduces Study 4 (resumable): one compare folder per data fraction, snli-1pct, snli-10pct and
 # snli-100pct; the 100% models are also scored on ANLI R1-R3 dev.
 # Seed by seed, on two lanes side by side with one torch thread each (benchmarks/lanes.py).
-# Run from anywhere; SEEDS="1" limits the seeds; JOBS_ONLY=1 prints the jobs instead.
+# Run from anywhere; SEEDS="1" limits the seeds; JOBS_ONLY=1 prints the jobs instead,
+# REPORT_ONLY=1 rebuilds the report from the runs there are.
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
 source benchmarks/results/decisions.env
@@ -27,8 +28,10 @@ jobs() {  # the arguments of one `smart-tune compare` per line; the long 100% ru
     done
   done
 }
+report() { for folder in snli-1pct snli-10pct snli-100pct; do "$st" report "$here/$folder"; done; }
 if [ -n "${JOBS_ONLY:-}" ]; then jobs; exit 0; fi
+if [ -n "${REPORT_ONLY:-}" ]; then report; exit 0; fi
 status=0
 jobs | python3 benchmarks/lanes.py --log-dir "$here" || status=$?
-for folder in snli-1pct snli-10pct snli-100pct; do "$st" report "$here/$folder"; done
+report
 exit "$status"

@@ -36,6 +36,7 @@ report() {
   if [ -n "$R3F_FROM" ]; then reported="$reported,r3f" rename="$rename,$R3F_FROM=r3f"; fi
   "$st" report "$here" --include benchmarks/results/study1_which_smart,benchmarks/results/study1b_r3f_grid \
     --rename "$rename" --methods "$reported" --seeds "${SEEDS// /,}"
+  python3 "$here/target.py" "$here/summary.json" || true  # target.md; says what is missing until all tasks are in
 }
 if [ -n "${JOBS_ONLY:-}" ]; then jobs; exit 0; fi
 if [ -n "${REPORT_ONLY:-}" ]; then report; exit 0; fi

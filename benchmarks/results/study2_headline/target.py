@@ -1,0 +1,140 @@
+"""Issue 4's target, checked against Study 2's report: does the chosen default (`smart`) meet it?
+
+The target, as the issue states it: the default beats plain fine-tuning on the four-task average by
+at least 1.5 points (mean over seeds), is no worse than plain on any task, beats R3F on the average,
+and its spread over seeds is no larger than plain's. Each clause becomes one check on ``summary.json``
+(``smart-tune report``'s output), with the numbers it rests on:
+
+- average: the paired difference smart − vanilla of the per-seed four-task mean, mean over seeds ≥ 1.5;
+- every task: the mean paired difference smart − vanilla ≥ 0 ("no worse": on average over seeds);
+- R3F: the mean paired difference smart − r3f of the four-task mean > 0 (seeds both have);
+- spread: the std over seeds of smart's four-task mean ≤ vanilla's (per-task spreads are listed too).
+
+Once for the kept model (best epoch on dev) and once for the model training ended with. Prints a
+Markdown table and writes it to ``target.md`` beside the summary; exits 0 whether or not the target is
+met (the table says which), 1 when the summary lacks what a check needs.
+
+    python3 benchmarks/results/study2_headline/target.py [benchmarks/results/study2_headline/summary.json]
+
+Standard library only.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+from pathlib import Path
+
+AVERAGE, AVERAGE_METRIC, LAST = "average", "mean_of_main_metrics", "last_epoch_"
+METHOD, BASELINE, RIVAL = "smart", "vanilla", "r3f"
+MARGIN = 0.015  # 1.5 points, in the summary's 0-1 scale
+
+
+def by_seed(summary: dict, group: str, method: str, metric: str) -> dict[int, float]:
+    """{seed: value} of one method's metric in one group of the summary; {} when absent."""
+    entry = summary.get(group, {}).get("methods", {}).get(method)
+    if not entry or metric not in entry["metrics"]:
+        return {}
+    return dict(zip(entry["seeds"], entry["metrics"][metric]["values"]))
+
+
+def paired(a: dict[int, float], b: dict[int, float]) -> list[float]:
+    return [a[s] - b[s] for s in sorted(a) if s in b]
+
+
+def std(values: list[float]) -> float:
+    return statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def checks(summary: dict, last_epoch: bool) -> list[tuple[str, str, bool]]:
+    """(clause, the numbers, met) for each clause of the target, on one of the two models."""
+    prefix = LAST if last_epoch else ""
+    avg = prefix + AVERAGE_METRIC
+    smart, plain = by_seed(summary, AVERAGE, METHOD, avg), by_seed(summary, AVERAGE, BASELINE, avg)
+    rival = by_seed(summary, AVERAGE, RIVAL, avg)
+    if not paired(smart, plain):
+        raise KeyError(f"no '{avg}' of both {METHOD} and {BASELINE} in the summary's '{AVERAGE}' group")
+    rows = []
+    d = paired(smart, plain)
+    mean = statistics.fmean(d)
+    rows.append(
+        (
+            f"four-task average: {METHOD} − {BASELINE} ≥ +{100 * MARGIN:.1f}",
+            f"{100 * mean:+.2f} ± {100 * std(d):.2f} over {len(d)} seeds",
+            mean >= MARGIN,
+        )
+    )
+    tasks = [g for g, data in summary.items() if g != AVERAGE and data.get("train_fraction") is None]
+    worse = []
+    for task in tasks:
+        metric = prefix + summary[task]["main_metric"]
+        d = paired(by_seed(summary, task, METHOD, metric), by_seed(summary, task, BASELINE, metric))
+        if d:
+            worse.append((task, statistics.fmean(d)))
+    rows.append(
+        (
+            f"no task worse than {BASELINE} (mean paired Δ ≥ 0)",
+            ", ".join(f"{t} {100 * m:+.2f}" for t, m in worse),
+            bool(worse) and all(m >= 0 for _, m in worse),
+        )
+    )
+    d = paired(smart, rival)
+    rows.append(
+        (
+            f"four-task average: {METHOD} beats {RIVAL}",
+            f"{100 * statistics.fmean(d):+.2f} ± {100 * std(d):.2f} over {len(d)} seeds"
+            if d
+            else "no r3f runs",
+            bool(d) and statistics.fmean(d) > 0,
+        )
+    )
+    spreads = []
+    for task in tasks:
+        metric = prefix + summary[task]["main_metric"]
+        s, p = by_seed(summary, task, METHOD, metric), by_seed(summary, task, BASELINE, metric)
+        if len(s) > 1 and len(p) > 1:
+            spreads.append(f"{task} {100 * std(list(s.values())):.2f} vs {100 * std(list(p.values())):.2f}")
+    s_std, p_std = std(list(smart.values())), std(list(plain.values()))
+    rows.append(
+        (
+            f"spread of the four-task average: std {METHOD} ≤ std {BASELINE}",
+            f"{100 * s_std:.2f} vs {100 * p_std:.2f} (per task: {'; '.join(spreads)})",
+            s_std <= p_std + 1e-12,  # equal spreads may differ in the last bit
+        )
+    )
+    return rows
+
+
+def to_markdown(summary: dict) -> str:
+    lines = [
+        "# Issue 4's target, checked on Study 2 (`target.py`)",
+        "",
+        "Points ×100 of each task's main metric; Δ = paired difference on the same seeds (mean ± std).",
+    ]
+    for last_epoch, title in (
+        (False, "kept model (best epoch on dev)"),
+        (True, "model at the end of training"),
+    ):
+        lines += ["", f"## {title}", "", "| clause | measured | met |", "|---|---|---|"]
+        rows = checks(summary, last_epoch)
+        lines += [f"| {clause} | {numbers} | {'yes' if met else '**no**'} |" for clause, numbers, met in rows]
+        lines += ["", f"Target met: {'yes' if all(met for _, _, met in rows) else '**no**'}."]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str]) -> int:
+    path = Path(argv[0] if argv else Path(__file__).with_name("summary.json"))
+    try:
+        summary = json.loads(path.read_text())
+        text = to_markdown(summary)
+    except (OSError, ValueError, KeyError) as exc:
+        print(f"target.py: {path}: {exc}", file=sys.stderr)
+        return 1
+    path.with_name("target.md").write_text(text)
+    print(text, end="")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

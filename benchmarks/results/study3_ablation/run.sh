@@ -24,6 +24,7 @@ jobs() {  # the arguments of one `smart-tune compare` per line
   done
 }
 report() {
+  ls "$here"/*/*/seed-*/results.json > /dev/null 2>&1 || return 0  # none of its own yet: no report
   "$st" report "$here" --include benchmarks/results/study1_which_smart,benchmarks/results/study2_headline \
     --rename "$SMART_FROM=smart" --tasks rte,mrpc --seeds "${SEEDS// /,}" \
     --methods vanilla,smart,smart-no-rs,smart-no-proximal

@@ -10,6 +10,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 import warnings
 from pathlib import Path
@@ -130,6 +131,31 @@ class SignalAt(TrainerCallback):
         if state.global_step == self.step:
             for sig in self.signals:
                 os.kill(os.getpid(), sig)
+
+
+def test_sigterm_to_a_compare_sweep_reaches_its_run(tmp_path):
+    """lanes.py and schedulers signal compare's process only; its run must get the SIGTERM (to save a
+    checkpoint) rather than die with compare. Here the 'run' is a child that exits 43 on SIGTERM."""
+    from smart_tune.sweep import wait_passing_sigterm
+
+    ready = tmp_path / "ready"
+    code = (
+        "import signal, sys, time, pathlib\n"
+        "signal.signal(signal.SIGTERM, lambda *a: sys.exit(43))\n"
+        f"pathlib.Path({str(ready)!r}).touch()\n"
+        "time.sleep(60)\n"
+    )
+    child = subprocess.Popen([sys.executable, "-c", code])
+    deadline = time.time() + 30
+    while not ready.exists() and time.time() < deadline:
+        time.sleep(0.05)
+    previous = signal.getsignal(signal.SIGTERM)
+    timer = threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGTERM))
+    timer.start()
+    assert wait_passing_sigterm(child) == (43, True)
+    assert signal.getsignal(signal.SIGTERM) == previous  # restored
+    quiet = subprocess.Popen([sys.executable, "-c", "pass"])
+    assert wait_passing_sigterm(quiet) == (0, False)
 
 
 def test_ctrl_c_saves_and_stops_at_the_end_of_the_step(tmp_out):

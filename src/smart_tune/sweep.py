@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from .checkpoints import checkpoints_in, last_complete_checkpoint
-from .errors import ConfigError
+from .errors import ConfigError, Interrupted
 from .presets import PRESETS
 from .run import RESULTS, write_json_atomic
 
@@ -33,6 +33,24 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child
         ctypes.CDLL("libc.so.6").prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     except Exception:
         pass
+
+
+def wait_passing_sigterm(child: subprocess.Popen) -> tuple[int, bool]:
+    """Wait for a run; a SIGTERM to the sweep is passed on to it, so that it saves a checkpoint at the
+    end of its step and stops (benchmarks/lanes.py and schedulers signal only the sweep's process, and
+    the sweep's death would SIGKILL the run, see _die_with_parent). (exit code, whether SIGTERM came)."""
+    received: list[int] = []
+
+    def forward(signum, _frame):
+        received.append(signum)
+        child.send_signal(signum)  # a second one stops the run at once, as it would the run itself
+
+    previous = signal.signal(signal.SIGTERM, forward)
+    try:
+        code = child.wait()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    return code, bool(received)
 
 
 def plan_runs(
@@ -98,12 +116,16 @@ def run_sweep(
             log.flush()
             child = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
             try:
-                code = child.wait()
+                code, terminated = wait_passing_sigterm(child)
             except KeyboardInterrupt:
                 # Ctrl-C reached the run too (same process group): let it finish its checkpoint, so
                 # that the next compare resumes it, then stop the sweep.
                 child.wait()
                 raise
+        if terminated:
+            raise Interrupted(
+                f"{label}: stopped by SIGTERM (exit {code}); run compare again to resume it", signal.SIGTERM
+            )
         minutes = (time.time() - started) / 60
         if code == 0 and (run_dir / RESULTS).exists():
             with open(run_dir / RESULTS, encoding="utf-8") as f:

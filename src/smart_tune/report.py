@@ -19,13 +19,12 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
-from .run import RESULTS, write_json_atomic, write_text_atomic
+from .run import RESULTS, atomic_path, write_json_atomic, write_text_atomic
 
 BASELINE = "vanilla"
 AVERAGE = "average"
@@ -481,17 +480,13 @@ def plot(summary: dict[str, Any], path: str | Path) -> None:
 
 
 def _save_figure(fig, path: str | Path) -> None:
-    """Save a PNG through a per-process temp file and a rename, then close the figure: two `compare`
-    jobs on one folder (benchmarks/lanes.py) may rebuild its report at once, and a reader must never
-    see a half-written chart."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")  # suffix picks the format
+    """Save a PNG atomically (two `compare` jobs may rebuild one folder's report at once), then close
+    the figure."""
     try:
         fig.tight_layout()
-        fig.savefig(tmp, dpi=120)
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=120)
     finally:
-        tmp.unlink(missing_ok=True)
         _pyplot().close(fig)
 
 

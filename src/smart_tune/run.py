@@ -21,6 +21,7 @@ import pickle
 import platform
 import shutil
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -53,19 +54,26 @@ def write_json_atomic(path: str | Path, data: Any) -> None:
 
 
 def write_text_atomic(path: str | Path, text: str) -> None:
-    """Write text so that a crash mid-write leaves the previous file intact. The temp file is one per
-    process: two `compare` jobs on one folder (benchmarks/lanes.py) may rebuild its report at once."""
+    """Write text so that a crash mid-write leaves the previous file intact (see :func:`atomic_path`)."""
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+@contextmanager
+def atomic_path(path: str | Path):
+    """A temp path beside ``path`` to write to; renamed onto ``path`` when the block ends without error,
+    removed otherwise, so a reader sees the old file or the new one, never half of one. The temp name is
+    one per process (two `compare` jobs on one folder, benchmarks/lanes.py, may rebuild its report at
+    once) and keeps the suffix, which some writers (matplotlib's savefig) read the format from."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
     try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
+        yield tmp
         os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)  # no half-written temp file left beside the intact original
-        raise
+    finally:
+        tmp.unlink(missing_ok=True)  # no temp file left beside the intact original
 
 
 def is_main_process() -> bool:

@@ -88,3 +88,21 @@ def test_target_reads_the_last_epoch_scores_apart_from_the_kept_ones(last_epoch)
     ]
     rows = target.checks(summarise(results), last_epoch=last_epoch)
     assert rows[0][1] == ("-10.00" if last_epoch else "+10.00") + " ± 0.00 over 1 seeds"
+
+
+def test_glue_style_average_averages_mrpc_accuracy_with_f1_before_the_tasks():
+    def mrpc(method, seed, acc, f1):
+        r = run("mrpc", method, seed, acc)
+        r["metrics"]["f1"] = f1
+        r["log_history"][0]["eval_f1"] = f1
+        return r
+
+    results = [mrpc("vanilla", 1, 0.80, 0.90), run("rte", "vanilla", 1, 0.50)]
+    results += [mrpc("smart", 1, 0.80, 0.94), run("rte", "smart", 1, 0.52), run("rte", "smart", 2, 0.6)]
+    summary = summarise(results)
+    assert target.glue_average(summary, "smart", last_epoch=False) == pytest.approx({1: (0.87 + 0.52) / 2})
+    assert target.glue_average(summary, "vanilla", last_epoch=True) == pytest.approx({1: (0.85 + 0.50) / 2})
+    # main metrics alone: (0 + 2) / 2 = +1.00; GLUE's average also counts F1's +4: (2 + 2) / 2 = +2.00
+    assert target.checks(summary, last_epoch=False)[0][1].startswith("+1.00")
+    note = target.glue_note(summary, last_epoch=False)
+    assert "smart − vanilla +2.00 ± 0.00 over 1 seeds" in note and "r3f" not in note

@@ -5,7 +5,14 @@ import statistics
 import pytest
 
 from smart_tune.errors import ConfigError
-from smart_tune.report import collect_results, last_epoch_metrics, summarise, to_markdown, write_report
+from smart_tune.report import (
+    collect_results,
+    last_epoch_metrics,
+    paired_differences,
+    summarise,
+    to_markdown,
+    write_report,
+)
 
 
 def result(method, seed, best, last, epochs=3):
@@ -53,6 +60,22 @@ def test_summary_statistics_and_paired_differences():
     assert "| 62.33 ± 7.51 | 70.00 | +3.50 ± 2.12 (2/2) |" in table
     single = to_markdown(summarise([result("vanilla", 1, 0.5, 0.5), result("smart", 1, 0.6, 0.6)]))
     assert "| smart | 1 | 60.00 | 60.00 | +10.00 (1/1) |" in single  # no "± 0.00" from one seed
+
+
+def test_the_charts_paired_differences_are_the_per_seed_pairs_of_vs_vanilla():
+    runs = [
+        result("vanilla", 2, 0.60, 0.60),
+        result("vanilla", 1, 0.50, 0.48),
+        result("vanilla", 4, 0.5, 0.5),
+    ]
+    runs += [result("smart", 1, 0.55, 0.50), result("smart", 3, 0.70, 0.70), result("smart", 2, 0.62, 0.58)]
+    task = summarise(runs)["rte"]
+    diffs = paired_differences(task, "smart", "accuracy")
+    assert diffs == pytest.approx([0.05, 0.02])  # seeds 1 and 2, in seed order; 3 and 4 have no partner
+    assert statistics.mean(diffs) == pytest.approx(task["methods"]["smart"]["vs_vanilla"]["accuracy"]["mean"])
+    assert statistics.stdev(diffs) == pytest.approx(task["methods"]["smart"]["vs_vanilla"]["accuracy"]["std"])
+    assert paired_differences(task, "smart", "f1") == []  # a metric it does not have
+    assert paired_differences(summarise(runs[3:])["rte"], "smart", "accuracy") == []  # no vanilla at all
 
 
 def run(task, method, seed, metrics, main, fraction=None, minutes=2.0):

@@ -454,36 +454,93 @@ def _pyplot():
     return plt
 
 
+def paired_differences(data: dict[str, Any], method: str, metric: str) -> list[float]:
+    """Per-seed ``method − vanilla`` of ``metric`` in one task's summary, on the seeds both have, in
+    seed order; [] without a vanilla row. The same pairs as ``vs_vanilla``'s mean and std."""
+
+    def by_seed(name: str) -> dict[int, float]:
+        entry = data["methods"].get(name, {})
+        stats = entry.get("metrics", {}).get(metric)
+        return dict(zip(entry["seeds"], stats["values"])) if stats else {}
+
+    mine, plain = by_seed(method), by_seed(BASELINE)
+    return [mine[s] - plain[s] for s in sorted(mine.keys() & plain.keys())]
+
+
 def plot(summary: dict[str, Any], path: str | Path) -> None:
-    """Bars (mean of the main metric) with std error bars and one dot per seed, one panel per task."""
+    """One column per task. Top: bars (mean of the main metric) from zero with std error bars and one
+    dot per seed, so the scale is honest. Bottom (when there is a vanilla baseline): each method's
+    paired per-seed difference to vanilla, dots with mean ± std, around a zero line: the small gaps
+    that matter, at a scale that shows them without a truncated bar axis."""
     plt = _pyplot()
     tasks = list(summary)
-    fig, axes = plt.subplots(1, len(tasks), figsize=(max(4.0, 3.2 * len(tasks)), 3.6), squeeze=False)
-    for ax, task in zip(axes[0], tasks):
+    paired = any(
+        m != BASELINE and paired_differences(d, m, d["main_metric"])
+        for d in summary.values()
+        for m in d["methods"]
+    )
+    rows = 2 if paired else 1
+    fig, axes = plt.subplots(
+        rows, len(tasks), figsize=(max(4.0, 3.2 * len(tasks)), 3.4 * rows), squeeze=False
+    )
+    for col, task in enumerate(tasks):
         data = summary[task]
         metric = data["main_metric"]
         methods = [m for m, e in data["methods"].items() if metric in e["metrics"]]
-        means = [100 * data["methods"][m]["metrics"][metric]["mean"] for m in methods]
-        stds = [100 * data["methods"][m]["metrics"][metric]["std"] for m in methods]
-        xs = range(len(methods))
-        ax.bar(xs, means, yerr=stds, capsize=4, color="#8fb3d9", edgecolor="#2b5d8a")
-        for x, m in zip(xs, methods):
-            vals = [100 * v for v in data["methods"][m]["metrics"][metric]["values"]]
-            ax.plot([x] * len(vals), vals, "o", color="#1b3a57", markersize=3)
-        lows = [mu - sd for mu, sd in zip(means, stds)]
-        if lows:
-            ax.set_ylim(max(0.0, min(lows) - 5), min(100.0, max(m + s for m, s in zip(means, stds)) + 3))
-        ax.set_xticks(list(xs), methods, rotation=30, ha="right")
+        xs = list(range(len(methods)))
+        stats = [data["methods"][m]["metrics"][metric] for m in methods]
+        ax = axes[0][col]
+        ax.bar(
+            xs,
+            [100 * s["mean"] for s in stats],
+            yerr=[100 * s["std"] for s in stats],
+            capsize=4,
+            color="#8fb3d9",
+            edgecolor="#2b5d8a",
+        )
+        for x, s in zip(xs, stats):
+            ax.plot(
+                [x] * len(s["values"]), [100 * v for v in s["values"]], "o", color="#1b3a57", markersize=3
+            )
+        ax.axhline(0, color="black", linewidth=0.8)
+        ax.set_xticks(xs, methods, rotation=30, ha="right")
         ax.set_title(f"{task}: {metric}")
         ax.grid(axis="y", alpha=0.3)
-    _save_figure(fig, path)
+        if rows == 1:
+            continue
+        ax = axes[1][col]
+        others = [m for m in methods if m != BASELINE]
+        diffs = {m: [100 * d for d in paired_differences(data, m, metric)] for m in others}
+        if not any(diffs.values()):
+            ax.set_axis_off()
+            ax.set_title(f"{task}: no runs paired with {BASELINE}", fontsize="small")
+            continue
+        reach = 0.5  # half-height of the y axis, symmetric about zero: at least the largest |Δ| drawn
+        for x, m in enumerate(others):
+            if diffs[m]:
+                mean, std = _mean_std(diffs[m])
+                ax.plot([x] * len(diffs[m]), diffs[m], "o", color="#1b3a57", markersize=3)
+                ax.errorbar([x + 0.15], [mean], yerr=[std], fmt="D", color="#c0392b", capsize=4, markersize=5)
+                reach = max(reach, *(abs(d) for d in diffs[m]), abs(mean) + std)
+        ax.axhline(0, color="black", linewidth=0.8)
+        ax.set_ylim(-1.2 * reach, 1.2 * reach)
+        ax.set_xlim(-0.5, len(others) - 0.5)
+        ax.set_xticks(list(range(len(others))), others, rotation=30, ha="right")
+        ax.set_title(f"{task}: Δ vs {BASELINE} (paired)")
+        ax.set_ylabel("Δ (points)")
+        ax.grid(axis="y", alpha=0.3)
+    note = "Top: mean ± std over seeds, from zero; dots are seeds."
+    if rows == 2:
+        note += f" Bottom: difference to {BASELINE} on the same seed (dots) and its mean ± std (◆)."
+    fig.text(0.5, 0.005, note, ha="center", va="bottom", fontsize="small")
+    _save_figure(fig, path, rect=(0, 0.04, 1, 1))  # room for the note
 
 
-def _save_figure(fig, path: str | Path) -> None:
+def _save_figure(fig, path: str | Path, rect: tuple[float, ...] = (0, 0, 1, 1)) -> None:
     """Save a PNG atomically (two `compare` jobs may rebuild one folder's report at once), then close
     the figure."""
     try:
-        fig.tight_layout()
+        fig.tight_layout(rect=rect)
         with atomic_path(path) as tmp:
             fig.savefig(tmp, dpi=120)
     finally:

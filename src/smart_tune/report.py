@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import math
+import textwrap
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -480,8 +481,10 @@ def plot(summary: dict[str, Any], path: str | Path) -> None:
         for m in d["methods"]
     )
     rows = 2 if paired else 1
+    most_methods = max(len(d["methods"]) for d in summary.values())
+    panel_width = max(3.2, 0.6 * most_methods + 1.0)  # inches: room for each method's tick label
     fig, axes = plt.subplots(
-        rows, len(tasks), figsize=(max(4.0, 3.2 * len(tasks)), 3.4 * rows), squeeze=False
+        rows, len(tasks), figsize=(max(6.0, panel_width * len(tasks)), 3.4 * rows + 0.4), squeeze=False
     )
     for col, task in enumerate(tasks):
         data = summary[task]
@@ -532,7 +535,8 @@ def plot(summary: dict[str, Any], path: str | Path) -> None:
     note = "Top: mean ± std over seeds, from zero; dots are seeds."
     if rows == 2:
         note += f" Bottom: difference to {BASELINE} on the same seed (dots) and its mean ± std (◆)."
-    fig.text(0.5, 0.005, note, ha="center", va="bottom", fontsize="small")
+    width_chars = int(fig.get_figwidth() * 13)  # about what fits in a line of small text
+    fig.text(0.5, 0.005, textwrap.fill(note, width_chars), ha="center", va="bottom", fontsize="small")
     _save_figure(fig, path, rect=(0, 0.04, 1, 1))  # room for the note
 
 

@@ -106,3 +106,9 @@ def test_glue_style_average_averages_mrpc_accuracy_with_f1_before_the_tasks():
     assert target.checks(summary, last_epoch=False)[0][1].startswith("+1.00")
     note = target.glue_note(summary, last_epoch=False)
     assert "smart − vanilla +2.00 ± 0.00 over 1 seeds" in note and "r3f" not in note
+
+    # a run whose log lacks F1 at the end is left out of the last-epoch average, not shifted
+    results.append(mrpc("vanilla", 2, 0.70, 0.80))
+    results.append(run("rte", "vanilla", 2, 0.40))
+    del results[0]["log_history"][0]["eval_f1"]
+    assert target.glue_average(summarise(results), "vanilla", last_epoch=True) == pytest.approx({2: 0.575})

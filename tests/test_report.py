@@ -78,6 +78,21 @@ def test_the_charts_paired_differences_are_the_per_seed_pairs_of_vs_vanilla():
     assert paired_differences(summarise(runs[3:])["rte"], "smart", "accuracy") == []  # no vanilla at all
 
 
+def test_a_run_without_a_metric_does_not_shift_the_other_seeds_values():
+    blind = result("vanilla", 1, 0.50, 0.50)
+    blind["log_history"] = []  # no evaluation logged: no last-epoch score for seed 1
+    runs = [blind, result("vanilla", 2, 0.52, 0.52), result("vanilla", 3, 0.53, 0.53)]
+    runs += [result("smart", 1, 0.88, 0.88), result("smart", 2, 0.60, 0.60), result("smart", 3, 0.70, 0.70)]
+    runs.append({**result("r3f", 1, 0.6, 0.6), "log_history": []})  # r3f lacks it where vanilla has it
+    runs += [result("r3f", 2, 0.6, 0.6)]
+    task = summarise(runs)["rte"]
+    last = task["methods"]["vanilla"]["metrics"]["last_epoch_accuracy"]
+    assert last["seeds"] == [2, 3] and last["values"] == [0.52, 0.53]
+    assert paired_differences(task, "smart", "last_epoch_accuracy") == pytest.approx([0.08, 0.17])
+    assert task["methods"]["smart"]["vs_vanilla"]["last_epoch_accuracy"]["n"] == 2
+    assert paired_differences(task, "r3f", "last_epoch_accuracy") == pytest.approx([0.08])  # seed 2 only
+
+
 def run(task, method, seed, metrics, main, fraction=None, minutes=2.0):
     return {
         "task": task,

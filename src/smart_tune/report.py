@@ -307,12 +307,21 @@ def summarise(results: list[dict[str, Any]]) -> dict[str, Any]:
             entry: dict[str, Any] = {"n": len(seeds), "seeds": seeds, "metrics": {}, "vs_vanilla": {}}
             names = sorted({m for r in by_seed.values() for m in r["metrics"]})
             for name in names:
-                values = [by_seed[s]["metrics"][name] for s in seeds if name in by_seed[s]["metrics"]]
+                # A run may lack a metric (e.g. a last-epoch score when its log has no evaluation), so
+                # each metric keeps the seeds its values belong to.
+                covered = [s for s in seeds if name in by_seed[s]["metrics"]]
+                values = [by_seed[s]["metrics"][name] for s in covered]
                 mean, std = _mean_std(values)
-                entry["metrics"][name] = {"mean": mean, "std": std, "best": max(values), "values": values}
+                entry["metrics"][name] = {
+                    "mean": mean,
+                    "std": std,
+                    "best": max(values),
+                    "values": values,
+                    "seeds": covered,
+                }
                 paired = [
                     by_seed[s]["metrics"][name] - baseline[s]["metrics"][name]
-                    for s in seeds
+                    for s in covered
                     if s in baseline and name in baseline[s]["metrics"]
                 ]
                 if paired and method != BASELINE:
@@ -460,9 +469,8 @@ def paired_differences(data: dict[str, Any], method: str, metric: str) -> list[f
     seed order; [] without a vanilla row. The same pairs as ``vs_vanilla``'s mean and std."""
 
     def by_seed(name: str) -> dict[int, float]:
-        entry = data["methods"].get(name, {})
-        stats = entry.get("metrics", {}).get(metric)
-        return dict(zip(entry["seeds"], stats["values"])) if stats else {}
+        stats = data["methods"].get(name, {}).get("metrics", {}).get(metric)
+        return dict(zip(stats["seeds"], stats["values"])) if stats else {}
 
     mine, plain = by_seed(method), by_seed(BASELINE)
     return [mine[s] - plain[s] for s in sorted(mine.keys() & plain.keys())]
@@ -516,7 +524,8 @@ def plot(summary: dict[str, Any], path: str | Path) -> None:
         diffs = {m: [100 * d for d in paired_differences(data, m, metric)] for m in others}
         if not any(diffs.values()):
             ax.set_axis_off()
-            ax.set_title(f"{task}: no runs paired with {BASELINE}", fontsize="small")
+            alone = "only " + ", ".join(methods) if methods else "no runs"
+            ax.set_title(f"{task}: {alone}, nothing paired with {BASELINE} yet", fontsize="small")
             continue
         reach = 0.5  # half-height of the y axis, symmetric about zero: at least the largest |Δ| drawn
         for x, m in enumerate(others):

@@ -41,8 +41,8 @@ def entry(summary: dict, group: str, method: str) -> dict:
 
 def by_seed(summary: dict, group: str, method: str, metric: str) -> dict[int, float]:
     """{seed: value} of one method's metric in one group of the summary; {} when absent."""
-    e = entry(summary, group, method)
-    return dict(zip(e["seeds"], e["metrics"][metric]["values"])) if metric in e.get("metrics", {}) else {}
+    stats = entry(summary, group, method).get("metrics", {}).get(metric)
+    return dict(zip(stats["seeds"], stats["values"])) if stats else {}
 
 
 def checks(summary: dict, last_epoch: bool) -> list[tuple[str, str, bool]]:

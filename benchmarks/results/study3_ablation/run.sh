@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Reproduces Study 3 (resumable). Only the two ablations are trained here: plain and SMART are Study 2's
-# runs on MRPC and Study 1's on RTE (same schedule and seeds), which the report brings in.
+# runs on MRPC and CoLA and Study 1's on RTE (same schedule and seeds), which the report brings in.
 # Seed by seed, on two lanes side by side with one torch thread each (benchmarks/lanes.py).
 # Run from anywhere; SEEDS="1" limits the seeds; JOBS_ONLY=1 prints the jobs instead,
 # REPORT_ONLY=1 rebuilds the report from the runs there are.
@@ -16,7 +16,7 @@ here=benchmarks/results/study3_ablation
 SEEDS="${SEEDS:-1 2 3}"
 jobs() {  # the arguments of one `smart-tune compare` per line
   for seed in $SEEDS; do
-    for task in rte mrpc; do
+    for task in rte mrpc cola; do
       for method in smart-no-rs smart-no-proximal; do
         echo "--config $here/config.yaml --output-dir $here --seeds $seed --task $task --methods $method"
       done
@@ -26,7 +26,7 @@ jobs() {  # the arguments of one `smart-tune compare` per line
 report() {
   ls "$here"/*/*/seed-*/results.json > /dev/null 2>&1 || return 0  # none of its own yet: no report
   "$st" report "$here" --include benchmarks/results/study1_which_smart,benchmarks/results/study2_headline \
-    --rename "$SMART_FROM=smart" --tasks rte,mrpc --seeds "${SEEDS// /,}" \
+    --rename "$SMART_FROM=smart" --tasks rte,mrpc,cola --seeds "${SEEDS// /,}" \
     --methods vanilla,smart,smart-no-rs,smart-no-proximal
 }
 if [ -n "${JOBS_ONLY:-}" ]; then jobs; exit 0; fi

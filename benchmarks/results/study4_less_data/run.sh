@@ -28,7 +28,10 @@ jobs() {  # the arguments of one `smart-tune compare` per line; the long 100% ru
     done
   done
 }
-report() { for folder in snli-1pct snli-10pct snli-100pct; do "$st" report "$here/$folder"; done; }
+report() {  # one report over the three fractions: a table per fraction, and curve.png across them
+  ls "$here"/*/*/*/seed-*/results.json > /dev/null 2>&1 || return 0  # no runs yet: no report
+  "$st" report "$here"
+}
 if [ -n "${JOBS_ONLY:-}" ]; then jobs; exit 0; fi
 if [ -n "${REPORT_ONLY:-}" ]; then report; exit 0; fi
 status=0

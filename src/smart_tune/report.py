@@ -483,11 +483,7 @@ def plot(summary: dict[str, Any], path: str | Path) -> None:
     that matter, at a scale that shows them without a truncated bar axis."""
     plt = _pyplot()
     tasks = list(summary)
-    paired = any(
-        m != BASELINE and paired_differences(d, m, d["main_metric"])
-        for d in summary.values()
-        for m in d["methods"]
-    )
+    paired = any(d["main_metric"] in e["vs_vanilla"] for d in summary.values() for e in d["methods"].values())
     rows = 2 if paired else 1
     most_methods = max(len(d["methods"]) for d in summary.values())
     panel_width = max(3.2, 0.6 * most_methods + 1.0)  # inches: room for each method's tick label

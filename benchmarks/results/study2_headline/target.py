@@ -39,6 +39,11 @@ def entry(summary: dict, group: str, method: str) -> dict:
     return summary.get(group, {}).get("methods", {}).get(method) or {}
 
 
+def task_groups(summary: dict) -> list[str]:
+    """The summary's per-task groups: not the average, not a training fraction of a task."""
+    return [g for g, data in summary.items() if g != AVERAGE and data.get("train_fraction") is None]
+
+
 def by_seed(summary: dict, group: str, method: str, metric: str) -> dict[int, float]:
     """{seed: value} of one method's metric in one group of the summary; {} when absent."""
     stats = entry(summary, group, method).get("metrics", {}).get(metric)
@@ -55,7 +60,7 @@ def checks(summary: dict, last_epoch: bool) -> list[tuple[str, str, bool]]:
     gain = smart.get("vs_vanilla", {}).get(avg)
     if not gain:
         raise KeyError(f"no '{avg}' of both {METHOD} and {BASELINE} in the summary's '{AVERAGE}' group")
-    tasks = [g for g, data in summary.items() if g != AVERAGE and data.get("train_fraction") is None]
+    tasks = task_groups(summary)
     per_task, spreads = [], []
     for task in tasks:
         metric = prefix + summary[task]["main_metric"]
@@ -98,9 +103,8 @@ def glue_average(summary: dict, method: str, last_epoch: bool) -> dict[int, floa
     """{seed: GLUE-style average} of one method: per task the mean of its GLUE_SCORE metrics (else its
     main metric), then the mean over the tasks; only seeds where the method has every one of them."""
     prefix = LAST if last_epoch else ""
-    tasks = [g for g, data in summary.items() if g != AVERAGE and data.get("train_fraction") is None]
     per_task = []
-    for task in tasks:
+    for task in task_groups(summary):
         names = GLUE_SCORE.get(task, (summary[task]["main_metric"],))
         columns = [by_seed(summary, task, method, prefix + name) for name in names]
         seeds = set.intersection(*(set(c) for c in columns))

@@ -10,6 +10,11 @@ again after a kill and only the missing work is done.
 Each lane runs with one torch thread (``OMP_NUM_THREADS=1`` unless set): on 2 cores, two 1-thread
 runs finish about 1.2x the work of one 2-thread run. Its output goes to ``lane-K.log`` in ``--log-dir``.
 SIGTERM or Ctrl-C is passed on to the running jobs, which checkpoint and stop (``compare`` handles it).
+SIGUSR1 drains instead: the running jobs finish, no lane starts another, and the exit status is 3 when
+jobs were left. Use it before a machine goes away: a checkpoint does not outlive the machine, so a run cut
+there starts again from nothing, while a drained lane loses no work.
+
+    pkill -USR1 -f "python3 benchmarks/lanes.py"       # finish what runs, start nothing new
 
     benchmarks/results/study1b_r3f_grid/run.sh          # a study's script pipes its jobs in here
     python3 benchmarks/lanes.py --lanes 2 jobs.txt
@@ -30,7 +35,8 @@ import sys
 import threading
 from pathlib import Path
 
-LOCK_DIR = Path(__file__).resolve().parent / ".locks"  # ignored by git; a held lock dies with its process
+# Ignored by git; a held lock dies with its process. LANES_LOCK_DIR moves it (tests use their own).
+LOCK_DIR = Path(os.environ.get("LANES_LOCK_DIR") or Path(__file__).resolve().parent / ".locks")
 
 
 def read_jobs(lines) -> list[list[str]]:
@@ -62,7 +68,8 @@ def try_claim(args: list[str]):
 class Lanes:
     def __init__(self, jobs: list[list[str]], command: list[str], log_dir: Path):
         self.jobs, self.command, self.log_dir = jobs, command, log_dir
-        self.stopping = threading.Event()
+        self.stopping = threading.Event()  # SIGTERM/SIGINT: running jobs checkpoint and stop
+        self.draining = threading.Event()  # SIGUSR1: running jobs finish, no new one starts
         self.running: set[subprocess.Popen] = set()
         self.failed: list[str] = []
         self.taken: set[int] = set()  # jobs a lane of this process has started (each runs once here)
@@ -73,7 +80,7 @@ class Lanes:
         env.setdefault("OMP_NUM_THREADS", "1")
         with open(self.log_dir / f"lane-{number}.log", "a") as log:
             for index, args in enumerate(self.jobs):
-                if self.stopping.is_set():
+                if self.stopping.is_set() or self.draining.is_set():
                     return
                 with self.lock:
                     if index in self.taken:
@@ -106,9 +113,14 @@ class Lanes:
             for process in self.running:
                 process.send_signal(signum)
 
+    def drain(self, _signum, _frame) -> None:
+        """Let each running job finish; no lane starts another."""
+        self.draining.set()
+
     def run(self, lanes: int) -> int:
         signal.signal(signal.SIGTERM, self.stop)
         signal.signal(signal.SIGINT, self.stop)
+        signal.signal(signal.SIGUSR1, self.drain)
         threads = [threading.Thread(target=self.lane, args=(k,)) for k in range(1, lanes + 1)]
         for thread in threads:
             thread.start()
@@ -119,7 +131,13 @@ class Lanes:
             print(f"lanes: job failed ({line})", file=sys.stderr)
         if self.stopping.is_set():
             return 143
-        return 1 if self.failed else 0
+        if self.failed:
+            return 1
+        left = len(self.jobs) - len(self.taken)  # jobs no lane of this process started
+        if self.draining.is_set() and left:
+            print(f"lanes: drained, {left} job(s) not started", file=sys.stderr)
+            return 3
+        return 0
 
 
 def main(argv=None) -> int:

@@ -1,0 +1,70 @@
+"""benchmarks/lanes.py: the shared job queue the sweeps run on, with a stand-in for ``smart-tune``."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# Stands in for `smart-tune compare <name>`: records its start, waits for <dir>/go when asked, records its
+# end, exits with the code its name asks for.
+FAKE = """\
+import sys, time, pathlib
+name = sys.argv[2]
+record = pathlib.Path(sys.argv[0]).parent
+(record / (name + ".started")).touch()
+if name.startswith("wait"):
+    while not (record / "go").exists():
+        time.sleep(0.02)
+(record / (name + ".done")).touch()
+sys.exit(int(name.split("-")[-1]) if name.startswith("fail") else 0)
+"""
+
+
+def lanes(tmp_path: Path, jobs: list[str]) -> subprocess.Popen:
+    fake = tmp_path / "smart-tune"
+    fake.write_text(f"#!{sys.executable}\n{FAKE}")
+    fake.chmod(0o755)
+    (tmp_path / "jobs.txt").write_text("\n".join(jobs) + "\n")
+    env = dict(os.environ, LANES_LOCK_DIR=str(tmp_path / "locks"))
+    command = [sys.executable, str(ROOT / "benchmarks/lanes.py"), "--lanes", "2"]
+    command += ["--log-dir", str(tmp_path / "logs"), "--smart-tune", str(fake), str(tmp_path / "jobs.txt")]
+    return subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for(path: Path, timeout: float = 30.0) -> None:
+    deadline = time.time() + timeout
+    while not path.exists():
+        assert time.time() < deadline, f"{path.name} never appeared"
+        time.sleep(0.02)
+
+
+def test_every_job_runs_once_on_the_lanes(tmp_path):
+    process = lanes(tmp_path, ["a", "b", "# a comment", "c", "a", "", "d"])
+    assert process.wait(timeout=60) == 0
+    assert sorted(p.stem for p in tmp_path.glob("*.done")) == ["a", "b", "c", "d"]
+    logs = "".join(p.read_text() for p in (tmp_path / "logs").glob("lane-*.log"))
+    assert sorted(line.split()[-1] for line in logs.splitlines()) == ["a", "b", "c", "d"]
+
+
+def test_a_failed_job_fails_the_queue_and_the_rest_still_runs(tmp_path):
+    process = lanes(tmp_path, ["fail-5", "b"])
+    assert process.wait(timeout=60) == 1
+    assert "exit 5: fail-5" in process.stderr.read()
+    assert (tmp_path / "b.done").exists()
+
+
+def test_sigusr1_drains_running_jobs_finish_and_no_new_one_starts(tmp_path):
+    process = lanes(tmp_path, ["wait-1", "wait-2", "c"])
+    wait_for(tmp_path / "wait-1.started")
+    wait_for(tmp_path / "wait-2.started")
+    process.send_signal(signal.SIGUSR1)
+    time.sleep(1.5)  # lanes.py handles signals at least once a second; both jobs still wait for go
+    (tmp_path / "go").touch()
+    assert process.wait(timeout=60) == 3
+    assert (tmp_path / "wait-1.done").exists() and (tmp_path / "wait-2.done").exists()  # not cut
+    assert not (tmp_path / "c.started").exists()
+    assert "drained, 1 job(s) not started" in process.stderr.read()

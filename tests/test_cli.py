@@ -188,6 +188,9 @@ def test_compare_kill_resume_and_report(tiny_model_dir, tmp_path, capsys):
     assert "| smart | 2 |" in (out / "summary.md").read_text()
 
     (out / "summary.md").unlink()
+    assert main(["compare", *args, "--no-report"]) == 0  # every run done: skips them, writes no summary
+    assert "rte smart seed 2: done already" in capsys.readouterr().out
+    assert not (out / "summary.md").exists()
     assert main(["report", str(out)]) == 0
     assert (out / "summary.md").exists()
 

@@ -140,7 +140,15 @@ def cmd_compare(argv: list[str]) -> int:
         "--methods", default=argparse.SUPPRESS, help="comma-separated methods or variant names"
     )
     parser.add_argument("--seeds", default=argparse.SUPPRESS, help="comma-separated seeds (default 1,2,3)")
+    parser.add_argument(
+        "--no-report",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="train only; leave the summary to `smart-tune report` (a sweep of many compare jobs whose "
+        "report also reads other folders' runs would otherwise rewrite it from this folder alone)",
+    )
     flags = {normalise_key(k): v for k, v in vars(parser.parse_args(argv)).items()}
+    no_report = flags.pop("no_report", False)
     from_file = read_config_file(flags["config"]) if flags.get("config") else {}
     chosen = {**from_file, **flags}
     chosen.pop("config", None)
@@ -157,11 +165,12 @@ def cmd_compare(argv: list[str]) -> int:
         if key in chosen:
             raise ConfigError(f"--{key.replace('_', '-')} is set per run by compare; leave it out")
     failures = run_sweep(output_dir, tasks, methods, seeds, chosen, variants)
-    try:
-        paths = write_report(output_dir)
-        print(f"summary: {paths['markdown']}  {paths['json']}  {paths['chart']}")
-    except ConfigError as exc:
-        print(f"no summary: {exc}")
+    if not no_report:
+        try:
+            paths = write_report(output_dir)
+            print(f"summary: {paths['markdown']}  {paths['json']}  {paths['chart']}")
+        except ConfigError as exc:
+            print(f"no summary: {exc}")
     if failures:
         raise SmartTuneError(
             f"{len(failures)} run(s) failed; their train.log says why; run compare again to retry"

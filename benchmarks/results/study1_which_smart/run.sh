@@ -12,7 +12,7 @@ jobs() {  # the arguments of one `smart-tune compare` per line
   for seed in $SEEDS; do
     for method in vanilla smart-paper smart-official smart-paper-shared smart-eps1e-3-shared \
       smart-eps1e-2-shared smart-eps1e-1-shared; do
-      echo "--config $here/config.yaml --output-dir $here --seeds $seed --methods $method"
+      echo "--no-report --config $here/config.yaml --output-dir $here --seeds $seed --methods $method"
     done
   done
 }

@@ -11,7 +11,7 @@ SEEDS="${SEEDS:-1 2 3}"
 jobs() {  # the arguments of one `smart-tune compare` per line
   for seed in $SEEDS; do
     for method in r3f r3f-eps1e-3 r3f-eps1e-2 r3f-eps1e-1; do
-      echo "--config $here/config.yaml --output-dir $here --seeds $seed --methods $method"
+      echo "--no-report --config $here/config.yaml --output-dir $here --seeds $seed --methods $method"
     done
   done
 }

@@ -22,10 +22,10 @@ jobs() {  # the arguments of one `smart-tune compare` per line
   for seed in $SEEDS; do
     for task in mrpc stsb cola; do
       for method in $methods; do
-        echo "--config $here/config.yaml --output-dir $here --seeds $seed --task $task --methods $method"
+        echo "--no-report --config $here/config.yaml --output-dir $here --seeds $seed --task $task --methods $method"
       done
       if [ -n "$R3F_FROM" ] && [ -n "$R3F_EPSILON" ]; then
-        echo "--config $here/config.yaml --output-dir $here --seeds $seed --task $task --methods r3f" \
+        echo "--no-report --config $here/config.yaml --output-dir $here --seeds $seed --task $task --methods r3f" \
           "--smart-epsilon $R3F_EPSILON"
       fi
     done

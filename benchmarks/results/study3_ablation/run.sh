@@ -18,7 +18,7 @@ jobs() {  # the arguments of one `smart-tune compare` per line
   for seed in $SEEDS; do
     for task in cola rte mrpc; do  # CoLA first: it is where Study 2 found SMART behind plain
       for method in smart-no-rs smart-no-proximal; do
-        echo "--config $here/config.yaml --output-dir $here --seeds $seed --task $task --methods $method"
+        echo "--no-report --config $here/config.yaml --output-dir $here --seeds $seed --task $task --methods $method"
       done
     done
   done

@@ -17,12 +17,12 @@ SEEDS="${SEEDS:-1 2 3}"
 jobs() {  # the arguments of one `smart-tune compare` per line; the long 100% runs first in each seed
   for seed in $SEEDS; do
     for method in vanilla smart; do
-      echo "--config $here/config.yaml --train-fraction 1.0 --output-dir $here/snli-100pct" \
+      echo "--no-report --config $here/config.yaml --train-fraction 1.0 --output-dir $here/snli-100pct" \
         "--also-evaluate anli_r1,anli_r2,anli_r3 --seeds $seed --methods $method"
     done
     for fraction in 0.1:snli-10pct 0.01:snli-1pct; do
       for method in vanilla smart; do
-        echo "--config $here/config.yaml --train-fraction ${fraction%%:*} --output-dir $here/${fraction#*:}" \
+        echo "--no-report --config $here/config.yaml --train-fraction ${fraction%%:*} --output-dir $here/${fraction#*:}" \
           "--seeds $seed --methods $method"
       done
     done

@@ -44,6 +44,9 @@ def test_train_evaluate_predict(tiny_model_dir, tmp_path, capsys):
     assert r["arguments"]["training"]["smart_method"] == "smart"
     assert r["arguments"]["run"]["max_train_samples"] == 32
     assert any("smart_adv_loss" in h for h in r["log_history"])
+    environment = r["environment"]  # what a run time needs beside it to be compared
+    assert environment["processor"] and environment["cpus"] >= 1 and environment["threads"] >= 1
+    assert environment["gpu"] is None and environment["cuda"] is False
     for name in ("model.safetensors", "config.json", "tokenizer.json"):
         assert (out / name).exists(), name
     assert not list(out.glob("checkpoint-*"))  # removed once the run finished

@@ -411,9 +411,24 @@ def _environment() -> dict[str, Any]:
         "transformers": transformers.__version__,
         "python": platform.python_version(),
         "machine": platform.machine(),
+        "processor": _processor_name(),  # run times compare only on the same processor
+        "cpus": os.cpu_count(),
         "threads": torch.get_num_threads(),
         "cuda": torch.cuda.is_available(),
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
     }
+
+
+def _processor_name() -> str:
+    """The CPU's model name ("Intel(R) Xeon(R) Processor"); Linux keeps it in /proc/cpuinfo only."""
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
 
 
 # --------------------------------------------------------------------------------------------------

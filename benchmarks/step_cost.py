@@ -86,6 +86,7 @@ from transformers import AutoConfig, AutoModelForSequenceClassification
 
 import smart_tune
 from smart_tune import AdversarialRegularizer, MeanTeacher, NoiseRegularizer
+from smart_tune.run import processor_name
 
 transformers.logging.set_verbosity_error()
 transformers.logging.disable_progress_bar()
@@ -378,20 +379,9 @@ def measure_memory(method: str, length: int, args: argparse.Namespace) -> dict[s
 # Report.
 
 
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
 def machine_info() -> dict[str, Any]:
     return {
-        "cpu_model": cpu_model(),
+        "cpu_model": processor_name(),
         "cpu_count": os.cpu_count(),
         "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
         "torch_threads": torch.get_num_threads(),

@@ -411,7 +411,7 @@ def _environment() -> dict[str, Any]:
         "transformers": transformers.__version__,
         "python": platform.python_version(),
         "machine": platform.machine(),
-        "processor": _processor_name(),  # run times compare only on the same processor
+        "processor": processor_name(),  # run times compare only on the same processor
         "cpus": os.cpu_count(),
         "threads": torch.get_num_threads(),
         "cuda": torch.cuda.is_available(),
@@ -419,8 +419,9 @@ def _environment() -> dict[str, Any]:
     }
 
 
-def _processor_name() -> str:
-    """The CPU's model name ("Intel(R) Xeon(R) Processor"); Linux keeps it in /proc/cpuinfo only."""
+def processor_name() -> str:
+    """The CPU's model name ("Intel(R) Xeon(R) Processor"); Linux keeps it in /proc/cpuinfo only.
+    Also what benchmarks/step_cost.py records."""
     try:
         with open("/proc/cpuinfo") as cpuinfo:
             for line in cpuinfo:

@@ -26,6 +26,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 from transformers import Trainer, TrainerCallback, TrainingArguments
+from transformers.trainer_pt_utils import LengthGroupedSampler
 
 from .adversarial import (
     DROPOUT_POLICIES,
@@ -209,6 +210,29 @@ def build_regularizer(args: SmartTrainingArguments) -> AdversarialRegularizer | 
     )
 
 
+class SeededLengthGroupedSampler(LengthGroupedSampler):
+    """transformers' ``LengthGroupedSampler`` with its own generator, reseeded to ``seed + epoch`` each epoch.
+
+    The stock sampler shuffles with torch's global RNG, which SMART and R3F consume (noise, dropout of
+    the extra passes) and plain fine-tuning does not: with one seed the methods would see different
+    batches from epoch 2 on, and a paired comparison would compare different data orders. Here the
+    order depends on the seed and the epoch only (the Trainer calls :meth:`set_epoch` before each
+    epoch, also when it resumes), so every method, and a resumed run, sees the same batches.
+    """
+
+    def __init__(self, *args, seed: int = 0, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self):
+        self.generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        return super().__iter__()
+
+
 def loss_is_batch_mean(model: torch.nn.Module) -> bool:
     """True when the model's own loss is a mean over the batch that ignores ``num_items_in_batch``: every
     ``*ForSequenceClassification`` head of transformers (CrossEntropy/MSE/BCE with mean reduction), unless
@@ -311,6 +335,16 @@ class SmartTrainer(Trainer):
         if self.args.smart_method != "vanilla":
             check_accepts_inputs_embeds(self.accelerator.unwrap_model(self.model))
             self.add_callback(_TeacherCallback(self))
+
+    def _get_train_sampler(self, train_dataset=None):
+        """The Trainer's sampler, except that length-grouped batches are shuffled by a generator of their
+        own (:class:`SeededLengthGroupedSampler`): the same batches for every method with one seed.
+        Random sampling needs nothing: accelerate's seedable sampler already seeds it by seed and epoch."""
+        sampler = super()._get_train_sampler(train_dataset)
+        if type(sampler) is LengthGroupedSampler:
+            seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
+            return SeededLengthGroupedSampler(sampler.batch_size, lengths=sampler.lengths, seed=seed)
+        return sampler
 
     # ---------------------------------------------------------------------------------------------
     # The training step.

@@ -736,3 +736,39 @@ def class_balanced_subset(dataset: datasets.Dataset, fraction: float, seed: int)
         chosen.append(order[: max(1, int(round(fraction * len(members))))])
     indices = np.sort(np.concatenate(chosen)) if chosen else np.array([], dtype=np.int64)
     return dataset.select(indices.tolist())
+
+
+def holdout_split(
+    dataset: datasets.Dataset, fraction: float, seed: int
+) -> tuple[datasets.Dataset, datasets.Dataset]:
+    """(train, held out): a seeded, class-stratified ``fraction`` of ``dataset`` set aside for selection.
+
+    Selection (the best epoch, a grid's setting) on the held-out part keeps the dev split for
+    reporting only. Each class gives ``round(fraction * its count)`` rows (at least one, and at least
+    one is left to train on); a regression dataset (float labels) is drawn as one group. The draw
+    depends only on the labels and the seed, so every method run with one seed holds out the same
+    rows. Both parts keep the original order.
+    """
+    if not 0.0 < float(fraction) < 1.0:
+        raise ConfigError(f"--validation-from-train must lie in (0, 1); got {fraction}")
+    labels = _column_values(dataset, "label")
+    groups = (
+        [np.arange(len(labels))]
+        if labels.dtype.kind == "f"
+        else [np.flatnonzero(labels == c) for c in np.unique(labels)]
+    )
+    # Its own stream, apart from class_balanced_subset's draw with the same seed.
+    rng = np.random.default_rng((int(seed), 0x401D))
+    held = []
+    for members in groups:
+        if len(members) < 2:
+            continue  # a class with one row trains on it
+        count = min(len(members) - 1, max(1, int(round(fraction * len(members)))))
+        held.append(rng.permutation(members)[:count])
+    held_out = np.sort(np.concatenate(held)) if held else np.array([], dtype=np.int64)
+    if len(held_out) == 0:
+        raise DataError(
+            f"--validation-from-train {fraction}: {len(dataset)} training rows are too few to hold any out"
+        )
+    keep = np.setdiff1d(np.arange(len(dataset)), held_out)
+    return dataset.select(keep.tolist()), dataset.select(held_out.tolist())

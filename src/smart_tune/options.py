@@ -37,6 +37,7 @@ RUN_DEFAULTS: dict[str, Any] = {
     "max_length": 128,
     "max_train_samples": None,
     "train_fraction": None,
+    "validation_from_train": None,  # a fraction of train held out for selection; dev is then only reported
     "train_split": "train",
     "eval_split": None,  # None: the task's dev split(s)
     "also_evaluate": None,  # other tasks' splits with the same labels, scored at the end: "anli_r1:dev,..."
@@ -121,6 +122,14 @@ def add_run_flags(parser: argparse.ArgumentParser) -> None:
         type=float,
         default=S,
         help="train on a fixed class-balanced fraction of the training split (seeded)",
+    )
+    g.add_argument(
+        "--validation-from-train",
+        type=float,
+        default=S,
+        metavar="FRACTION",
+        help="hold out a seeded, class-stratified FRACTION of the training split and select on it (best "
+        "epoch, a compare grid's setting); dev is then only scored and reported (default: select on dev)",
     )
     g.add_argument("--train-split", default=S, help="split to train on (default train)")
     g.add_argument("--eval-split", default=S, help="split(s) to evaluate on, comma-separated (default: dev)")
@@ -225,6 +234,9 @@ def merge_options(namespace: argparse.Namespace) -> dict[str, Any]:
         raise ConfigError("conflicting options: --train-fraction and --max-train-samples")
     if options["train_fraction"] is not None and not 0 < options["train_fraction"] <= 1:
         raise ConfigError(f"--train-fraction must lie in (0, 1]; got {options['train_fraction']}")
+    holdout = options["validation_from_train"]
+    if holdout is not None and not 0 < holdout < 1:
+        raise ConfigError(f"--validation-from-train must lie in (0, 1); got {holdout}")
     return options
 
 

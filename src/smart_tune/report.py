@@ -237,11 +237,24 @@ def last_epoch_metrics(result: dict[str, Any]) -> dict[str, float]:
     evals = [e for e in history[:end] if any(k.startswith("eval_") for k in e)]
     if not evals:
         return {}
-    return {
-        f"{LAST}{name}": float(evals[-1][f"eval_{name}"])
-        for name in result["metrics"]
-        if f"eval_{name}" in evals[-1]
-    }
+    last = {}
+    for name in result["metrics"]:
+        key = _logged_eval_key(result, name)
+        found = next((e[key] for e in reversed(evals) if key in e), None)
+        if found is not None:
+            last[f"{LAST}{name}"] = float(found)
+    return last
+
+
+def _logged_eval_key(result: dict[str, Any], name: str) -> str:
+    """The log key of metric ``name`` in the evaluations during training. A run that selects on a part
+    held out of train (``--validation-from-train``) scores it and dev each epoch under their own names
+    (``eval_holdout_accuracy``, ``eval_dev_accuracy``); otherwise dev alone is ``eval_accuracy``."""
+    if result.get("selected_on") != "train-holdout":
+        return f"eval_{name}"
+    if name.endswith("_holdout"):
+        return f"eval_holdout_{name[: -len('_holdout')]}"
+    return f"eval_{result.get('dev_split') or 'dev'}_{name}"
 
 
 # Logged SMART terms summarised per run: (log key, column title, how the run's log is reduced).

@@ -31,6 +31,7 @@ from .checkpoints import checkpoints_in
 from .errors import ConfigError, DataError, Interrupted, SmartTuneError
 
 RESULTS = "results.json"
+HOLDOUT = "holdout"  # the split held out of train by --validation-from-train (selection only)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -185,7 +186,7 @@ def tokenize(dataset, task, tokenizer, max_length: int):
 
 def resolve_task_and_data(run: dict[str, Any]):
     """(task, {split name: Dataset}) for the run's train split and eval splits, checked non-empty."""
-    from .data import class_balanced_subset, load_custom, load_split
+    from .data import class_balanced_subset, holdout_split, load_custom, load_split
     from .tasks import get_task
 
     if run["task"]:
@@ -213,6 +214,8 @@ def resolve_task_and_data(run: dict[str, Any]):
         train = class_balanced_subset(train, run["train_fraction"], run["seed"])
     elif run["max_train_samples"] is not None:
         train = train.select(range(min(run["max_train_samples"], len(train))))
+    if run.get("validation_from_train") is not None:
+        train, splits[HOLDOUT] = holdout_split(train, run["validation_from_train"], run["seed"])
     splits["train"] = train
     for name, ds in splits.items():
         check_labelled(ds, task, name)
@@ -294,11 +297,15 @@ def train(options: dict[str, Any]) -> dict[str, Any]:
 
     has_dev = bool(eval_splits)
     main_split = eval_splits[0] if has_dev else None
-    if has_dev:
+    holdout = HOLDOUT in splits
+    if has_dev or holdout:
         training.setdefault("eval_strategy", "epoch")
         training.setdefault("save_strategy", training["eval_strategy"])
         training.setdefault("load_best_model_at_end", True)
-        training.setdefault("metric_for_best_model", f"eval_{task.main_metric}")
+        # With a held-out part, the Trainer scores it and dev each epoch (eval_holdout_*, eval_<dev>_*)
+        # and keeps the best epoch on the held-out part: dev picks nothing.
+        selector = f"eval_{HOLDOUT}_" if holdout else "eval_"
+        training.setdefault("metric_for_best_model", f"{selector}{task.main_metric}")
         training.setdefault("greater_is_better", True)
     else:
         training.setdefault("eval_strategy", "no")
@@ -310,11 +317,16 @@ def train(options: dict[str, Any]) -> dict[str, Any]:
     args = _training_arguments(training)
 
     encoded = {name: tokenize(ds, task, tokenizer, run["max_length"]) for name, ds in splits.items()}
+    if holdout:
+        scored_each_epoch = [HOLDOUT, *([main_split] if has_dev else [])]
+        eval_dataset = {name: encoded[name].remove_columns(["idx"]) for name in scored_each_epoch}
+    else:
+        eval_dataset = encoded[main_split].remove_columns(["idx"]) if has_dev else None
     trainer = SmartTrainer(
         model=model,
         args=args,
         train_dataset=encoded["train"].remove_columns(["idx"]),
-        eval_dataset=encoded[main_split].remove_columns(["idx"]) if has_dev else None,
+        eval_dataset=eval_dataset,
         processing_class=tokenizer,
         data_collator=DataCollatorWithPadding(tokenizer),
         compute_metrics=make_compute_metrics(task),
@@ -352,6 +364,8 @@ def train(options: dict[str, Any]) -> dict[str, Any]:
     for suffix, (other, ds) in also.items():
         score(tokenize(ds, other, tokenizer, run["max_length"]), f"_{suffix}")
         num_examples[suffix] = len(ds)
+    if holdout:
+        score(encoded[HOLDOUT], f"_{HOLDOUT}")
     results = {
         "task": task.name if run["task"] else "custom",
         "method": run["label"] or run["method"],
@@ -368,6 +382,10 @@ def train(options: dict[str, Any]) -> dict[str, Any]:
         "global_steps": train_output.global_step,
         "train_loss": train_output.training_loss,
         "best_checkpoint": trainer.state.best_model_checkpoint,
+        # What chose the kept epoch: the held-out part of train, or dev (which then also scores it).
+        "selected_on": "train-holdout" if holdout else ("dev" if has_dev else "none"),
+        "holdout_examples": len(encoded[HOLDOUT]) if holdout else 0,
+        "dev_split": main_split,
         "smart_nonfinite": trainer.nonfinite_total(),  # every rank calls it: a collective
         "smart_skipped_steps": getattr(trainer, "skipped_steps", 0),
         "arguments": {"run": run, "training": args.to_dict()},

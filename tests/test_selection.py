@@ -1,0 +1,75 @@
+"""Selection without peeking: --validation-from-train holds out part of train for every choice, and dev
+is only scored and reported."""
+
+import json
+
+import datasets
+import numpy as np
+import pytest
+
+from conftest import shared_data_dir
+from smart_tune.cli import main
+from smart_tune.data import holdout_split
+from smart_tune.errors import ConfigError, DataError
+from smart_tune.report import last_epoch_metrics
+
+GLUE = str(shared_data_dir() / "glue")
+
+
+def labelled(labels):
+    return datasets.Dataset.from_dict({"idx": list(range(len(labels))), "label": labels})
+
+
+def test_holdout_is_stratified_seeded_and_disjoint():
+    ds = labelled([0] * 60 + [1] * 30 + [2] * 10)
+    train, held = holdout_split(ds, 0.1, seed=4)
+    assert sorted(held["label"]) == [0] * 6 + [1] * 3 + [2]  # each class gives its share
+    assert set(train["idx"]).isdisjoint(held["idx"]) and len(train) + len(held) == 100
+    assert held["idx"] == holdout_split(ds, 0.1, seed=4)[1]["idx"]  # one seed, one held-out part
+    assert held["idx"] != holdout_split(ds, 0.1, seed=5)[1]["idx"]
+    assert train["idx"] == sorted(train["idx"])  # original order kept
+
+
+def test_holdout_of_a_regression_set_is_random_and_leaves_each_class_a_row():
+    reg = labelled(list(np.linspace(0, 5, 50)))
+    _, held = holdout_split(reg, 0.2, seed=1)
+    assert len(held) == 10
+    tiny = labelled([0, 0, 1])
+    train, held = holdout_split(tiny, 0.5, seed=0)
+    assert held["label"] == [0] and sorted(train["label"]) == [0, 1]
+    with pytest.raises(DataError):
+        holdout_split(labelled([0, 1]), 0.5, seed=0)
+    with pytest.raises(ConfigError):
+        holdout_split(tiny, 1.0, seed=0)
+
+
+def test_train_selects_on_the_holdout_and_reports_dev(tiny_model_dir, tmp_path):
+    out = tmp_path / "run"
+    args = ["train", "--task", "rte", "--data-dir", GLUE, "--model", tiny_model_dir, "--method", "vanilla"]
+    args += ["--max-train-samples", "64", "--epochs", "2", "--batch-size", "16", "--disable-tqdm", "true"]
+    assert main([*args, "--validation-from-train", "0.25", "--output-dir", str(out), "--no-save-model"]) == 0
+    r = json.loads((out / "results.json").read_text())
+    assert r["selected_on"] == "train-holdout" and r["holdout_examples"] == 16
+    assert r["num_train_examples"] == 48 and r["num_examples"] == 277  # dev is scored in full
+    assert r["arguments"]["training"]["metric_for_best_model"] == "eval_holdout_accuracy"
+    assert set(r["metrics"]) == {"accuracy", "accuracy_holdout"}
+    evals = [e for e in r["log_history"] if "eval_holdout_accuracy" in e]
+    assert len(evals) == 2  # every epoch
+    assert any("eval_dev_accuracy" in e for e in r["log_history"])
+    last = last_epoch_metrics(r)
+    assert set(last) == {"last_epoch_accuracy", "last_epoch_accuracy_holdout"}
+    # The kept model's held-out score is the best epoch's: the held-out part picked it.
+    assert r["metrics"]["accuracy_holdout"] == pytest.approx(max(e["eval_holdout_accuracy"] for e in evals))
+
+    plain = tmp_path / "plain"
+    assert main([*args, "--output-dir", str(plain), "--no-save-model"]) == 0
+    p = json.loads((plain / "results.json").read_text())
+    assert p["selected_on"] == "dev" and p["holdout_examples"] == 0 and p["num_train_examples"] == 64
+
+
+def test_validation_fraction_out_of_range_is_refused(tmp_path, capsys):
+    code = main(
+        ["train", "--task", "rte", "--validation-from-train", "1.5", "--output-dir", str(tmp_path / "x")]
+    )
+    assert code == 2 and "--validation-from-train" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()

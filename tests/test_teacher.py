@@ -1,9 +1,11 @@
+import math
+
 import pytest
 import torch
 
 from conftest import tiny_model, toy_batch
 from smart_tune.divergences import symmetric_kl
-from smart_tune.teacher import MeanTeacher
+from smart_tune.teacher import MeanTeacher, beta_for_horizon
 
 
 def perturb_(model, seed):
@@ -127,3 +129,31 @@ def test_teacher_dropout_policies():
     # "independent": its own masks, so two calls differ
     teacher = MeanTeacher(model, dropout="independent")
     assert not torch.equal(teacher.logits(batch), teacher.logits(batch))
+
+
+@pytest.mark.parametrize("horizon,updates", [(0.1, 470), (0.25, 1600), (1.0, 50)])
+def test_beta_for_horizon_forgets_the_start_by_exp_minus_one_over_horizon(horizon, updates):
+    beta = beta_for_horizon(horizon, updates)
+    assert beta == pytest.approx(1 - 1 / (horizon * updates))
+    # The weight the EMA leaves on θ_0 after the run: β^N, about exp(−1/horizon).
+    assert updates * math.log(beta) == pytest.approx(-1 / horizon, rel=0.02)
+    assert beta_for_horizon(0.001, 10) == 0.0  # a time constant below one update: the previous iterate
+    with pytest.raises(ValueError):
+        beta_for_horizon(0.0, 10)
+
+
+def test_teacher_with_horizon_beta_is_the_closed_form_ema():
+    model = tiny_model()
+    theta0 = [p.detach().clone() for p in model.parameters()]
+    beta = beta_for_horizon(0.5, 4)  # τ = 2 updates: β = 0.5
+    teacher = MeanTeacher(model, beta=beta, beta_warmup=beta)
+    history = []
+    for k in range(4):
+        perturb_(model, 10 + k)
+        history.append([p.detach().clone() for p in model.parameters()])
+        teacher.step(model)
+    for j, t in enumerate(teacher.model.parameters()):
+        expected = 0.5**4 * theta0[j].double()
+        for i, snap in enumerate(history, start=1):
+            expected = expected + 0.5 * 0.5 ** (4 - i) * snap[j].double()
+        torch.testing.assert_close(t.double(), expected, rtol=1e-5, atol=1e-6)

@@ -218,3 +218,15 @@ def test_model_without_inputs_embeds_is_refused(tmp_out):
     model.forward = no_embeds
     with pytest.raises(ValueError, match="inputs_embeds"):
         SmartTrainer(model=model, args=smart_args(tmp_out), train_dataset=ToyDataset())
+
+
+def test_teacher_horizon_sets_beta_from_the_run_length(tmp_out):
+    args = smart_args(tmp_out, max_steps=8, smart_teacher_horizon=0.25, smart_beta_warmup=0.99)
+    trainer = train(SmartTrainer, args)
+    assert trainer.teacher.beta == pytest.approx(1 - 1 / (0.25 * 8))  # τ = 2 of the run's 8 updates
+    assert trainer.teacher.beta_warmup == trainer.teacher.beta  # the warm-up never averages longer
+    assert trainer.teacher.num_updates == 8
+    logged = [h["smart_teacher_beta"] for h in trainer.state.log_history if "smart_teacher_beta" in h]
+    assert logged and all(b == pytest.approx(0.5) for b in logged)
+    with pytest.raises(ConfigError):
+        smart_args(tmp_out, smart_teacher_horizon=float("nan"))

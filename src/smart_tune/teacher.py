@@ -9,6 +9,11 @@
 Bregman proximal point (VBPP). The teacher's outputs are targets: it never receives gradients, and its
 forward runs under ``torch.inference_mode``.
 
+A β fixed in advance averages over about 1/(1 − β) updates (0.999: a thousand), whatever the run's
+length; on a run of a few hundred steps the teacher then stays near the pre-trained weights and D_Breg
+pulls the student back there. :func:`beta_for_horizon` instead derives β from a time constant given as
+a fraction of the run's updates (``smart_teacher_horizon``).
+
 Buffers (e.g. BatchNorm statistics, position-id tables) are copied from the student, not averaged.
 """
 
@@ -23,6 +28,20 @@ from torch import nn
 
 from .adversarial import dropout_policy
 from .divergences import smoothness_divergence
+
+
+def beta_for_horizon(horizon: float, total_updates: int) -> float:
+    """β whose EMA time constant is ``horizon`` × the run's teacher updates: β = 1 − 1/τ, τ = horizon · N.
+
+    An EMA with momentum β weighs an update k steps back by (1 − β) β^k, a time constant of
+    τ = 1/(1 − β) updates; after N updates the starting weights keep the weight β^N ≈ exp(−1/horizon).
+    So ``horizon = 0.1`` forgets the pre-trained weights to e^−10 by the end of the run, and a horizon
+    of 1 keeps e^−1 ≈ 37% of them. τ below one update gives β = 0 (the previous iterate: VBPP).
+    """
+    if horizon <= 0:
+        raise ValueError("the teacher's horizon must be positive")
+    tau = horizon * max(int(total_updates), 1)
+    return max(0.0, 1.0 - 1.0 / tau)
 
 
 class MeanTeacher:

@@ -52,7 +52,7 @@ from .checkpoints import (
 from .divergences import problem_type_of
 from .errors import CheckpointError, ConfigError, NonFiniteLoss, SmartTuneError
 from .sharding import check_sharding
-from .teacher import MeanTeacher
+from .teacher import MeanTeacher, beta_for_horizon
 
 METHODS = ("smart", "r3f", "vanilla")
 TEACHER_WEIGHTS = "smart_teacher.safetensors"
@@ -89,6 +89,13 @@ class SmartTrainingArguments(TrainingArguments):
     )
     smart_beta_warmup_ratio: float = field(
         default=0.1, metadata={"help": "fraction of optimizer steps that use smart_beta_warmup"}
+    )
+    smart_teacher_horizon: float = field(
+        default=0.0,
+        metadata={
+            "help": "[β from the run length] when > 0, β = 1 − 1/τ with the teacher's time constant τ this "
+            "fraction of the run's teacher updates (the warm-up β is capped at it); 0: β as given"
+        },
     )
     smart_teacher_every: int = field(
         default=1, metadata={"help": "[S] optimizer steps between teacher updates"}
@@ -155,6 +162,7 @@ class SmartTrainingArguments(TrainingArguments):
             ("smart_beta_warmup", 0 <= self.smart_beta_warmup <= 1),
             ("smart_beta_warmup_ratio", 0 <= self.smart_beta_warmup_ratio <= 1),
             ("smart_teacher_every", self.smart_teacher_every >= 1),
+            ("smart_teacher_horizon", 0 <= self.smart_teacher_horizon < math.inf),
             ("smart_adv_every", self.smart_adv_every >= 1),
             ("smart_max_nonfinite_steps", self.smart_max_nonfinite_steps >= 1),
         ]
@@ -435,10 +443,17 @@ class SmartTrainer(Trainer):
         if not self.args.smart_uses_teacher:
             self.teacher = None
             return
+        beta, beta_warmup = self.args.smart_beta, self.args.smart_beta_warmup
+        if self.args.smart_teacher_horizon > 0:
+            # β from the run's length rather than fixed: see teacher.beta_for_horizon.
+            beta = beta_for_horizon(
+                self.args.smart_teacher_horizon, max_steps // self.args.smart_teacher_every
+            )
+            beta_warmup = min(beta_warmup, beta)
         self.teacher = MeanTeacher(
             self.accelerator.unwrap_model(self.model),
-            beta=self.args.smart_beta,
-            beta_warmup=self.args.smart_beta_warmup,
+            beta=beta,
+            beta_warmup=beta_warmup,
             warmup_steps=math.ceil(self.args.smart_beta_warmup_ratio * max_steps),
             update_every=self.args.smart_teacher_every,
             dropout=self.args.smart_teacher_dropout,

@@ -127,7 +127,8 @@ def cmd_predict(argv: list[str]) -> int:
 
 
 def cmd_compare(argv: list[str]) -> int:
-    from .options import normalise_key, read_config_file, training_parser
+    from .grid import expand, normalise_grids, write_grid
+    from .options import TRAINING_FIELDS, normalise_key, read_config_file, training_parser
     from .report import write_report
     from .sweep import run_sweep
 
@@ -140,6 +141,16 @@ def cmd_compare(argv: list[str]) -> int:
         "--methods", default=argparse.SUPPRESS, help="comma-separated methods or variant names"
     )
     parser.add_argument("--seeds", default=argparse.SUPPRESS, help="comma-separated seeds (default 1,2,3)")
+    parser.add_argument(
+        "--grid",
+        action="append",
+        default=argparse.SUPPRESS,
+        metavar="[METHOD:]KEY=V1,V2[;KEY=...]",
+        help="tune each method on a small grid (repeatable; without METHOD: every method); every method's "
+        "grid must be as large; the report keeps, per task, each method's point with the best mean score on "
+        "the --validation-from-train part, e.g. --grid 'learning_rate=2e-5,5e-5' --grid 'smart:smart_lambda=1,3' "
+        "--grid 'vanilla:num_train_epochs=3,6'",
+    )
     parser.add_argument(
         "--no-report",
         action="store_true",
@@ -156,6 +167,7 @@ def cmd_compare(argv: list[str]) -> int:
     methods = _split_list(chosen.pop("methods", None) or "vanilla,r3f,smart")
     seeds = [int(s) for s in _split_list(chosen.pop("seeds", None) or "1,2,3")]
     variants = chosen.pop("variants", None) or {}
+    grids = normalise_grids(chosen.pop("grid", None))
     output_dir = chosen.pop("output_dir", None)
     if not tasks:
         raise ConfigError("compare needs --task T1[,T2...]")
@@ -164,6 +176,11 @@ def cmd_compare(argv: list[str]) -> int:
     for key in ("seed", "method", "resume", "overwrite_output_dir"):
         if key in chosen:
             raise ConfigError(f"--{key.replace('_', '-')} is set per run by compare; leave it out")
+    if grids:
+        methods, variants, index = expand(methods, grids, variants, TRAINING_FIELDS)
+        if chosen.get("validation_from_train") is None:
+            print("note: --grid without --validation-from-train chooses each method's setting on dev")
+        write_grid(output_dir, index)
     failures = run_sweep(output_dir, tasks, methods, seeds, chosen, variants)
     if not no_report:
         try:

@@ -25,6 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
+from .grid import CHOICE_FILE, choice_markdown, read_grid
+from .grid import select as select_grid
 from .run import RESULTS, atomic_path, write_json_atomic, write_text_atomic
 
 BASELINE = "vanilla"
@@ -620,13 +622,22 @@ def write_report(
         where = ", ".join(str(f) for f in [folder, *include])
         filtered = " that pass the --tasks/--methods/--seeds filters" if tasks or methods or seeds else ""
         raise ConfigError(f"no finished runs ({RESULTS}){filtered} under {where}")
+    index = read_grid(folder)
+    choices: dict[str, Any] = {}
+    if index:  # a compare with --grid: only each method's chosen point is reported (see grid.select)
+        results, choices = select_grid(results, index, group_name)
     summary = summarise(results)
     paths = {
         "markdown": folder / "summary.md",
         "json": folder / "summary.json",
         "chart": folder / "summary.png",
     }
-    write_text_atomic(paths["markdown"], to_markdown(summary))
+    markdown = to_markdown(summary)
+    if choices:
+        paths["grid"] = folder / CHOICE_FILE
+        write_json_atomic(paths["grid"], choices)
+        markdown += "\n" + choice_markdown(choices)
+    write_text_atomic(paths["markdown"], markdown)
     write_json_atomic(paths["json"], summary)
     plot(summary, paths["chart"])
     curve = folder / "curve.png"

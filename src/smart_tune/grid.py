@@ -1,0 +1,215 @@
+"""Equal tuning budgets for ``smart-tune compare``: a small grid per method, chosen on held-out data.
+
+A method compared untuned against a tuned one loses for the wrong reason. So each method may get a
+grid of settings (``--grid "smart:learning_rate=2e-5,5e-5;smart_lambda=1,3"``); every method's grid
+must have the same number of points (plain gets as many tries as SMART). Each point is run as its own
+variant, named ``METHOD@key=value,...``, for every task and seed. Then, per task and method, the point
+with the best mean main metric over the seeds on the part of train held out by
+``--validation-from-train`` is chosen, and only its runs are reported, under the method's own name:
+dev scores nothing but the chosen runs. ``grid.json`` in the compare folder records the grid;
+``grid_choice.json`` (written with the report) every point's held-out mean and the choice.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+
+GRID_FILE = "grid.json"
+CHOICE_FILE = "grid_choice.json"
+ALL_METHODS = "*"
+HOLDOUT_SUFFIX = "_holdout"
+# Short names in variant labels (the folder of each grid point's runs).
+SHORT = {
+    "learning_rate": "lr",
+    "num_train_epochs": "epochs",
+    "per_device_train_batch_size": "bs",
+    "smart_lambda": "lambda",
+    "smart_mu": "mu",
+    "smart_epsilon": "eps",
+    "smart_teacher_horizon": "horizon",
+}
+ALIASES = {"epochs": "num_train_epochs", "batch_size": "per_device_train_batch_size", "lr": "learning_rate"}
+
+
+def _value(text: str) -> Any:
+    """'2e-5' → 2e-05, '3' → 3, 'true' → True, anything else as written."""
+    text = text.strip()
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return {"true": True, "false": False}.get(text.lower(), text)
+
+
+def parse_grid_spec(spec: str) -> tuple[str, dict[str, list[Any]]]:
+    """``"METHOD:key=v1,v2;key2=v3"`` (or without ``METHOD:`` for every method) → (method, {key: values})."""
+    method, sep, body = spec.partition(":")
+    if not sep or "=" in method:
+        method, body = ALL_METHODS, spec
+    axes: dict[str, list[Any]] = {}
+    for part in filter(None, (p.strip() for p in body.split(";"))):
+        key, eq, values = part.partition("=")
+        key = key.strip().lstrip("-").replace("-", "_")
+        vals = [_value(v) for v in values.split(",") if v.strip()]
+        if not eq or not key or not vals:
+            raise ConfigError(f"--grid {spec!r}: each part is KEY=V1[,V2...], parts separated by ';'")
+        axes[ALIASES.get(key, key)] = vals
+    if not axes:
+        raise ConfigError(f"--grid {spec!r} names no setting")
+    return method.strip(), axes
+
+
+def normalise_grids(raw: Any) -> dict[str, dict[str, list[Any]]]:
+    """Grids from the command line (a list of specs) or a config file ({method: {key: values}})."""
+    if not raw:
+        return {}
+    grids: dict[str, dict[str, list[Any]]] = {}
+    if isinstance(raw, dict):
+        for method, axes in raw.items():
+            if not isinstance(axes, dict) or not axes:
+                raise ConfigError(f"grid of {method}: give a mapping of settings to lists of values")
+            grids[str(method)] = {
+                ALIASES.get(k.replace("-", "_"), k.replace("-", "_")): v if isinstance(v, list) else [v]
+                for k, v in axes.items()
+            }
+        return grids
+    for spec in [raw] if isinstance(raw, str) else raw:
+        method, axes = parse_grid_spec(spec)
+        grids.setdefault(method, {}).update(axes)
+    return grids
+
+
+def points(axes: dict[str, list[Any]]) -> list[dict[str, Any]]:
+    """Every combination of the axes' values, in order (the first axis varies slowest)."""
+    keys = list(axes)
+    return [dict(zip(keys, combo)) for combo in itertools.product(*(axes[k] for k in keys))]
+
+
+def point_name(method: str, point: dict[str, Any]) -> str:
+    return method + "@" + ",".join(f"{SHORT.get(k, k)}={v}" for k, v in point.items())
+
+
+def expand(
+    methods: list[str],
+    grids: dict[str, dict[str, list[Any]]],
+    variants: dict[str, dict[str, Any]],
+    known_fields: frozenset[str] | set[str],
+) -> tuple[list[str], dict[str, dict[str, Any]], dict[str, list[dict[str, Any]]]]:
+    """(methods to run, variants with one per grid point, {method: [{name, settings}]}).
+
+    A method without a grid of its own takes the ``*`` grid; every method's grid must have as many
+    points as every other's (equal tuning budgets), else :class:`ConfigError`.
+    """
+    unknown = sorted(set(grids) - set(methods) - {ALL_METHODS})
+    if unknown:
+        raise ConfigError(f"--grid names method(s) not compared: {', '.join(unknown)}")
+    per_method = {m: {**grids.get(ALL_METHODS, {}), **grids.get(m, {})} for m in methods}
+    for m, axes in per_method.items():
+        bad = sorted(k for k in axes if k not in known_fields)
+        if bad:
+            raise ConfigError(f"--grid of {m}: unknown setting(s) {', '.join(bad)}")
+    sizes = {m: len(points(axes)) if axes else 1 for m, axes in per_method.items()}
+    if len(set(sizes.values())) > 1:
+        shown = ", ".join(f"{m} {n}" for m, n in sizes.items())
+        raise ConfigError(f"equal tuning budgets: every method's grid needs as many points ({shown})")
+    expanded, new_variants, index = [], dict(variants), {}
+    for m in methods:
+        if not per_method[m]:
+            expanded.append(m)
+            continue
+        base = {"method": "smart", **variants[m]} if m in variants else {"method": m}
+        index[m] = []
+        for point in points(per_method[m]):
+            name = point_name(m, point)
+            new_variants[name] = {**base, **point}
+            expanded.append(name)
+            index[m].append({"name": name, "settings": point})
+    return expanded, new_variants, index
+
+
+def write_grid(folder: str | Path, index: dict[str, list[dict[str, Any]]]) -> None:
+    from .run import write_json_atomic
+
+    if index:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        write_json_atomic(Path(folder) / GRID_FILE, index)
+
+
+def read_grid(folder: str | Path) -> dict[str, list[dict[str, Any]]]:
+    path = Path(folder) / GRID_FILE
+    if not path.is_file():
+        return {}
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def select(
+    results: list[dict[str, Any]], index: dict[str, list[dict[str, Any]]], group_of
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Keep, per group (task) and method, only the runs of the grid point whose mean held-out main
+    metric over the seeds is best, renamed to the method. Returns (runs to report, the choices).
+
+    The mean is over the seeds every point of that method finished, so points are compared on the same
+    seeds. Runs without a held-out score (no ``--validation-from-train``) are selected on their dev
+    score instead, and the choice says so: that is selection on the reported split.
+    """
+    owner = {p["name"]: (m, p["settings"]) for m, pts in index.items() for p in pts}
+    kept = [r for r in results if r["method"] not in owner]
+    by_key: dict[tuple[str, str], dict[str, list[dict[str, Any]]]] = {}
+    for r in results:
+        if r["method"] in owner:
+            method = owner[r["method"]][0]
+            by_key.setdefault((group_of(r), method), {}).setdefault(r["method"], []).append(r)
+    choices: dict[str, Any] = {}
+    for (group, method), runs_by_point in sorted(by_key.items()):
+        common = set.intersection(*({int(r["seed"]) for r in runs} for runs in runs_by_point.values()))
+        if len(runs_by_point) < len(index[method]) or not common:
+            continue  # the grid is not complete on any seed yet: nothing to choose from
+        table, on = [], "train-holdout"
+        for name, runs in runs_by_point.items():
+            main = runs[0]["main_metric"]
+            scores = []
+            for r in runs:
+                if int(r["seed"]) not in common:
+                    continue
+                held = r["metrics"].get(main + HOLDOUT_SUFFIX)
+                if held is None:
+                    on, held = "dev", r["metrics"].get(main)
+                scores.append(held)
+            mean = sum(scores) / len(scores)
+            table.append({"name": name, "settings": owner[name][1], "selection_score": mean})
+        best = max(table, key=lambda row: row["selection_score"])  # ties: the first in grid order
+        for r in runs_by_point[best["name"]]:
+            kept.append({**r, "method": method, "grid_point": best["name"]})
+        choices.setdefault(group, {})[method] = {
+            "chosen": best["name"],
+            "settings": best["settings"],
+            "selected_on": on,
+            "seeds": sorted(common),
+            "grid": table,
+        }
+    return kept, choices
+
+
+def choice_markdown(choices: dict[str, Any]) -> str:
+    """A section for summary.md: every point's selection score and the chosen one, per task and method."""
+    if not choices:
+        return ""
+    lines = ["## Grid: the setting chosen per task and method", ""]
+    lines += ["| task | method | chosen | selected on | seeds | every point (mean selection score) |"]
+    lines += ["|---|---|---|---|---|---|"]
+    for group, methods in choices.items():
+        for method, c in methods.items():
+            points_text = "; ".join(
+                f"{row['name'].split('@', 1)[1]}: {100 * row['selection_score']:.2f}" for row in c["grid"]
+            )
+            chosen = c["chosen"].split("@", 1)[1]
+            seeds = ",".join(map(str, c["seeds"]))
+            lines.append(f"| {group} | {method} | {chosen} | {c['selected_on']} | {seeds} | {points_text} |")
+    return "\n".join(lines) + "\n"

@@ -46,6 +46,7 @@ RUN_DEFAULTS: dict[str, Any] = {
     "keep_checkpoints": False,
     "save_model": True,
     "trust_remote_code": False,
+    "pooling": None,  # the head's input: cls (the pooler) or mean; None: the model's own (cls)
     "config": None,
 }
 
@@ -144,6 +145,13 @@ def add_run_flags(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--label", default=S, help="name of this setting in results.json (default: the method)")
     g.add_argument("--model", default=S, help="model name or path (default: the packaged MiniLM-L6)")
     g.add_argument("--trust-remote-code", action="store_true", default=S, help="allow a model's own code")
+    g.add_argument(
+        "--pooling",
+        choices=("cls", "mean"),
+        default=S,
+        help="what the classification head reads: cls (the encoder's pooler over [CLS]) or mean (the masked "
+        "mean of the token states, how the packaged MiniLM was trained); default: the model's own (cls)",
+    )
     g.add_argument("--epochs", type=float, default=S, help="training epochs (default 3)")
     g.add_argument("--batch-size", type=int, default=S, help="training batch size per device (default 16)")
     g = parser.add_argument_group("run")

@@ -161,6 +161,9 @@ def load_model_and_tokenizer(name_or_path: str, task, trust_remote_code: bool = 
     except Exception as exc:  # OSError, ValueError, a hub error: all mean "this model cannot be used"
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise SmartTuneError(f"cannot load model '{name_or_path}': {first}") from None
+    from .pooling import apply_pooling, pooling_of
+
+    apply_pooling(model, pooling_of(model))  # a model trained with mean pooling keeps it
     return model, tokenizer
 
 
@@ -294,6 +297,10 @@ def train(options: dict[str, Any]) -> dict[str, Any]:
 
     set_seed(training["seed"])
     model, tokenizer = load_model_and_tokenizer(model_name, task, bool(run["trust_remote_code"]))
+    if run.get("pooling"):
+        from .pooling import apply_pooling
+
+        apply_pooling(model, run["pooling"])
 
     has_dev = bool(eval_splits)
     main_split = eval_splits[0] if has_dev else None

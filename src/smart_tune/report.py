@@ -365,6 +365,9 @@ def summarise(results: list[dict[str, Any]]) -> dict[str, Any]:
             "task": any_run["task"],
             "train_fraction": train_fraction(any_run),
             "kept": sorted({kept_model(r) for by_seed in methods.values() for r in by_seed.values()}),
+            "selected_on": sorted(
+                {r.get("selected_on", "dev") for by_seed in methods.values() for r in by_seed.values()}
+            ),
             "methods": out,
         }
         if "averaged" in any_run:
@@ -411,6 +414,12 @@ def to_markdown(summary: dict[str, Any]) -> str:
         lines += [f"## {task} (main metric: {data['main_metric']})", ""]
         if data.get("differs_in"):
             lines += [f"Not one schedule: the runs differ in {', '.join(data['differs_in'])}.", ""]
+        if data.get("selected_on") == ["train-holdout"]:
+            lines += [
+                "Selected without peeking: each run's epoch (and, under a grid, each method's setting) was "
+                "chosen on a part of train held out for it (`*_holdout`); dev only scores the kept model.",
+                "",
+            ]
         if data.get("kept") == ["last"]:
             lines += [
                 "Every run here scored the model it ended training with (`load_best_model_at_end` off): "

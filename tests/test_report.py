@@ -57,7 +57,7 @@ def test_summary_statistics_and_paired_differences():
     assert summary["vanilla"]["train_minutes_mean"] == pytest.approx(2.0)
     table = to_markdown(summarise(runs))
     assert "last_epoch_accuracy mean ± std" in table and "| smart | 3 |" in table
-    assert "| 62.33 ± 7.51 | 70.00 | +3.50 ± 2.12 (2/2) |" in table
+    assert "| 62.33 ± 7.51 | 70.00 | +3.50 ± 2.12 [-15.56, +22.56] (2/2) |" in table
     single = to_markdown(summarise([result("vanilla", 1, 0.5, 0.5), result("smart", 1, 0.6, 0.6)]))
     assert "| smart | 1 | 60.00 | 60.00 | +10.00 (1/1) |" in single  # no "± 0.00" from one seed
 
@@ -356,3 +356,12 @@ def test_report_command_options_are_checked(tmp_path, capsys):
         assert exit_info.value.code == 2
     assert main(["report", str(tmp_path / "a"), "--methods", "smart"]) == 2
     assert "that pass the --tasks/--methods/--seeds filters" in capsys.readouterr().err
+
+
+def test_paired_interval_is_students_t_over_the_seeds():
+    from smart_tune.report import paired_interval
+
+    lo, hi = paired_interval(0.02, 0.01, 5)  # t(0.975, 4) = 2.776
+    assert lo == pytest.approx(0.02 - 2.776 * 0.01 / 5**0.5, abs=1e-5)
+    assert hi == pytest.approx(0.02 + 2.776 * 0.01 / 5**0.5, abs=1e-5)
+    assert paired_interval(0.02, 0.0, 1) is None

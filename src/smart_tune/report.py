@@ -50,6 +50,17 @@ def load_results(folder: str | Path) -> list[dict[str, Any]]:
     return results
 
 
+def paired_interval(mean: float, std: float, n: int) -> list[float] | None:
+    """The 95% confidence interval of a mean paired difference: mean ± t(0.975, n − 1) · std / √n
+    (Student's t over the seeds); None with fewer than two pairs."""
+    if n < 2:
+        return None
+    from scipy.stats import t
+
+    half = float(t.ppf(0.975, n - 1)) * std / math.sqrt(n)
+    return [mean - half, mean + half]
+
+
 def _mean_std(values: list[float]) -> tuple[float, float]:
     n = len(values)
     mean = sum(values) / n
@@ -346,6 +357,7 @@ def summarise(results: list[dict[str, Any]]) -> dict[str, Any]:
                         "std": d_std,
                         "n": len(paired),
                         "wins": sum(d > 0 for d in paired),
+                        "ci95": paired_interval(d_mean, d_std, len(paired)),
                     }
             terms = [training_terms(by_seed[s]) for s in seeds]
             entry["terms"] = {
@@ -399,8 +411,8 @@ def to_markdown(summary: dict[str, Any]) -> str:
         "# Results",
         "",
         "Scores ×100 on each task's evaluation split (dev unless the study says otherwise): mean ± sample "
-        "std over seeds, best run, and the paired difference to vanilla on the same seeds (mean ± std; "
-        "wins = seeds where the method beats vanilla).",
+        "std over seeds, best run, and the paired difference to vanilla on the same seeds (mean ± std, "
+        "[its 95% interval, Student's t over the seeds], (wins = seeds where the method beats vanilla / seeds)).",
         "A metric's plain name scores the model each run kept: the best of its end-of-epoch evaluations on "
         "dev (so dev picks the epoch: optimistic), unless a table says otherwise. `last_epoch_<metric>` "
         "scores the model at the end of training. min/run: training minutes per run (a resumed run's time is scaled up from the steps "
@@ -451,6 +463,8 @@ def to_markdown(summary: dict[str, Any]) -> str:
                 row += [f"{_pct(s['mean'])}{spread}", _pct(s["best"])]
                 d = e["vs_vanilla"].get(m)
                 d_spread = f" ± {_pct(d['std'])}" if d and d["n"] > 1 else ""
+                if d and d.get("ci95"):
+                    d_spread += f" [{100 * d['ci95'][0]:+.2f}, {100 * d['ci95'][1]:+.2f}]"
                 row.append(f"{100 * d['mean']:+.2f}{d_spread} ({d['wins']}/{d['n']})" if d else "–")
             minutes = e["train_minutes_mean"]
             row.append(

@@ -94,3 +94,20 @@ def test_compare_with_a_grid_runs_every_point_and_reports_the_chosen(tiny_model_
     summary = json.loads((out / "summary.json").read_text())
     assert set(summary["rte"]["methods"]) == {"vanilla", "r3f"}
     assert "Grid: the setting chosen" in (out / "summary.md").read_text()
+
+
+def test_grid_file_gathers_the_methods_of_separate_jobs(tmp_path):
+    from smart_tune.grid import read_grid, write_grid
+
+    a = {"vanilla": [{"name": "vanilla@lr=1", "settings": {"learning_rate": 1}}]}
+    b = {"smart": [{"name": "smart@lr=1", "settings": {"learning_rate": 1}}]}
+    write_grid(tmp_path, a)
+    write_grid(tmp_path, b)
+    write_grid(tmp_path, a)  # the same job again: nothing changes
+    assert read_grid(tmp_path) == {**a, **b}
+    two = {"smart": b["smart"] + [{"name": "smart@lr=3", "settings": {"learning_rate": 3}}]}
+    write_grid(tmp_path / "two", two)
+    write_grid(tmp_path / "two", b)  # later seeds run one chosen point: the grid stays whole
+    assert read_grid(tmp_path / "two") == two
+    with pytest.raises(ConfigError, match="another grid"):
+        write_grid(tmp_path, {"smart": [{"name": "smart@lr=2", "settings": {"learning_rate": 2}}]})

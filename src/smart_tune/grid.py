@@ -134,11 +134,31 @@ def expand(
 
 
 def write_grid(folder: str | Path, index: dict[str, list[dict[str, Any]]]) -> None:
+    """Add ``index``'s methods to the folder's ``grid.json``: a study may run its methods as separate
+    compare jobs (benchmarks/lanes.py), each naming one method, so the file gathers them. A later job
+    may run a subset of a method's grid (the chosen point on more seeds); any other point is refused. Read, merge and write happen under a lock (jobs side by side)."""
+    import fcntl
+
     from .run import write_json_atomic
 
-    if index:
-        Path(folder).mkdir(parents=True, exist_ok=True)
-        write_json_atomic(Path(folder) / GRID_FILE, index)
+    if not index:
+        return
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / ".grid.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        merged = read_grid(folder)
+        for method, pts in index.items():
+            if method in merged:
+                # A job may run some points of the method's grid (a study's later seeds run the chosen one).
+                if any(p not in merged[method] for p in pts):
+                    raise ConfigError(
+                        f"{folder / GRID_FILE} already holds another grid for {method}: one method, one grid "
+                        "per folder"
+                    )
+                continue
+            merged[method] = pts
+        write_json_atomic(folder / GRID_FILE, merged)
 
 
 def read_grid(folder: str | Path) -> dict[str, list[dict[str, Any]]]:

@@ -8,6 +8,7 @@ training loop use the pieces: ``AdversarialRegularizer`` (R_s), ``NoiseRegulariz
 from .adversarial import AdversarialRegularizer, NoiseRegularizer, RegularizerOutput, capture_rng_state
 from .divergences import binary_symmetric_kl, smoothness_divergence, squared_error, symmetric_kl
 from .errors import ConfigError, DataError, SmartTuneError
+from .objective import SmartObjective, SmartTerms
 from .teacher import MeanTeacher
 from .trainer import SmartTrainer, SmartTrainingArguments
 
@@ -20,6 +21,8 @@ __all__ = [
     "MeanTeacher",
     "NoiseRegularizer",
     "RegularizerOutput",
+    "SmartObjective",
+    "SmartTerms",
     "SmartTrainer",
     "SmartTrainingArguments",
     "SmartTuneError",

@@ -33,9 +33,7 @@ The initial noise ν is clamped to the ε-ball too, so every perturbed pass sati
 
 from __future__ import annotations
 
-import contextlib
-import inspect
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,14 +41,22 @@ import torch
 from torch import nn
 
 from .divergences import smoothness_divergence
+from .passes import (  # noqa: F401  (capture_rng_state, check_accepts_inputs_embeds: public here too)
+    DROPOUT_POLICIES,
+    capture_rng_state,
+    check_accepts_inputs_embeds,
+    dropout_policy,
+    frozen_parameters,
+    logits_of,
+    model_inputs,
+    position_ids_for,
+    real_token_mask,
+    word_embeddings,
+)
 
-DROPOUT_POLICIES = ("independent", "shared", "off")
 SCALES = ("absolute", "relative")
 PROJECTIONS = ("ball", "official")
 NOISE_TYPES = ("uniform", "normal")
-
-# Keys of a batch that are not model inputs of the perturbed passes.
-_NON_INPUT_KEYS = ("labels", "label", "input_ids", "inputs_embeds", "num_items_in_batch")
 
 
 @dataclass
@@ -69,135 +75,6 @@ class RegularizerOutput:
     per_example: torch.Tensor | None
     delta_linf: torch.Tensor | float
     nonfinite: bool = False
-
-
-# --------------------------------------------------------------------------------------------------
-# Plumbing shared by every pass that re-runs the model: RNG replay, dropout switching, inputs.
-
-
-def capture_rng_state(device: torch.device | str | None = None) -> dict[str, Any]:
-    """The RNG state that dropout will draw from next (CPU, and the accelerator when ``device`` is one).
-
-    Capture it just before the clean forward; ``replay_rng`` then gives a later pass the same masks.
-    """
-    state: dict[str, Any] = {"cpu": torch.get_rng_state()}
-    device = torch.device(device) if device is not None else None
-    if device is not None and device.type == "cuda":
-        state["cuda"] = (device, torch.cuda.get_rng_state(device))
-    return state
-
-
-@contextlib.contextmanager
-def replay_rng(state: Mapping[str, Any] | None) -> Iterator[None]:
-    """Run the body from a captured RNG state, then put the current state back.
-
-    Same model, same input shapes, same RNG state ⇒ same dropout masks as the captured pass. Restoring
-    afterwards keeps the replay from repeating randomness in the rest of training.
-    """
-    if state is None:
-        yield
-        return
-    saved = capture_rng_state(state["cuda"][0] if "cuda" in state else None)
-    torch.set_rng_state(state["cpu"])
-    if "cuda" in state:
-        torch.cuda.set_rng_state(state["cuda"][1], state["cuda"][0])
-    try:
-        yield
-    finally:
-        torch.set_rng_state(saved["cpu"])
-        if "cuda" in saved:
-            torch.cuda.set_rng_state(saved["cuda"][1], saved["cuda"][0])
-
-
-@contextlib.contextmanager
-def dropout_disabled(model: nn.Module) -> Iterator[None]:
-    """Put every module in eval mode for the body, then restore each module's own flag."""
-    flags = [(m, m.training) for m in model.modules()]
-    model.eval()
-    try:
-        yield
-    finally:
-        for m, flag in flags:
-            m.training = flag
-
-
-@contextlib.contextmanager
-def frozen_parameters(model: nn.Module) -> Iterator[None]:
-    """Parameters stop requiring grad for the body.
-
-    The ascent needs ∇_x̃ only: with frozen weights the forward records no weight-gradient work and
-    keeps fewer activations alive.
-    """
-    params = [p for p in model.parameters() if p.requires_grad]
-    for p in params:
-        p.requires_grad_(False)
-    try:
-        yield
-    finally:
-        for p in params:
-            p.requires_grad_(True)
-
-
-@contextlib.contextmanager
-def dropout_policy(model: nn.Module, policy: str, rng_state: Mapping[str, Any] | None) -> Iterator[None]:
-    """The context a re-run pass (perturbed or teacher) runs in, per dropout policy."""
-    if policy == "shared":
-        if rng_state is None:
-            raise ValueError("dropout policy 'shared' needs the RNG state captured before the clean forward")
-        with replay_rng(rng_state):
-            yield
-    elif policy == "off":
-        with dropout_disabled(model):
-            yield
-    else:
-        yield
-
-
-def model_inputs(batch: Mapping[str, Any]) -> dict[str, Any]:
-    """The batch without labels and token ids: what goes with ``inputs_embeds`` into a re-run pass."""
-    return {k: v for k, v in batch.items() if k not in _NON_INPUT_KEYS}
-
-
-def word_embeddings(model: nn.Module, input_ids: torch.Tensor) -> torch.Tensor:
-    """x = E(input_ids), (B, L, H): the word-embedding lookup alone, no position or type embeddings."""
-    return model.get_input_embeddings()(input_ids)
-
-
-def check_accepts_inputs_embeds(model: nn.Module) -> None:
-    """Fail early, with the reason, for models that cannot take perturbed embeddings."""
-    params = inspect.signature(model.forward).parameters
-    if "inputs_embeds" not in params:
-        raise ValueError(
-            f"{type(model).__name__}.forward takes no `inputs_embeds`: SMART and R3F perturb the word "
-            "embeddings and need it"
-        )
-
-
-def position_ids_for(model: nn.Module, input_ids: torch.Tensor) -> torch.Tensor | None:
-    """Position ids that make an ``inputs_embeds`` pass see the same positions as an ``input_ids`` pass.
-
-    RoBERTa-style embeddings number positions from ``padding_idx + 1`` skipping padding when they see
-    token ids, but count every position when they see embeddings; with left padding the two differ.
-    BERT-style models use 0..L−1 either way and need nothing (returns None).
-    """
-    emb = getattr(getattr(model, "base_model", model), "embeddings", None)
-    padding_idx = getattr(emb, "padding_idx", None)
-    if padding_idx is None or not hasattr(emb, "create_position_ids_from_input_ids"):
-        return None
-    mask = input_ids.ne(padding_idx).long()
-    return torch.cumsum(mask, dim=1) * mask + padding_idx
-
-
-def _logits(output: Any) -> torch.Tensor:
-    return output["logits"] if isinstance(output, Mapping) else output[0]
-
-
-def _real_token_mask(batch: Mapping[str, Any], input_ids: torch.Tensor) -> torch.Tensor:
-    """(B, L, 1) mask: 1 on real tokens, 0 on padding (from ``attention_mask``; all ones without it)."""
-    mask = batch.get("attention_mask")
-    if mask is None:
-        return torch.ones(*input_ids.shape, 1, device=input_ids.device)
-    return mask.unsqueeze(-1).to(torch.float32)
 
 
 def embedding_scale(embeds: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -225,7 +102,7 @@ class _EmbeddingRegularizer:
         input_ids = batch["input_ids"]
         if embeds is None:
             embeds = word_embeddings(model, input_ids)
-        mask = _real_token_mask(batch, input_ids).to(embeds.dtype)
+        mask = real_token_mask(batch, input_ids).to(embeds.dtype)
         inputs = model_inputs(batch)
         if "position_ids" not in inputs:
             position_ids = position_ids_for(model, input_ids)
@@ -236,7 +113,7 @@ class _EmbeddingRegularizer:
 
     def _forward(self, model, embeds, inputs, rng_state):
         with dropout_policy(model, self.dropout, rng_state):
-            return _logits(model(inputs_embeds=embeds, **inputs))
+            return logits_of(model(inputs_embeds=embeds, **inputs))
 
 
 class AdversarialRegularizer(_EmbeddingRegularizer):

@@ -20,7 +20,7 @@ def is_complete_checkpoint(folder: str | os.PathLike) -> bool:
     return os.path.isfile(os.path.join(folder, CHECKPOINT_COMPLETE))
 
 
-def _checkpoint_step(name: str) -> int | None:
+def checkpoint_step(name: str) -> int | None:
     prefix, _, step = name.rpartition("-")
     return int(step) if prefix == "checkpoint" and step.isdigit() else None
 
@@ -32,7 +32,7 @@ def last_complete_checkpoint(output_dir: str | os.PathLike) -> str | None:
     found = [
         (step, os.path.join(output_dir, name))
         for name in os.listdir(output_dir)
-        if (step := _checkpoint_step(name)) is not None
+        if (step := checkpoint_step(name)) is not None
     ]
     complete = [(step, path) for step, path in found if is_complete_checkpoint(path)]
     return str(max(complete)[1]) if complete else None
@@ -42,7 +42,7 @@ def no_complete_checkpoint_message(output_dir: str | os.PathLike) -> str:
     partial = sorted(
         name
         for name in (os.listdir(output_dir) if os.path.isdir(output_dir) else [])
-        if _checkpoint_step(name) is not None
+        if checkpoint_step(name) is not None
         and os.path.isdir(os.path.join(output_dir, name))
         and not is_complete_checkpoint(os.path.join(output_dir, name))
     )
@@ -60,7 +60,7 @@ def _fsync(path: str) -> None:
         os.close(fd)
 
 
-def _prepare_marker(folder: str, step: int) -> str:
+def prepare_marker(folder: str, step: int) -> str:
     """Write the marker's content under a temporary name before the checkpoint's files; return it."""
     os.makedirs(folder, exist_ok=True)
     marker = os.path.join(folder, CHECKPOINT_COMPLETE)
@@ -74,7 +74,7 @@ def _prepare_marker(folder: str, step: int) -> str:
     return pending
 
 
-def _commit_marker(folder: str, pending: str) -> None:
+def commit_marker(folder: str, pending: str) -> None:
     """Flush every file of the checkpoint to disk, then rename the marker into place (atomic)."""
     for root, _, files in os.walk(folder):
         for name in files:
@@ -83,16 +83,11 @@ def _commit_marker(folder: str, pending: str) -> None:
     _fsync(folder)
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
 def checkpoints_in(output_dir: str | os.PathLike) -> list[Path]:
     """Every ``checkpoint-N`` folder of ``output_dir``, complete or not, by increasing N."""
     found = [
         (step, p)
         for p in Path(output_dir).glob("checkpoint-*")
-        if (step := _checkpoint_step(p.name)) is not None
+        if (step := checkpoint_step(p.name)) is not None
     ]
     return [p for _, p in sorted(found)]

@@ -6,6 +6,13 @@ row, an unknown task, an invalid option. Programming errors stay ordinary except
 """
 
 
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (its type's name when it has none): what a one-line
+    error quotes of an underlying failure."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 class SmartTuneError(Exception):
     """Bad input or configuration, explained in one line."""
 

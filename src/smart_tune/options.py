@@ -15,9 +15,9 @@ from typing import Any
 
 from transformers import HfArgumentParser
 
-from .errors import ConfigError
+from .config import SmartTrainingArguments
+from .errors import ConfigError, first_line
 from .presets import PRESETS, preset
-from .trainer import SmartTrainingArguments
 
 TRAINING_FIELDS = frozenset(f.name for f in dataclasses.fields(SmartTrainingArguments) if f.init)
 
@@ -89,7 +89,7 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
 
             data = yaml.safe_load(text)
     except Exception as exc:  # a parse error of either format, reported in one line
-        raise ConfigError(f"cannot parse config file {path}: {str(exc).splitlines()[0]}") from None
+        raise ConfigError(f"cannot parse config file {path}: {first_line(exc)}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):

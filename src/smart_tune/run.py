@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from .checkpoints import checkpoints_in
-from .errors import ConfigError, DataError, Interrupted, SmartTuneError
+from .errors import ConfigError, DataError, Interrupted, SmartTuneError, first_line
 
 RESULTS = "results.json"
 HOLDOUT = "holdout"  # the split held out of train by --validation-from-train (selection only)
@@ -159,8 +159,7 @@ def load_model_and_tokenizer(name_or_path: str, task, trust_remote_code: bool = 
             "tensors, which could run code; refused. Use safetensors weights from a trusted source"
         ) from None
     except Exception as exc:  # OSError, ValueError, a hub error: all mean "this model cannot be used"
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise SmartTuneError(f"cannot load model '{name_or_path}': {first}") from None
+        raise SmartTuneError(f"cannot load model '{name_or_path}': {first_line(exc)}") from None
     from .pooling import apply_pooling, pooling_of
 
     apply_pooling(model, pooling_of(model))  # a model trained with mean pooling keeps it
@@ -270,6 +269,7 @@ def train(options: dict[str, Any]) -> dict[str, Any]:
     """Fine-tune one model with one method and seed; returns the results written to results.json."""
     from transformers import DataCollatorWithPadding
 
+    from .config import has_accelerator
     from .interrupt import StopOnSignal
     from .metrics import make_compute_metrics
     from .options import split_options
@@ -318,7 +318,7 @@ def train(options: dict[str, Any]) -> dict[str, Any]:
         training.setdefault("eval_strategy", "no")
         training.setdefault("save_strategy", "epoch")
     # Pinned memory only helps a GPU; on a CPU the DataLoader warns about it at every evaluation.
-    training.setdefault("dataloader_pin_memory", _has_accelerator())
+    training.setdefault("dataloader_pin_memory", has_accelerator())
     if training.get("eval_strategy") == "steps" and training.get("save_strategy") == "epoch":
         training["save_strategy"] = "steps"
     args = _training_arguments(training)
@@ -410,18 +410,12 @@ def train(options: dict[str, Any]) -> dict[str, Any]:
 
 
 def _training_arguments(training: dict[str, Any]):
-    from .trainer import SmartTrainingArguments
+    from .config import SmartTrainingArguments
 
     try:
         return SmartTrainingArguments(**training)
     except (ValueError, TypeError) as exc:
-        raise ConfigError(str(exc).strip().splitlines()[0]) from None
-
-
-def _has_accelerator() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
+        raise ConfigError(first_line(exc)) from None
 
 
 def _environment() -> dict[str, Any]:
@@ -489,6 +483,8 @@ def _predict_logits(model, tokenizer, dataset, task, max_length: int, batch_size
 
     from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
 
+    from .config import has_accelerator
+
     encoded = tokenize(dataset, task, tokenizer, max_length).remove_columns(["idx"])
     if min(encoded[:]["labels"]) < 0:  # unlabeled (test) rows: no loss to compute
         encoded = encoded.remove_columns(["labels"])
@@ -497,7 +493,7 @@ def _predict_logits(model, tokenizer, dataset, task, max_length: int, batch_size
             output_dir=tmp,
             per_device_eval_batch_size=batch_size,
             report_to="none",
-            dataloader_pin_memory=_has_accelerator(),
+            dataloader_pin_memory=has_accelerator(),
         )
         trainer = Trainer(
             model=model,

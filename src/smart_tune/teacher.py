@@ -26,8 +26,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from .adversarial import dropout_policy
 from .divergences import smoothness_divergence
+from .passes import dropout_policy, forward_inputs, logits_of
 
 
 def beta_for_horizon(horizon: float, total_updates: int) -> float:
@@ -107,11 +107,9 @@ class MeanTeacher:
 
     def logits(self, batch: Mapping[str, Any], rng_state: Mapping[str, Any] | None = None):
         """f(x; θ̃) for a batch (labels ignored), (B, K), a plain tensor usable in autograd graphs."""
-        inputs = {k: v for k, v in batch.items() if k not in ("labels", "label", "num_items_in_batch")}
         self.model.train(self.dropout != "off")
         with torch.inference_mode(), dropout_policy(self.model, self.dropout, rng_state):
-            out = self.model(**inputs)
-        logits = out["logits"] if isinstance(out, Mapping) else out[0]
+            logits = logits_of(self.model(**forward_inputs(batch)))
         # Inference tensors cannot be saved for backward; a clone outside inference mode can.
         return logits.clone()
 

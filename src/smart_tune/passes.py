@@ -1,0 +1,168 @@
+"""Re-running a model: everything a pass beside the clean one needs, written once.
+
+SMART runs the model several times per step: the clean pass on x = E(input_ids) as ``inputs_embeds``,
+the perturbed passes of R_s (or R3F) on x̃, and the mean teacher's pass. Each must see the same inputs
+(position ids included: RoBERTa numbers positions differently for ids and embeddings), read the
+logits the same way, and follow a dropout policy: its own masks (``independent``), the clean pass's
+masks replayed from a captured RNG state (``shared``), or none (``off``). The adversary
+(:mod:`smart_tune.adversarial`), the teacher (:mod:`smart_tune.teacher`) and the objective
+(:mod:`smart_tune.objective`) take all of that from here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import torch
+from torch import nn
+
+DROPOUT_POLICIES = ("independent", "shared", "off")
+
+# Keys of a batch that are not model inputs of a re-run pass.
+_NOT_INPUTS = ("labels", "label", "num_items_in_batch")
+
+
+def capture_rng_state(device: torch.device | str | None = None) -> dict[str, Any]:
+    """The RNG state that dropout will draw from next (CPU, and the accelerator when ``device`` is one).
+
+    Capture it just before the clean forward; ``replay_rng`` then gives a later pass the same masks.
+    """
+    state: dict[str, Any] = {"cpu": torch.get_rng_state()}
+    device = torch.device(device) if device is not None else None
+    if device is not None and device.type == "cuda":
+        state["cuda"] = (device, torch.cuda.get_rng_state(device))
+    return state
+
+
+@contextlib.contextmanager
+def replay_rng(state: Mapping[str, Any] | None) -> Iterator[None]:
+    """Run the body from a captured RNG state, then put the current state back.
+
+    Same model, same input shapes, same RNG state ⇒ same dropout masks as the captured pass. Restoring
+    afterwards keeps the replay from repeating randomness in the rest of training.
+    """
+    if state is None:
+        yield
+        return
+    saved = capture_rng_state(state["cuda"][0] if "cuda" in state else None)
+    torch.set_rng_state(state["cpu"])
+    if "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"][1], state["cuda"][0])
+    try:
+        yield
+    finally:
+        torch.set_rng_state(saved["cpu"])
+        if "cuda" in saved:
+            torch.cuda.set_rng_state(saved["cuda"][1], saved["cuda"][0])
+
+
+@contextlib.contextmanager
+def dropout_disabled(model: nn.Module) -> Iterator[None]:
+    """Put every module in eval mode for the body, then restore each module's own flag."""
+    flags = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        yield
+    finally:
+        for m, flag in flags:
+            m.training = flag
+
+
+@contextlib.contextmanager
+def frozen_parameters(model: nn.Module) -> Iterator[None]:
+    """Parameters stop requiring grad for the body.
+
+    The ascent needs ∇_x̃ only: with frozen weights the forward records no weight-gradient work and
+    keeps fewer activations alive.
+    """
+    params = [p for p in model.parameters() if p.requires_grad]
+    for p in params:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p in params:
+            p.requires_grad_(True)
+
+
+@contextlib.contextmanager
+def dropout_policy(model: nn.Module, policy: str, rng_state: Mapping[str, Any] | None) -> Iterator[None]:
+    """The context a re-run pass (perturbed or teacher) runs in, per dropout policy."""
+    if policy == "shared":
+        if rng_state is None:
+            raise ValueError("dropout policy 'shared' needs the RNG state captured before the clean forward")
+        with replay_rng(rng_state):
+            yield
+    elif policy == "off":
+        with dropout_disabled(model):
+            yield
+    else:
+        yield
+
+
+def model_inputs(batch: Mapping[str, Any]) -> dict[str, Any]:
+    """The batch without labels and token ids: what goes with ``inputs_embeds`` into a re-run pass."""
+    return {k: v for k, v in batch.items() if k not in (*_NOT_INPUTS, "input_ids", "inputs_embeds")}
+
+
+def forward_inputs(batch: Mapping[str, Any]) -> dict[str, Any]:
+    """The batch without labels: what a pass on token ids (the teacher's) feeds the model."""
+    return {k: v for k, v in batch.items() if k not in _NOT_INPUTS}
+
+
+def with_embeddings(model: nn.Module, batch: Mapping[str, Any], embeds: torch.Tensor) -> dict[str, Any]:
+    """``batch`` with ``input_ids`` replaced by ``inputs_embeds=embeds`` (labels kept), plus the position
+    ids that make the model see the positions it would see for the ids (see :func:`position_ids_for`)."""
+    inputs = {k: v for k, v in batch.items() if k != "input_ids"}
+    inputs["inputs_embeds"] = embeds
+    if "position_ids" not in batch and "input_ids" in batch:
+        position_ids = position_ids_for(model, batch["input_ids"])
+        if position_ids is not None:
+            inputs["position_ids"] = position_ids
+    return inputs
+
+
+def word_embeddings(model: nn.Module, input_ids: torch.Tensor) -> torch.Tensor:
+    """x = E(input_ids), (B, L, H): the word-embedding lookup alone, no position or type embeddings."""
+    return model.get_input_embeddings()(input_ids)
+
+
+def check_accepts_inputs_embeds(model: nn.Module) -> None:
+    """Fail early, with the reason, for models that cannot take perturbed embeddings."""
+    params = inspect.signature(model.forward).parameters
+    if "inputs_embeds" not in params:
+        raise ValueError(
+            f"{type(model).__name__}.forward takes no `inputs_embeds`: SMART and R3F perturb the word "
+            "embeddings and need it"
+        )
+
+
+def position_ids_for(model: nn.Module, input_ids: torch.Tensor) -> torch.Tensor | None:
+    """Position ids that make an ``inputs_embeds`` pass see the same positions as an ``input_ids`` pass.
+
+    RoBERTa-style embeddings number positions from ``padding_idx + 1`` skipping padding when they see
+    token ids, but count every position when they see embeddings; with left padding the two differ.
+    BERT-style models use 0..L−1 either way and need nothing (returns None).
+    """
+    emb = getattr(getattr(model, "base_model", model), "embeddings", None)
+    padding_idx = getattr(emb, "padding_idx", None)
+    if padding_idx is None or not hasattr(emb, "create_position_ids_from_input_ids"):
+        return None
+    mask = input_ids.ne(padding_idx).long()
+    return torch.cumsum(mask, dim=1) * mask + padding_idx
+
+
+def logits_of(output: Any) -> torch.Tensor:
+    """The logits of a model output (a ModelOutput, a dict or a tuple)."""
+    return output["logits"] if isinstance(output, Mapping) else output[0]
+
+
+def real_token_mask(batch: Mapping[str, Any], input_ids: torch.Tensor) -> torch.Tensor:
+    """(B, L, 1) mask: 1 on real tokens, 0 on padding (from ``attention_mask``; all ones without it)."""
+    mask = batch.get("attention_mask")
+    if mask is None:
+        return torch.ones(*input_ids.shape, 1, device=input_ids.device)
+    return mask.unsqueeze(-1).to(torch.float32)

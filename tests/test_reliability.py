@@ -17,10 +17,10 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+import safetensors.torch
 import torch
 from transformers import TrainerCallback
 
-import smart_tune.trainer as trainer_module
 from conftest import ToyDataset, shared_data_dir, tiny_model
 from smart_tune import ConfigError, SmartTrainer, symmetric_kl
 from smart_tune.checkpoints import CHECKPOINT_COMPLETE, is_complete_checkpoint, last_complete_checkpoint
@@ -219,7 +219,7 @@ def test_failed_checkpoint_save_keeps_the_previous_one_and_resume_matches(tmp_ou
     full.train()
 
     if failing == "teacher":
-        monkeypatch.setattr(trainer_module, "save_file", fail_on_second(trainer_module.save_file))
+        monkeypatch.setattr(safetensors.torch, "save_file", fail_on_second(safetensors.torch.save_file))
     else:
         monkeypatch.setattr(torch, "save", fail_on_second(torch.save, "optimizer.pt"))
     crashed = SmartTrainer(

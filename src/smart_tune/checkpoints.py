@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import json
 import os
+from contextlib import contextmanager
 from pathlib import Path
 
 CHECKPOINT_COMPLETE = "smart_tune_complete"  # written last into a checkpoint folder: the save finished
+TEACHER_WEIGHTS = "smart_teacher.safetensors"  # the mean teacher's weights in a checkpoint folder
+TEACHER_STATE = "smart_teacher_state.json"  # and its clock (optimizer steps, updates)
 
 
 def is_complete_checkpoint(folder: str | os.PathLike) -> bool:
@@ -91,3 +94,105 @@ def checkpoints_in(output_dir: str | os.PathLike) -> list[Path]:
         if (step := checkpoint_step(p.name)) is not None
     ]
     return [p for _, p in sorted(found)]
+
+
+def save_teacher(folder: str | os.PathLike, teacher) -> None:
+    """Write the mean teacher (weights and clock) into a checkpoint folder."""
+    from safetensors.torch import save_file
+
+    os.makedirs(folder, exist_ok=True)
+    state = teacher.state_dict()
+    # safetensors refuses tensors that share memory (tied weights): save contiguous copies.
+    tensors = {k: v.detach().contiguous().clone() for k, v in state.pop("model").items()}
+    save_file(tensors, os.path.join(folder, TEACHER_WEIGHTS))
+    with open(os.path.join(folder, TEACHER_STATE), "w") as f:
+        json.dump(state, f)
+
+
+def load_teacher(folder: str | os.PathLike, teacher, device) -> bool:
+    """Restore the mean teacher from a checkpoint folder; False when the folder holds none."""
+    from safetensors.torch import load_file
+
+    weights = os.path.join(folder, TEACHER_WEIGHTS)
+    if not os.path.isfile(weights):
+        return False
+    with open(os.path.join(folder, TEACHER_STATE)) as f:
+        clock = json.load(f)
+    teacher.load_state_dict({"model": load_file(weights, device=str(device)), **clock})
+    return True
+
+
+def remove_cut_short_after(output_dir: str | os.PathLike, checkpoint: str) -> None:
+    """Remove the unfinished ``checkpoint-N`` folders of ``output_dir`` later than ``checkpoint``.
+
+    They cannot be resumed, the resumed run writes those steps again, and they would mislead the
+    Trainer's rotation (``save_total_limit``), which keeps the highest N and may delete the new
+    checkpoints instead.
+    """
+    import shutil
+    import warnings
+
+    start = checkpoint_step(os.path.basename(os.path.normpath(checkpoint))) or 0
+    for name in sorted(os.listdir(output_dir)):
+        step = checkpoint_step(name)
+        path = os.path.join(output_dir, name)
+        if step is not None and step > start and os.path.isdir(path) and not is_complete_checkpoint(path):
+            warnings.warn(
+                f"smart-tune: removing {path}: its save was cut short", RuntimeWarning, stacklevel=3
+            )
+            shutil.rmtree(path, ignore_errors=True)
+
+
+@contextmanager
+def complete_or_absent(folder: str, step: int, writes: bool, wait_for_everyone=lambda: None):
+    """Around the writing of ``checkpoint-N``: the folder ends complete (marked) or absent.
+
+    The Trainer writes the folder in place, file by file. Here the completion marker is prepared first
+    (an older folder of that name loses its marker), then the body writes the files, every process
+    waits for the others' shards, and the marker is renamed into place last (a rename needs no free
+    space). If a write fails, the partial folder is removed and a :class:`CheckpointError` says so;
+    older checkpoints stay as they were. The marker is prepared before the Trainer's save because that
+    save ends by rotating old checkpoints (``save_total_limit``). ``writes``: this process writes the
+    model and the marker (rank 0).
+    """
+    import shutil
+
+    from .errors import CheckpointError, SmartTuneError, first_line
+
+    try:
+        pending = prepare_marker(folder, step) if writes else None
+        yield
+        wait_for_everyone()  # every process's shards are written
+        if pending is not None:
+            commit_marker(folder, pending)
+    except BaseException as exc:
+        if writes:
+            shutil.rmtree(folder, ignore_errors=True)
+        if not isinstance(exc, Exception) or isinstance(exc, SmartTuneError):
+            raise  # Ctrl-C, a second signal: stop as asked, the folder gone
+        previous = last_complete_checkpoint(os.path.dirname(folder))
+        kept = f"the newest complete checkpoint is {previous}" if previous else "none is complete yet"
+        raise CheckpointError(
+            f"could not save {folder}: {first_line(exc)}; the partial folder was removed and {kept}"
+        ) from exc
+
+
+def newest_resumable(output_dir: str | os.PathLike, tidy: bool = True) -> str:
+    """The newest *complete* checkpoint of ``output_dir`` (the Trainer's own choice, the highest N, may be
+    a folder whose save was cut short), with the cut-short folders after it removed when ``tidy``
+    (the writing process only). :class:`ConfigError` when none is complete."""
+    from .errors import ConfigError
+
+    checkpoint = last_complete_checkpoint(output_dir)
+    if checkpoint is None:
+        raise ConfigError(no_complete_checkpoint_message(output_dir))
+    if tidy:
+        remove_cut_short_after(output_dir, checkpoint)
+    return checkpoint
+
+
+def resumed_step(resume_from_checkpoint) -> int:
+    """The optimizer step a ``train(resume_from_checkpoint=...)`` call starts from (0: from scratch)."""
+    if not isinstance(resume_from_checkpoint, str):
+        return 0
+    return checkpoint_step(os.path.basename(os.path.normpath(resume_from_checkpoint))) or 0

@@ -20,6 +20,7 @@ from .adversarial import NOISE_TYPES, PROJECTIONS, SCALES, AdversarialRegularize
 from .errors import ConfigError
 from .objective import SmartObjective
 from .passes import DROPOUT_POLICIES
+from .teacher import MeanTeacher, beta_for_horizon
 
 METHODS = ("smart", "r3f", "vanilla")
 
@@ -150,6 +151,17 @@ def launched_processes() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
 
 
+def check_world_size(args: TrainingArguments) -> None:
+    """Refuse a launch whose processes would each train alone on all the data."""
+    if launched_processes() > 1 and args.world_size != launched_processes():
+        raise ConfigError(
+            f"launched as {launched_processes()} processes, but the Trainer set up "
+            f"{args.world_size}: each would train alone on all the data (parallel mode "
+            f"{args.parallel_mode.value}); to train on CPUs pass --use-cpu, else check the "
+            "launcher's device options"
+        )
+
+
 def has_accelerator() -> bool:
     """A GPU or other device for torch (CUDA, XPU, MPS, ...; TPUs through torch_xla)."""
     from transformers.utils import is_torch_xla_available
@@ -184,3 +196,22 @@ def build_regularizer(args: SmartTrainingArguments) -> AdversarialRegularizer | 
 def build_objective(args: SmartTrainingArguments) -> SmartObjective:
     """The objective the arguments describe, without its teacher (created once training starts)."""
     return SmartObjective(build_regularizer(args), None, args.smart_lambda, args.smart_mu)
+
+
+def build_teacher(args: SmartTrainingArguments, model, max_steps: int) -> MeanTeacher | None:
+    """The mean teacher of a run of ``max_steps`` optimizer steps (None without a proximal term); β is
+    derived from the run's length when ``smart_teacher_horizon`` is set (teacher.beta_for_horizon)."""
+    if not args.smart_uses_teacher:
+        return None
+    beta, beta_warmup = args.smart_beta, args.smart_beta_warmup
+    if args.smart_teacher_horizon > 0:
+        beta = beta_for_horizon(args.smart_teacher_horizon, max_steps // args.smart_teacher_every)
+        beta_warmup = min(beta_warmup, beta)
+    return MeanTeacher(
+        model,
+        beta=beta,
+        beta_warmup=beta_warmup,
+        warmup_steps=math.ceil(args.smart_beta_warmup_ratio * max_steps),
+        update_every=args.smart_teacher_every,
+        dropout=args.smart_teacher_dropout,
+    )

@@ -29,6 +29,7 @@ NaN/Inf is dropped for the step and named in :attr:`SmartTerms.dropped`, while t
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -90,6 +91,7 @@ class SmartObjective:
     ):
         self.regularizer, self.teacher = regularizer, teacher
         self.lambda_s, self.mu = lambda_s, mu
+        self.dropped_count = 0  # terms dropped as NaN/Inf so far (logged as smart_nonfinite)
 
     def _shares_masks(self) -> bool:
         policies = [getattr(self.regularizer, "dropout", None), getattr(self.teacher, "dropout", None)]
@@ -150,7 +152,19 @@ class SmartObjective:
                 terms.total = terms.total + self.mu * term_scale * breg
             else:
                 terms.dropped.append("D_Breg")
+        if terms.dropped:
+            self._note_dropped(terms.dropped)
         return terms
+
+    def _note_dropped(self, dropped: list[str]) -> None:
+        if not self.dropped_count:
+            warnings.warn(
+                f"smart-tune: non-finite {' and '.join(dropped)}; that step goes on without the term "
+                "(counted in smart_nonfinite; warned once)",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+        self.dropped_count += len(dropped)
 
     def loss(self, model: nn.Module, batch: Mapping[str, Any], loss_scale: float = 1.0) -> SmartTerms:
         """The whole objective in one call, for a plain loop: prepare, the clean pass (the model's own
@@ -162,3 +176,29 @@ class SmartObjective:
     def step_teacher(self, model: nn.Module) -> bool:
         """After an optimizer step: θ̃ ← (1 − β) θ + β θ̃ (every S-th step). Whether the teacher moved."""
         return self.teacher.step(model) if self.teacher is not None else False
+
+
+class TermMeans:
+    """Each logged term's mean over the steps between two logs (``smart_task_loss`` = L,
+    ``smart_adv_loss`` = R_s, ``smart_breg_loss`` = D_Breg, unweighted; ``smart_delta_linf``)."""
+
+    NAMES = ("smart_task_loss", "smart_adv_loss", "smart_breg_loss", "smart_delta_linf")
+
+    def __init__(self):
+        self.sums = dict.fromkeys(self.NAMES, 0.0)
+        self.counts = dict.fromkeys(self.NAMES, 0)
+
+    def add(self, terms: SmartTerms) -> None:
+        values = (terms.task, terms.adversarial, terms.bregman, terms.delta_linf)
+        for name, value in zip(self.NAMES, values):
+            if value is not None:
+                self.sums[name] += float(value.detach()) if torch.is_tensor(value) else float(value)
+                self.counts[name] += 1
+
+    def pop(self, reduce=lambda values: values) -> dict[str, float]:
+        """The means since the last call, then start again. ``reduce`` sums a list of floats over
+        processes (a collective: every rank calls it, even for a term it skipped)."""
+        totals = reduce([self.sums[n] for n in self.NAMES] + [float(self.counts[n]) for n in self.NAMES])
+        sums, counts = totals[: len(self.NAMES)], totals[len(self.NAMES) :]
+        self.__init__()
+        return {n: total / count for n, total, count in zip(self.NAMES, sums, counts) if count > 0}

@@ -268,6 +268,17 @@ def usage() -> str:
     return "\n".join(lines)
 
 
+# What the commands need beyond the library (the [cli] extra of pyproject.toml), by import name.
+CLI_MODULES = ("datasets", "sklearn", "scipy", "matplotlib", "yaml")
+
+
+def missing_cli_extra() -> list[str]:
+    """The [cli] extra's modules that cannot be imported here (found without importing them)."""
+    import importlib.util
+
+    return [name for name in CLI_MODULES if importlib.util.find_spec(name) is None]
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help", "help"):
@@ -279,6 +290,14 @@ def main(argv: list[str] | None = None) -> int:
     command = COMMANDS.get(argv[0])
     if command is None:
         print(f"error: unknown command '{argv[0]}'; commands: {', '.join(COMMANDS)}", file=sys.stderr)
+        return 2
+    missing = missing_cli_extra()
+    if missing:
+        print(
+            f"error: the command line needs smart-tune's [cli] extra (missing: {', '.join(missing)}): "
+            "pip install 'smart-tune[cli]'",
+            file=sys.stderr,
+        )
         return 2
     try:
         return command[0](argv[1:])

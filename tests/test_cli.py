@@ -250,7 +250,46 @@ def bad_inputs(tmp_path, model_dir):
             ["--task", "rte", "--data-dir", GLUE, "--also-evaluate", "cola"],
             "--also-evaluate cola: cola's labels",
         ),
+        # Issue 22: each of these ended in a traceback, trained nonsense with exit 0, or said the wrong thing.
+        "batch size 0": (
+            ["--task", "rte", "--data-dir", GLUE, "--batch-size", "0"],
+            "--batch-size must be a positive whole number; got 0",
+        ),
+        "negative learning rate": (
+            ["--task", "rte", "--data-dir", GLUE, "--learning-rate", "-1"],
+            "--learning-rate must be a positive number; got -1.0",
+        ),
+        "negative seed": (
+            ["--task", "rte", "--data-dir", GLUE, "--seed", "-1"],
+            "--seed must be a whole number from 0 to 4294967295; got -1",
+        ),
+        "max length 0": (
+            ["--task", "rte", "--data-dir", GLUE, "--max-length", "0"],
+            "--max-length must be a positive whole number; got 0",
+        ),
+        "zero epochs": (
+            ["--task", "rte", "--data-dir", GLUE, "--epochs", "0"],
+            "--epochs must be a positive number; got 0.0",
+        ),
+        "zero max steps": (
+            ["--task", "rte", "--data-dir", GLUE, "--max-steps", "0"],
+            "--max-steps must be a positive whole number",
+        ),
+        "infinite smart lambda": (
+            ["--task", "rte", "--data-dir", GLUE, "--smart-lambda", "inf"],
+            "--smart-lambda must be a finite number; got inf",
+        ),
+        "negative max train samples": (
+            ["--task", "rte", "--data-dir", GLUE, "--max-train-samples", "-3"],
+            "--max-train-samples must be a positive whole number; got -3",
+        ),
     }
+
+
+def fast_except(args):
+    """FAST less the flags a case gives itself (--max-steps 0 must not be overridden by --max-steps 4)."""
+    pairs = zip(FAST[::2], FAST[1::2])
+    return [item for flag, value in pairs if flag not in args for item in (flag, value)]
 
 
 @pytest.mark.parametrize(
@@ -268,15 +307,23 @@ def bad_inputs(tmp_path, model_dir):
         "task and train file",
         "bad smart option",
         "also-evaluate with other labels",
+        "batch size 0",
+        "negative learning rate",
+        "negative seed",
+        "max length 0",
+        "zero epochs",
+        "zero max steps",
+        "infinite smart lambda",
+        "negative max train samples",
     ],
 )
 def test_bad_input_is_one_line_and_writes_nothing(case, tmp_path, tiny_model_dir, capsys):
     args, expected = bad_inputs(tmp_path, tiny_model_dir)[case]
     out = tmp_path / "out"
     code = main(
-        ["train", *args, "--output-dir", str(out), "--model", tiny_model_dir, *FAST]
+        ["train", *args, "--output-dir", str(out), "--model", tiny_model_dir, *fast_except(args)]
         if "--model" not in args
-        else ["train", *args, "--output-dir", str(out), *FAST]
+        else ["train", *args, "--output-dir", str(out), *fast_except(args)]
     )
     err = capsys.readouterr().err.strip()
     assert code != 0
@@ -306,6 +353,25 @@ def test_output_dir_with_another_runs_results_is_refused(tmp_path, tiny_model_di
     assert code != 0 and "holds another run's results" in err and "--overwrite-output-dir" in err
     assert (out / "results.json").read_text() == '{"earlier": true}'
     assert sorted(p.name for p in out.iterdir()) == ["results.json"]
+
+
+@pytest.mark.parametrize(
+    ("flags", "expected"),
+    [
+        (["--methods", ""], "--methods names no method"),
+        (["--methods", ","], "--methods names no method"),
+        (["--seeds", ""], "--seeds names no seed"),
+        (["--seeds", "1,two"], "--seeds must be whole numbers"),
+        (["--batch-size", "0"], "--batch-size must be a positive whole number"),
+        (["--smart-lambda", "inf"], "--smart-lambda must be a finite number"),
+    ],
+)
+def test_compare_bad_input_is_one_line_and_makes_no_folder(flags, expected, tmp_path, capsys):
+    out = tmp_path / "cmp"
+    code = main(["compare", "--task", "rte", "--data-dir", GLUE, "--output-dir", str(out), *flags])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "\n" not in err and expected in err, err
+    assert not out.exists()
 
 
 def test_process_exit_code_and_no_traceback():

@@ -128,7 +128,16 @@ def cmd_predict(argv: list[str]) -> int:
 
 def cmd_compare(argv: list[str]) -> int:
     from .grid import expand, normalise_grids, write_grid
-    from .options import TRAINING_FIELDS, normalise_key, read_config_file, training_parser
+    from .options import (
+        RUN_DEFAULTS,
+        TRAIN_DEFAULTS,
+        TRAINING_FIELDS,
+        field_names,
+        normalise_key,
+        read_config_file,
+        training_parser,
+        validate_options,
+    )
     from .report import write_report
     from .sweep import run_sweep
 
@@ -164,13 +173,22 @@ def cmd_compare(argv: list[str]) -> int:
     chosen = {**from_file, **flags}
     chosen.pop("config", None)
     tasks = _split_list(chosen.pop("task", None) or chosen.pop("tasks", None))
-    methods = _split_list(chosen.pop("methods", None) or "vanilla,r3f,smart")
-    seeds = [int(s) for s in _split_list(chosen.pop("seeds", None) or "1,2,3")]
+    # Given but naming nothing ("" or ","): refused, not read as the default.
+    methods = _split_list(chosen.pop("methods")) if "methods" in chosen else ["vanilla", "r3f", "smart"]
+    seed_names = _split_list(chosen.pop("seeds")) if "seeds" in chosen else ["1", "2", "3"]
     variants = chosen.pop("variants", None) or {}
     grids = normalise_grids(chosen.pop("grid", None))
     output_dir = chosen.pop("output_dir", None)
     if not tasks:
         raise ConfigError("compare needs --task T1[,T2...]")
+    if not methods:
+        raise ConfigError("--methods names no method; give one or more, e.g. --methods vanilla,smart")
+    if not seed_names:
+        raise ConfigError("--seeds names no seed; give one or more, e.g. --seeds 1,2,3")
+    try:
+        seeds = [int(s) for s in seed_names]
+    except ValueError:
+        raise ConfigError(f"--seeds must be whole numbers, got {','.join(seed_names)!r}") from None
     if not output_dir:
         raise ConfigError("compare needs --output-dir")
     for key in ("seed", "method", "resume", "overwrite_output_dir"):
@@ -178,6 +196,13 @@ def cmd_compare(argv: list[str]) -> int:
             raise ConfigError(f"--{key.replace('_', '-')} is set per run by compare; leave it out")
     if grids:
         methods, variants, index = expand(methods, grids, variants, TRAINING_FIELDS)
+    # Options every run would refuse are refused once, before any run folder is made.
+    base = {**RUN_DEFAULTS, **TRAIN_DEFAULTS, **field_names(chosen)}
+    for seed in seeds:
+        validate_options({**base, "seed": seed})
+    for variant in variants.values() if isinstance(variants, dict) else []:
+        validate_options({**base, **field_names(variant if isinstance(variant, dict) else {})})
+    if grids:
         if chosen.get("validation_from_train") is None:
             print("note: --grid without --validation-from-train chooses each method's setting on dev")
         write_grid(output_dir, index)

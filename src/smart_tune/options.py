@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -246,6 +247,75 @@ def merge_options(namespace: argparse.Namespace) -> dict[str, Any]:
     if holdout is not None and not 0 < holdout < 1:
         raise ConfigError(f"--validation-from-train must lie in (0, 1); got {holdout}")
     return options
+
+
+def field_names(options: dict[str, Any]) -> dict[str, Any]:
+    """The same options keyed by field name: underscores, and ``epochs``/``batch_size`` spelled out."""
+    return {ALIASES.get(normalise_key(str(k)), normalise_key(str(k))): v for k, v in options.items()}
+
+
+def option_flag(name: str) -> str:
+    """The flag a user most likely typed for an option: ``--batch-size`` for per_device_train_batch_size."""
+    short = {field: alias for alias, field in ALIASES.items()}.get(name, name)
+    return "--" + short.replace("_", "-")
+
+
+def _not_text(flag: str, value: Any) -> None:
+    if isinstance(value, str):  # from a config file; YAML reads 2e-5 (no dot) as text
+        try:
+            float(value)
+            hint = " (YAML reads 2e-5 as text: write 2.0e-5)"
+        except ValueError:
+            hint = ""
+        raise ConfigError(f"{flag} must be a number, not the text {value!r}{hint}")
+
+
+def check_whole_number(flag: str, value: Any, low: int = 1, high: int | None = None, hint: str = "") -> None:
+    """Refuse a count that is not a whole number from ``low`` (to ``high``), in one line naming the flag."""
+    _not_text(flag, value)
+    if (
+        isinstance(value, int)
+        and not isinstance(value, bool)
+        and value >= low
+        and (high is None or value <= high)
+    ):
+        return
+    if high is not None:
+        wanted = f"a whole number from {low} to {high}"
+    else:
+        wanted = "a positive whole number" if low == 1 else f"a whole number of at least {low}"
+    raise ConfigError(f"{flag} must be {wanted}{hint}; got {value!r}")
+
+
+def check_positive_number(flag: str, value: Any) -> None:
+    _not_text(flag, value)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise ConfigError(f"{flag} must be a positive number; got {value!r}")
+
+
+def validate_options(options: dict[str, Any]) -> None:
+    """Refuse values that would end deep in training with a traceback or train nonsense with exit 0.
+
+    Called on the merged options before anything is loaded or written (``run.train``, ``compare``).
+    TrainingArguments and SmartTrainingArguments check the rest when they are built.
+    """
+    for name, value in options.items():
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"{option_flag(name)} must be a finite number; got {value}")
+    for name in ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps"):
+        if name in options:
+            check_whole_number(option_flag(name), options[name])
+    for name in ("max_length", "max_train_samples"):
+        if options.get(name) is not None:
+            check_whole_number(option_flag(name), options[name])
+    for name in ("seed", "data_seed"):
+        if options.get(name) is not None:
+            check_whole_number(option_flag(name), options[name], 0, 2**32 - 1)
+    if options.get("max_steps", -1) != -1:
+        check_whole_number("--max-steps", options["max_steps"], hint=" (or -1: train for --epochs)")
+    for name in ("num_train_epochs", "learning_rate"):
+        if name in options:
+            check_positive_number(option_flag(name), options[name])
 
 
 def split_options(options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -272,7 +272,7 @@ def train(options: dict[str, Any]) -> dict[str, Any]:
     from .config import has_accelerator
     from .interrupt import StopOnSignal
     from .metrics import make_compute_metrics
-    from .options import split_options
+    from .options import split_options, validate_options
     from .trainer import SmartTrainer
 
     _quiet_libraries()
@@ -286,6 +286,7 @@ def train(options: dict[str, Any]) -> dict[str, Any]:
     output_dir = Path(training["output_dir"])
 
     # Everything that can fail on bad input fails before anything is written or loaded.
+    validate_options(options)
     check_output_dir(output_dir, bool(run["resume"]), bool(run["overwrite_output_dir"]))
     _training_arguments(training)  # invalid options fail here, before the data and the model load
     task, splits, eval_splits = resolve_task_and_data(run)

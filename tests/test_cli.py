@@ -283,7 +283,21 @@ def bad_inputs(tmp_path, model_dir):
             ["--task", "rte", "--data-dir", GLUE, "--max-train-samples", "-3"],
             "--max-train-samples must be a positive whole number; got -3",
         ),
+        "directory as train file": (
+            ["--train-file", str(tmp_path), "--text-columns", "sentence"],
+            f"{tmp_path} is a directory",
+        ),
+        "csv with a repeated column name": (
+            ["--train-file", write_file(tmp_path / "dup.csv", "sentence,sentence,label\na,b,x\nc,d,y\n")],
+            "dup.csv, line 1: column name(s) 'sentence' appear more than once",
+        ),
+        "directory as config file": (["--config", str(tmp_path)], f"config file {tmp_path} is a directory"),
     }
+
+
+def write_file(path, text):
+    path.write_text(text)
+    return str(path)
 
 
 def fast_except(args):
@@ -315,6 +329,9 @@ def fast_except(args):
         "zero max steps",
         "infinite smart lambda",
         "negative max train samples",
+        "directory as train file",
+        "csv with a repeated column name",
+        "directory as config file",
     ],
 )
 def test_bad_input_is_one_line_and_writes_nothing(case, tmp_path, tiny_model_dir, capsys):

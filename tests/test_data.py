@@ -500,6 +500,25 @@ def test_custom_errors(tmp_path):
         load_custom(test_file=train, text_columns="text")
 
 
+def test_custom_csv_with_a_repeated_column_name(tmp_path):
+    # csv.reader keeps both; a row dict would keep the last one without a word.
+    dup = _write(tmp_path / "dup.csv", "text,text,label\na,b,x\nc,d,y\n")
+    with pytest.raises(DataError) as info:
+        load_custom(dup, text_columns="text")
+    assert str(info.value) == (
+        f"{dup}, line 1: column name(s) 'text' appear more than once in the header; rename them"
+    )
+    tsv = _write(tmp_path / "dup.tsv", "text\tlabel\tlabel \na\tx\ty\n")  # the same once stripped
+    with pytest.raises(DataError, match=r"dup\.tsv, line 1: column name\(s\) 'label' appear more than once"):
+        load_custom(tsv, text_columns="text")
+
+
+def test_custom_file_that_is_a_directory(tmp_path):
+    with pytest.raises(DataError) as info:
+        load_custom(tmp_path, text_columns="text")
+    assert str(info.value) == f"{tmp_path} is a directory; give a data file (.csv, .tsv, .jsonl or .json)"
+
+
 # --------------------------------------------------------------------------------------------------
 # class_balanced_subset
 

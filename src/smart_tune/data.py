@@ -543,6 +543,8 @@ def load_split(task: TaskSpec | str, split: str, data_dir: str | Path | None = N
 
 def _read_table(path: Path) -> tuple[list[str], list[tuple[str, dict[str, Any]]]]:
     """Return (column names, [(position for messages, row dict)]) of a CSV, TSV or JSON(L) file."""
+    if path.is_dir():
+        raise DataError(f"{path} is a directory; give a data file (.csv, .tsv, .jsonl or .json)")
     if not path.is_file():
         raise DataError(f"file not found: {path}")
     suffix = path.suffix.lower()
@@ -559,6 +561,12 @@ def _read_table(path: Path) -> tuple[list[str], list[tuple[str, dict[str, Any]]]
                 if header is None:
                     raise DataError(f"{path}: the file is empty")
                 header = [name.strip() for name in header]
+                twice = sorted({name for name in header if header.count(name) > 1})
+                if twice:  # a row dict would keep the last one silently
+                    raise DataError(
+                        f"{path}, line 1: column name(s) {', '.join(repr(n) for n in twice)} appear more "
+                        "than once in the header; rename them"
+                    )
                 for fields in reader:
                     if not fields:
                         continue

@@ -79,6 +79,8 @@ def normalise_key(key: str) -> str:
 def read_config_file(path: str | Path) -> dict[str, Any]:
     """The options in a YAML or JSON file, keys normalised to underscores."""
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"config file {path} is a directory, not a file")
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
     text = path.read_text(encoding="utf-8")

@@ -267,6 +267,10 @@ def bad_inputs(tmp_path, model_dir):
             ["--task", "rte", "--data-dir", GLUE, "--max-length", "0"],
             "--max-length must be a positive whole number; got 0",
         ),
+        "max length beyond the model's positions": (
+            ["--task", "rte", "--data-dir", GLUE, "--max-length", "100000"],
+            "--max-length 100000 is more than model",
+        ),
         "zero epochs": (
             ["--task", "rte", "--data-dir", GLUE, "--epochs", "0"],
             "--epochs must be a positive number; got 0.0",
@@ -325,6 +329,7 @@ def fast_except(args):
         "negative learning rate",
         "negative seed",
         "max length 0",
+        "max length beyond the model's positions",
         "zero epochs",
         "zero max steps",
         "infinite smart lambda",

@@ -166,6 +166,28 @@ def load_model_and_tokenizer(name_or_path: str, task, trust_remote_code: bool = 
     return model, tokenizer
 
 
+def position_limit(model) -> int | None:
+    """How many tokens the model takes: its position embeddings, less the positions a RoBERTa-style
+    model reserves below its padding index; None when positions are not embedded (no limit known)."""
+    config = model.config
+    limit = getattr(config, "max_position_embeddings", None)
+    if not isinstance(limit, int) or limit <= 0 or getattr(config, "position_biased_input", True) is False:
+        return None
+    embeddings = getattr(getattr(model, "base_model", None), "embeddings", None)
+    padding_idx = getattr(getattr(embeddings, "position_embeddings", None), "padding_idx", None)
+    return limit - (padding_idx + 1) if isinstance(padding_idx, int) else limit
+
+
+def check_max_length(max_length: int, model, model_name: str) -> None:
+    """Refuse a --max-length longer than the model's positions (a long text would fail mid-run)."""
+    limit = position_limit(model)
+    if limit is not None and max_length > limit:
+        raise ConfigError(
+            f"--max-length {max_length} is more than model '{model_name}' takes ({limit} tokens); "
+            f"give --max-length {limit} or less"
+        )
+
+
 def tokenize(dataset, task, tokenizer, max_length: int):
     """Token ids, attention mask (and token types) plus ``labels``; text columns dropped."""
     columns = list(task.text_columns)
@@ -302,6 +324,7 @@ def train(options: dict[str, Any]) -> dict[str, Any]:
         from .pooling import apply_pooling
 
         apply_pooling(model, run["pooling"])
+    check_max_length(run["max_length"], model, model_name)
 
     has_dev = bool(eval_splits)
     main_split = eval_splits[0] if has_dev else None

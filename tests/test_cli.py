@@ -377,6 +377,31 @@ def test_output_dir_with_another_runs_results_is_refused(tmp_path, tiny_model_di
     assert sorted(p.name for p in out.iterdir()) == ["results.json"]
 
 
+def test_failed_run_removes_the_folders_it_created(tmp_path, tiny_model_dir, monkeypatch, capsys):
+    from smart_tune.errors import DataError
+    from smart_tune.trainer import SmartTrainer
+
+    def fails(self, *args, **kwargs):
+        raise DataError("failed mid-run")
+
+    monkeypatch.setattr(SmartTrainer, "train", fails)
+    args = ["train", "--task", "rte", "--data-dir", GLUE, "--model", tiny_model_dir, *FAST]
+    code = main([*args, "--output-dir", str(tmp_path / "new" / "run")])
+    assert code == 2 and capsys.readouterr().err.strip() == "error: failed mid-run"
+    assert not (tmp_path / "new").exists()  # the Trainer had made it, and its parent was made for it
+
+    def another_run_starts_beside_it(self, *args, **kwargs):
+        (tmp_path / "shared" / "other-run").mkdir(exist_ok=True)
+        raise DataError("failed mid-run")
+
+    monkeypatch.setattr(SmartTrainer, "train", another_run_starts_beside_it)
+    assert main([*args, "--output-dir", str(tmp_path / "shared" / "run")]) == 2
+    assert sorted(p.name for p in (tmp_path / "shared").iterdir()) == ["other-run"]  # the parent stays
+    (tmp_path / "mine").mkdir()
+    assert main([*args, "--output-dir", str(tmp_path / "mine")]) == 2
+    assert (tmp_path / "mine").is_dir()  # a folder that was there before stays
+
+
 @pytest.mark.parametrize(
     ("flags", "expected"),
     [

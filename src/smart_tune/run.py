@@ -288,7 +288,46 @@ def resolve_also_evaluate(run: dict[str, Any], task) -> dict[str, tuple[Any, Any
 
 
 def train(options: dict[str, Any]) -> dict[str, Any]:
-    """Fine-tune one model with one method and seed; returns the results written to results.json."""
+    """Fine-tune one model with one method and seed; returns the results written to results.json.
+
+    A run that fails removes the folders it created, unless they hold a checkpoint to resume from (an
+    interrupted run, or one stopped after some saves); bad input leaves nothing behind."""
+    created: list[Path] = []
+    try:
+        return _train(options, created)
+    except BaseException as exc:
+        if created and not isinstance(exc, Interrupted) and is_main_process():
+            _remove_created(created)
+        raise
+
+
+def _missing_folders(path: Path) -> list[Path]:
+    """``path`` and those of its parents that do not exist yet, innermost first."""
+    missing = []
+    for folder in [path, *path.parents]:
+        if folder.exists():
+            break
+        missing.append(folder)
+    return missing
+
+
+def _remove_created(folders: list[Path]) -> None:
+    """Remove the folders a failed run created, innermost first: the output directory unless it holds a
+    complete checkpoint to resume from, then each parent only while empty (another run may use it)."""
+    from .checkpoints import is_complete_checkpoint
+
+    output_dir, parents = folders[0], folders[1:]
+    if not output_dir.is_dir() or any(is_complete_checkpoint(p) for p in checkpoints_in(output_dir)):
+        return
+    shutil.rmtree(output_dir, ignore_errors=True)
+    for folder in parents:
+        try:
+            folder.rmdir()
+        except OSError:  # not empty: another run's files are in it
+            return
+
+
+def _train(options: dict[str, Any], created: list[Path]) -> dict[str, Any]:
     from transformers import DataCollatorWithPadding
 
     from .config import has_accelerator
@@ -306,6 +345,7 @@ def train(options: dict[str, Any]) -> dict[str, Any]:
         name = run["label"] or run["method"]
         training["output_dir"] = os.path.join("runs", f"{task_label}-{name}-seed{run['seed']}")
     output_dir = Path(training["output_dir"])
+    created.extend(_missing_folders(output_dir.absolute()))
 
     # Everything that can fail on bad input fails before anything is written or loaded.
     validate_options(options)

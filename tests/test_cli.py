@@ -377,6 +377,18 @@ def test_output_dir_with_another_runs_results_is_refused(tmp_path, tiny_model_di
     assert sorted(p.name for p in out.iterdir()) == ["results.json"]
 
 
+def test_resume_on_a_finished_run_says_it_is_finished(tmp_path, tiny_model_dir, capsys):
+    out = tmp_path / "done"
+    out.mkdir()
+    (out / "results.json").write_text('{"earlier": true}')
+    args = ["train", "--task", "rte", "--data-dir", GLUE, "--model", tiny_model_dir, "--output-dir", str(out)]
+    code = main([*args, *FAST, "--resume"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "\n" not in err, err
+    assert err.startswith(f"error: --resume: {out} holds a finished run") and "nothing to resume" in err
+    assert sorted(p.name for p in out.iterdir()) == ["results.json"]
+
+
 def test_failed_run_removes_the_folders_it_created(tmp_path, tiny_model_dir, monkeypatch, capsys):
     from smart_tune.errors import DataError
     from smart_tune.trainer import SmartTrainer
@@ -400,6 +412,39 @@ def test_failed_run_removes_the_folders_it_created(tmp_path, tiny_model_dir, mon
     (tmp_path / "mine").mkdir()
     assert main([*args, "--output-dir", str(tmp_path / "mine")]) == 2
     assert (tmp_path / "mine").is_dir()  # a folder that was there before stays
+
+
+def truncate(path):
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+def test_resume_falls_back_from_a_damaged_checkpoint(tmp_path, tiny_model_dir, capsys):
+    """A checkpoint marked complete whose model file was truncated later: --resume takes the previous
+    complete one; with none left, one line names the file and nothing changes."""
+    out = tmp_path / "run"
+    args = ["train", "--task", "rte", "--data-dir", GLUE, "--model", tiny_model_dir, "--method", "vanilla"]
+    args += [*FAST, "--output-dir", str(out), "--keep-checkpoints"]  # saves at steps 2 and 4 (epochs)
+    assert main(args) == 0
+    (out / "results.json").unlink()  # as if stopped after its last save
+    truncate(out / "checkpoint-4" / "model.safetensors")
+    capsys.readouterr()
+    assert main([*args, "--resume"]) == 0
+    err = capsys.readouterr().err
+    assert f"{out / 'checkpoint-4' / 'model.safetensors'} is damaged" in err and "Traceback" not in err
+    results = json.loads((out / "results.json").read_text())
+    assert results["resumed_at_step"] == 2 and results["global_steps"] == 4
+
+    (out / "results.json").unlink()
+    for step in (2, 4):
+        truncate(out / f"checkpoint-{step}" / "model.safetensors")
+    before = sorted((p.name, p.stat().st_size) for p in out.rglob("*"))
+    assert main([*args, "--resume"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err, err
+    assert err.startswith(f"error: --resume: {out / 'checkpoint-4' / 'model.safetensors'} is damaged")
+    assert "--overwrite-output-dir" in err
+    assert sorted((p.name, p.stat().st_size) for p in out.rglob("*")) == before
 
 
 @pytest.mark.parametrize(

@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import json
 import os
+import zipfile
 from contextlib import contextmanager
 from pathlib import Path
+
+from .errors import first_line
 
 CHECKPOINT_COMPLETE = "smart_tune_complete"  # written last into a checkpoint folder: the save finished
 TEACHER_WEIGHTS = "smart_teacher.safetensors"  # the mean teacher's weights in a checkpoint folder
@@ -196,3 +199,47 @@ def resumed_step(resume_from_checkpoint) -> int:
     if not isinstance(resume_from_checkpoint, str):
         return 0
     return checkpoint_step(os.path.basename(os.path.normpath(resume_from_checkpoint))) or 0
+
+
+def damaged_file(folder: str | os.PathLike) -> tuple[str, str] | None:
+    """(path, why) of the first file of a checkpoint folder that cannot be read back, or None.
+
+    Cheap checks that catch a truncated or overwritten file: a safetensors header that does not cover
+    the file, a ``torch.save`` zip whose directory is lost, a JSON file that does not parse.
+    """
+    for name in sorted(os.listdir(folder)):
+        path = os.path.join(folder, name)
+        if not os.path.isfile(path):
+            continue
+        try:
+            if name.endswith(".safetensors"):
+                from safetensors import safe_open
+
+                with safe_open(path, "pt"):
+                    pass
+            elif name.endswith((".pt", ".pth", ".bin")):
+                with open(path, "rb") as f:
+                    is_zip = f.read(2) == b"PK"  # torch.save's format; an old-style pickle is not checked
+                if is_zip or os.path.getsize(path) < 2:
+                    with zipfile.ZipFile(path):
+                        pass
+            elif name.endswith(".json"):
+                with open(path, encoding="utf-8") as f:
+                    json.load(f)
+        except Exception as exc:  # any failure to read it back means it cannot be resumed from
+            return path, first_line(exc)
+    return None
+
+
+def newest_sound_checkpoint(output_dir: str | os.PathLike) -> tuple[str | None, list[tuple[str, str, str]]]:
+    """(the newest complete checkpoint whose files read back or None, the newer complete ones that do not
+    as (folder, damaged file, why), newest first)."""
+    damaged = []
+    for folder in reversed(checkpoints_in(output_dir)):
+        if not is_complete_checkpoint(folder):
+            continue
+        bad = damaged_file(folder)
+        if bad is None:
+            return str(folder), damaged
+        damaged.append((str(folder), *bad))
+    return None, damaged

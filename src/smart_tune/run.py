@@ -20,6 +20,7 @@ import os
 import pickle
 import platform
 import shutil
+import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -27,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from .checkpoints import checkpoints_in
+from .checkpoints import checkpoints_in, newest_sound_checkpoint
 from .errors import ConfigError, DataError, Interrupted, SmartTuneError, first_line
 
 RESULTS = "results.json"
@@ -101,6 +102,11 @@ def check_output_dir(output_dir: Path, resume: bool, overwrite: bool) -> None:
             shutil.rmtree(ckpt)
         (output_dir / RESULTS).unlink(missing_ok=True)
         return
+    if has_results and resume:
+        raise ConfigError(
+            f"--resume: {output_dir} holds a finished run ({RESULTS}), nothing to resume; choose another "
+            "--output-dir, or pass --overwrite-output-dir instead of --resume to train it again"
+        )
     if has_results:
         raise ConfigError(
             f"{output_dir} holds another run's results ({RESULTS}); choose another --output-dir or pass "
@@ -118,6 +124,23 @@ def check_output_dir(output_dir: Path, resume: bool, overwrite: bool) -> None:
 
         if last_complete_checkpoint(output_dir) is None:
             raise ConfigError(f"--resume: {no_complete_checkpoint_message(output_dir)}")
+        damaged_checkpoints(output_dir)  # a damaged newest one with none to fall back to: refused here
+
+
+def damaged_checkpoints(output_dir: Path) -> list[tuple[str, str, str]]:
+    """The complete checkpoints newer than the newest one whose files read back: (folder, file, why).
+
+    A checkpoint marked complete can still be damaged afterwards (a file truncated by a copy, a sync, a
+    full disk on another machine). ``--resume`` falls back to the previous complete checkpoint; with none
+    to fall back to, it is refused in one line naming the file."""
+    sound, damaged = newest_sound_checkpoint(output_dir)
+    if sound is None and damaged:
+        _, path, why = damaged[0]
+        raise ConfigError(
+            f"--resume: {path} is damaged ({why}) and no earlier checkpoint is intact to fall back to; "
+            "start over with --overwrite-output-dir"
+        )
+    return damaged
 
 
 def _quiet_libraries() -> None:
@@ -403,13 +426,24 @@ def _train(options: dict[str, Any], created: list[Path]) -> dict[str, Any]:
         compute_metrics=make_compute_metrics(task),
     )
     output_dir.mkdir(parents=True, exist_ok=True)
+    resume_from = True if run["resume"] else None
+    damaged = damaged_checkpoints(output_dir) if run["resume"] else []
+    if damaged:
+        sound = newest_sound_checkpoint(output_dir)[0]
+        if is_main_process():  # they cannot be resumed from, and the resumed run writes their steps again
+            for folder, path, why in damaged:
+                print(f"smart-tune: {path} is damaged ({why}); removing {folder}", file=sys.stderr)
+                shutil.rmtree(folder, ignore_errors=True)
+            print(f"smart-tune: resuming from {sound}", file=sys.stderr)
+        else:  # rank 0 may not have removed them yet: name the checkpoint to resume from
+            resume_from = sound
     started = time.time()
     # SIGTERM or Ctrl-C: a checkpoint at the end of the step, then Interrupted (exit 143 or 130).
     stop = StopOnSignal()
     trainer.add_callback(stop)
     with stop:
         try:
-            train_output = trainer.train(resume_from_checkpoint=True if run["resume"] else None)
+            train_output = trainer.train(resume_from_checkpoint=resume_from)
         except Interrupted:  # a second signal: stopped at once
             raise stop.interrupted(output_dir, trainer.state, at_once=True) from None
     if stop.signum is not None:

@@ -3,10 +3,12 @@ and every bad input ending in one line and a non-zero exit, with nothing written
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -445,6 +447,81 @@ def test_resume_falls_back_from_a_damaged_checkpoint(tmp_path, tiny_model_dir, c
     assert err.startswith(f"error: --resume: {out / 'checkpoint-4' / 'model.safetensors'} is damaged")
     assert "--overwrite-output-dir" in err
     assert sorted((p.name, p.stat().st_size) for p in out.rglob("*")) == before
+
+
+def model_copy(source, folder, without=(), config=None):
+    folder.mkdir()
+    for path in Path(source).iterdir():
+        if path.name not in without:
+            shutil.copy(path, folder / path.name)
+    if config:
+        data = json.loads((folder / "config.json").read_text())
+        (folder / "config.json").write_text(json.dumps({**data, **config}))
+    return str(folder)
+
+
+def test_evaluate_and_predict_refuse_a_model_without_its_tokenizer(tiny_model_dir, tmp_path, capsys):
+    """transformers builds a tokenizer of special tokens alone for such a folder: every word [UNK]."""
+    bare = model_copy(tiny_model_dir, tmp_path / "bare", without=("tokenizer.json", "tokenizer_config.json"))
+    for command in ("evaluate", "predict"):
+        code = main([command, "--model-dir", bare, "--task", "rte", "--data-dir", GLUE])
+        err = capsys.readouterr().err.strip()
+        assert code == 2 and "\n" not in err, err
+        assert err.startswith(f"error: the tokenizer of '{bare}' has no vocabulary") and "--tokenizer" in err
+    assert sorted(p.name for p in Path(bare).iterdir()) == ["config.json", "model.safetensors"]
+    args = ["evaluate", "--model-dir", bare, "--task", "rte", "--data-dir", GLUE]
+    assert main([*args, "--tokenizer", tiny_model_dir]) == 0
+    with_tokenizer = json.loads(capsys.readouterr().out)
+    assert main(["evaluate", "--model-dir", tiny_model_dir, "--task", "rte", "--data-dir", GLUE]) == 0
+    assert with_tokenizer == json.loads(capsys.readouterr().out)
+
+
+def test_evaluate_warns_when_the_model_was_trained_on_another_task(tiny_model_dir, tmp_path, capsys):
+    model = model_copy(tiny_model_dir, tmp_path / "qnli-model")
+    (Path(model) / "results.json").write_text(json.dumps({"task": "qnli"}))  # same labels as rte
+    assert main(["evaluate", "--model-dir", model, "--task", "rte", "--data-dir", GLUE]) == 0
+    err = capsys.readouterr().err.strip()
+    assert err == f"warning: the model in {model} was fine-tuned on qnli (its results.json), not on rte"
+
+
+def test_evaluate_refuses_a_model_whose_labels_are_another_tasks(tiny_model_dir, tmp_path, capsys):
+    mrpc = {"id2label": {"0": "not_equivalent", "1": "equivalent"}}
+    model = model_copy(tiny_model_dir, tmp_path / "mrpc-model", config=mrpc)
+    code = main(["evaluate", "--model-dir", model, "--task", "rte", "--data-dir", GLUE])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "\n" not in err, err
+    assert err == (
+        f"error: the model in {model} predicts ['equivalent', 'not_equivalent'], task rte has labels "
+        "['entailment', 'not_entailment']"
+    )
+
+
+def test_evaluate_refuses_a_head_that_does_not_fit_the_task(tiny_model_dir, capsys):
+    code = main(["evaluate", "--model-dir", tiny_model_dir, "--task", "stsb", "--data-dir", GLUE])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "\n" not in err, err
+    assert err == (
+        f"error: the model in {tiny_model_dir} has a head for 2 labels (LABEL_0, LABEL_1), task stsb "
+        "needs 1 output (a regression score): it was fine-tuned for another task"
+    )
+
+
+@pytest.mark.parametrize(
+    ("flags", "expected"),
+    [
+        (["--max-length", "0"], "--max-length must be a positive whole number; got 0"),
+        (["--batch-size", "0"], "--batch-size must be a positive whole number; got 0"),
+        (["--max-length", "100000"], "--max-length 100000 is more than model"),
+    ],
+)
+@pytest.mark.parametrize("command", ["evaluate", "predict"])
+def test_scoring_options_out_of_range(command, flags, expected, tiny_model_dir, tmp_path, capsys):
+    out = tmp_path / "predictions"
+    args = [command, "--model-dir", tiny_model_dir, "--task", "rte", "--data-dir", GLUE, *flags]
+    code = main([*args, "--output-dir", str(out)] if command == "predict" else args)
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "\n" not in err and expected in err, err
+    assert not out.exists()
 
 
 @pytest.mark.parametrize(

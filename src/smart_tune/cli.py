@@ -99,6 +99,10 @@ def _scoring_parser(command: str, description: str) -> argparse.ArgumentParser:
     p.add_argument("--max-length", type=int, default=128)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--trust-remote-code", action="store_true", help="allow the model's own code to run")
+    p.add_argument(
+        "--tokenizer",
+        help="the model's tokenizer (name or folder), for a model folder without tokenizer files",
+    )
     return p
 
 
@@ -108,7 +112,9 @@ def cmd_evaluate(argv: list[str]) -> int:
     p = _scoring_parser("evaluate", "Score a fine-tuned model on a split.")
     p.add_argument("--split", default="dev")
     a = p.parse_args(argv)
-    out = evaluate(a.model_dir, a.task, a.split, a.data_dir, a.max_length, a.batch_size, a.trust_remote_code)
+    out = evaluate(
+        a.model_dir, a.task, a.split, a.data_dir, a.max_length, a.batch_size, a.trust_remote_code, a.tokenizer
+    )
     print(json.dumps(out, indent=2))
     return 0
 
@@ -120,7 +126,14 @@ def cmd_predict(argv: list[str]) -> int:
     p.add_argument("--output-dir", help="where to write (default MODEL_DIR/predictions)")
     a = p.parse_args(argv)
     for path in predict(
-        a.model_dir, a.task, a.output_dir, a.data_dir, a.max_length, a.batch_size, a.trust_remote_code
+        a.model_dir,
+        a.task,
+        a.output_dir,
+        a.data_dir,
+        a.max_length,
+        a.batch_size,
+        a.trust_remote_code,
+        a.tokenizer,
     ):
         print(f"wrote {path}")
     return 0

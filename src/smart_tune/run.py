@@ -153,26 +153,33 @@ def _quiet_libraries() -> None:
     datasets.logging.set_verbosity_error()
 
 
-def load_model_and_tokenizer(name_or_path: str, task, trust_remote_code: bool = False, new_head: bool = True):
+def load_model_and_tokenizer(
+    name_or_path: str,
+    task,
+    trust_remote_code: bool = False,
+    new_head: bool = True,
+    tokenizer_name: str | None = None,
+):
     """Tokenizer and sequence-classification model with the task's head; one-line error if it won't load.
 
     ``new_head``: a checkpoint's classifier of another shape (fine-tuned on another task) is replaced by
-    a fresh one, as fine-tuning wants; for evaluation a mismatch is an error instead.
+    a fresh one with the task's labels, as fine-tuning wants; otherwise (evaluation) the model keeps its
+    own head and label names, which the caller checks against the task. ``tokenizer_name``: where the
+    tokenizer is, when not beside the model.
     """
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    kwargs: dict[str, Any] = {
-        "num_labels": task.num_labels,
-        "trust_remote_code": trust_remote_code,
-        "ignore_mismatched_sizes": new_head,
-    }
+    kwargs: dict[str, Any] = {"trust_remote_code": trust_remote_code}
+    if new_head:
+        kwargs.update(num_labels=task.num_labels, ignore_mismatched_sizes=True)
+        if not task.is_regression:
+            kwargs.update(id2label=task.id2label, label2id=task.label2id)
     if task.is_regression:
         kwargs["problem_type"] = "regression"
-    else:
-        kwargs["id2label"] = task.id2label
-        kwargs["label2id"] = task.label2id
     try:
-        tokenizer = AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=trust_remote_code)
+        tokenizer = AutoTokenizer.from_pretrained(
+            tokenizer_name or name_or_path, trust_remote_code=trust_remote_code
+        )
         model = AutoModelForSequenceClassification.from_pretrained(name_or_path, **kwargs)
     except pickle.UnpicklingError:
         # torch.load(weights_only=True) met an object that is not a tensor: a pickle that could run
@@ -183,6 +190,21 @@ def load_model_and_tokenizer(name_or_path: str, task, trust_remote_code: bool = 
         ) from None
     except Exception as exc:  # OSError, ValueError, a hub error: all mean "this model cannot be used"
         raise SmartTuneError(f"cannot load model '{name_or_path}': {first_line(exc)}") from None
+    if len(tokenizer) <= len(set(tokenizer.all_special_tokens)):
+        # A folder without tokenizer files still yields a tokenizer: its special tokens alone, which
+        # turn every word into [UNK] and every score into nonsense.
+        where = tokenizer_name or name_or_path
+        raise SmartTuneError(
+            f"the tokenizer of '{where}' has no vocabulary, only {len(tokenizer)} special tokens: its "
+            "tokenizer files (tokenizer.json, vocab.txt, ...) are missing; copy them from the model it "
+            "was fine-tuned from" + ("" if new_head else ", or name that model with --tokenizer")
+        )
+    vocab_size = getattr(model.config, "vocab_size", None)
+    if tokenizer_name and isinstance(vocab_size, int) and len(tokenizer) > vocab_size:
+        raise SmartTuneError(
+            f"the tokenizer '{tokenizer_name}' has {len(tokenizer)} tokens, the model in '{name_or_path}' "
+            f"knows {vocab_size}: they do not belong together"
+        )
     from .pooling import apply_pooling, pooling_of
 
     apply_pooling(model, pooling_of(model))  # a model trained with mean pooling keeps it
@@ -553,26 +575,84 @@ def processor_name() -> str:
 # evaluate and predict
 
 
-def _load_trained(model_dir: str, task_name: str, trust_remote_code: bool = False):
+def _load_trained(
+    model_dir: str,
+    task_name: str,
+    trust_remote_code: bool = False,
+    max_length: int = 128,
+    tokenizer_name: str | None = None,
+):
     from .tasks import get_task
 
     task = get_task(task_name)
     path = Path(model_dir)
     if not path.is_dir():
         raise ConfigError(f"model directory not found: {path}")
-    model, tokenizer = load_model_and_tokenizer(str(path), task, trust_remote_code, new_head=False)
-    trained = {str(v) for v in (model.config.id2label or {}).values()}
-    if not task.is_regression and trained and trained != set(task.label_names):
+    check_head(path, task, trust_remote_code)
+    model, tokenizer = load_model_and_tokenizer(
+        str(path), task, trust_remote_code, new_head=False, tokenizer_name=tokenizer_name
+    )
+    check_max_length(max_length, model, str(path))
+    names = [str(model.config.id2label[i]) for i in range(model.config.num_labels)]
+    unnamed = names == [f"LABEL_{i}" for i in range(len(names))]  # transformers' names for no names
+    if not task.is_regression and not unnamed and set(names) != set(task.label_names):
         raise ConfigError(
-            f"the model in {path} predicts {sorted(trained)}, task {task.name} has labels {list(task.label_names)}"
+            f"the model in {path} predicts {sorted(names)}, task {task.name} has labels {list(task.label_names)}"
         )
-    if not task.is_regression:
-        # Map the task's label names onto the model's output ids (same names, possibly another order).
-        model_ids = {str(v): int(k) for k, v in model.config.id2label.items()}
-        order = [model_ids[name] for name in task.label_names]
-    else:
+    if task.is_regression:
         order = None
+    elif unnamed:  # a checkpoint that does not name its labels: taken in the task's order
+        order = list(range(task.num_labels))
+    else:
+        # Map the task's label names onto the model's output ids (same names, possibly another order).
+        order = [names.index(name) for name in task.label_names]
+    warn_if_trained_on_another_task(path, task)
     return task, model, tokenizer, order
+
+
+def check_head(path: Path, task, trust_remote_code: bool = False) -> None:
+    """Refuse a model whose classification head has another size than the task's labels, naming both
+    (transformers' own error points at a report it does not print)."""
+    from transformers import AutoConfig
+
+    try:
+        config = AutoConfig.from_pretrained(str(path), trust_remote_code=trust_remote_code)
+    except Exception:
+        return  # loading the model says what is wrong, in one line
+    if config.num_labels == task.num_labels:
+        return
+
+    def outputs(n: int, names) -> str:
+        return "1 output (a regression score)" if n == 1 else f"{n} labels ({', '.join(map(str, names))})"
+
+    has = outputs(config.num_labels, [config.id2label[i] for i in range(config.num_labels)])
+    needs = outputs(task.num_labels, task.label_names)
+    raise ConfigError(
+        f"the model in {path} has a head for {has}, task {task.name} needs {needs}: it was fine-tuned "
+        "for another task"
+    )
+
+
+def warn_if_trained_on_another_task(path: Path, task) -> None:
+    """One line on stderr when the results.json beside a model says it was fine-tuned on another task
+    (same labels, so scoring works, e.g. an SNLI model on ANLI, but it may be a mistake)."""
+    try:
+        with open(path / RESULTS, encoding="utf-8") as f:
+            trained_on = json.load(f).get("task")
+    except (OSError, ValueError, AttributeError):
+        return
+    if isinstance(trained_on, str) and trained_on != task.name:
+        print(
+            f"warning: the model in {path} was fine-tuned on {trained_on} (its {RESULTS}), not on {task.name}",
+            file=sys.stderr,
+        )
+
+
+def _check_scoring_options(max_length: int, batch_size: int) -> None:
+    from .options import check_whole_number
+
+    check_whole_number("--max-length", max_length)
+    check_whole_number("--batch-size", batch_size)
 
 
 def _predict_logits(model, tokenizer, dataset, task, max_length: int, batch_size: int):
@@ -612,13 +692,18 @@ def evaluate(
     max_length: int = 128,
     batch_size: int = 64,
     trust_remote_code: bool = False,
+    tokenizer: str | None = None,
 ) -> dict[str, Any]:
-    """Score a fine-tuned model on a labelled split: {"task", "split", "metrics", "num_examples"}."""
+    """Score a fine-tuned model on a labelled split: {"task", "split", "metrics", "num_examples"}.
+    ``tokenizer``: where the model's tokenizer is, when its folder lacks one."""
     from .data import load_split
     from .metrics import compute_metrics
 
+    _check_scoring_options(max_length, batch_size)
     _quiet_libraries()
-    task, model, tokenizer, order = _load_trained(model_dir, task_name, trust_remote_code)
+    task, model, tokenizer, order = _load_trained(
+        model_dir, task_name, trust_remote_code, max_length, tokenizer
+    )
     dataset = load_split(task, split, data_dir)
     if len(dataset) == 0:
         raise DataError(f"split '{split}' of {task.name} is empty")
@@ -658,12 +743,17 @@ def predict(
     max_length: int = 128,
     batch_size: int = 64,
     trust_remote_code: bool = False,
+    tokenizer: str | None = None,
 ) -> list[str]:
-    """Write test-set predictions in the GLUE submission format (``index<TAB>prediction``). Returns the files."""
+    """Write test-set predictions in the GLUE submission format (``index<TAB>prediction``). Returns the files.
+    ``tokenizer``: where the model's tokenizer is, when its folder lacks one."""
     from .data import load_split
 
+    _check_scoring_options(max_length, batch_size)
     _quiet_libraries()
-    task, model, tokenizer, order = _load_trained(model_dir, task_name, trust_remote_code)
+    task, model, tokenizer, order = _load_trained(
+        model_dir, task_name, trust_remote_code, max_length, tokenizer
+    )
     out_dir = Path(output_dir) if output_dir else Path(model_dir) / "predictions"
     written = []
     for split in task.test_splits:

@@ -83,8 +83,9 @@ def is_main_process() -> bool:
 
 
 def check_output_dir(output_dir: Path, resume: bool, overwrite: bool) -> None:
-    """Refuse to write over another run; with --overwrite-output-dir, clear its results first (rank 0
-    only: the other processes of a multi-process run read the same folder)."""
+    """Refuse to write over another run. Removes nothing: with --overwrite-output-dir the old run stays
+    until the new one is about to train (:func:`clear_previous_run`), so a run that fails before
+    training (no data, no hub, a model that does not load) leaves the folder as it was."""
     if not output_dir.exists():
         if resume:
             raise ConfigError(f"--resume: {output_dir} does not exist; nothing to resume")
@@ -94,11 +95,6 @@ def check_output_dir(output_dir: Path, resume: bool, overwrite: bool) -> None:
     has_results = (output_dir / RESULTS).exists()
     has_checkpoints = bool(checkpoints_in(output_dir))
     if overwrite:
-        if not is_main_process():
-            return
-        for ckpt in checkpoints_in(output_dir):
-            shutil.rmtree(ckpt)
-        (output_dir / RESULTS).unlink(missing_ok=True)
         return
     if has_results:
         raise ConfigError(
@@ -117,6 +113,45 @@ def check_output_dir(output_dir: Path, resume: bool, overwrite: bool) -> None:
 
         if last_complete_checkpoint(output_dir) is None:
             raise ConfigError(f"--resume: {no_complete_checkpoint_message(output_dir)}")
+
+
+# What a run leaves in its output directory besides results.json and checkpoint-* folders: the saved
+# model and tokenizer (``Trainer.save_model``) and the files of ``smart-tune predict``.
+RUN_FILES = (
+    "config.json",
+    "generation_config.json",
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "model-*.safetensors",
+    "pytorch_model*.bin",
+    "training_args.bin",
+    "tokenizer*.json",
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "vocab.txt",
+    "vocab.json",
+    "merges.txt",
+    "sentencepiece.bpe.model",
+    "spiece.model",
+    "predictions",
+)
+
+
+def clear_previous_run(output_dir: Path) -> None:
+    """--overwrite-output-dir: remove the previous run's results, checkpoints, model and predictions.
+    Called once the new run has loaded its data and model and is about to train; rank 0 only (the other
+    processes of a multi-process run share the folder). Other files in the folder are left alone."""
+    if not output_dir.is_dir() or not is_main_process():
+        return
+    for ckpt in checkpoints_in(output_dir):
+        shutil.rmtree(ckpt)
+    (output_dir / RESULTS).unlink(missing_ok=True)
+    for pattern in RUN_FILES:
+        for path in output_dir.glob(pattern):
+            if path.is_dir():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
 
 
 def _quiet_libraries() -> None:
@@ -319,6 +354,8 @@ def train(options: dict[str, Any]) -> dict[str, Any]:
         data_collator=DataCollatorWithPadding(tokenizer),
         compute_metrics=make_compute_metrics(task),
     )
+    if run["overwrite_output_dir"]:
+        clear_previous_run(output_dir)  # only now: a run that failed before this left the old one whole
     output_dir.mkdir(parents=True, exist_ok=True)
     started = time.time()
     # SIGTERM or Ctrl-C: a checkpoint at the end of the step, then Interrupted (exit 143 or 130).

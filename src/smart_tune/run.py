@@ -20,6 +20,7 @@ import os
 import pickle
 import platform
 import shutil
+import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -159,9 +160,17 @@ def _quiet_libraries() -> None:
     import transformers
 
     transformers.logging.set_verbosity_error()
-    transformers.utils.logging.disable_progress_bar()  # "Loading weights" bars; the Trainer's stay
+    # The "Loading weights" bars. The Trainer's bars (tqdm itself, not this switch) stay: they are on
+    # when stderr is a terminal (show_progress), and --disable-tqdm turns them off.
+    transformers.utils.logging.disable_progress_bar()
     datasets.disable_progress_bars()
     datasets.logging.set_verbosity_error()
+
+
+def show_progress() -> bool:
+    """Progress bars on a terminal only: logs and CI get the lines, not the bars. (TrainingArguments
+    would decide from transformers' log level, which _quiet_libraries sets to "error": never.)"""
+    return sys.stderr.isatty()
 
 
 def load_model_and_tokenizer(name_or_path: str, task, trust_remote_code: bool = False, new_head: bool = True):
@@ -340,6 +349,7 @@ def train(options: dict[str, Any]) -> dict[str, Any]:
         training.setdefault("save_strategy", "epoch")
     # Pinned memory only helps a GPU; on a CPU the DataLoader warns about it at every evaluation.
     training.setdefault("dataloader_pin_memory", _has_accelerator())
+    training.setdefault("disable_tqdm", not show_progress())
     if training.get("eval_strategy") == "steps" and training.get("save_strategy") == "epoch":
         training["save_strategy"] = "steps"
     args = _training_arguments(training)
@@ -361,6 +371,7 @@ def train(options: dict[str, Any]) -> dict[str, Any]:
     # SIGTERM or Ctrl-C: a checkpoint at the end of the step, then Interrupted (exit 143 or 130).
     stop = StopOnSignal()
     trainer.add_callback(stop)
+    trainer.add_callback(start_line(task_label, run["label"] or run["method"], len(encoded["train"])))
     with stop:
         try:
             train_output = trainer.train(resume_from_checkpoint=True if run["resume"] else None)
@@ -383,8 +394,14 @@ def train(options: dict[str, Any]) -> dict[str, Any]:
             {f"{m}{suffix}": float(scores[f"eval_{m}"]) for m in task.metrics if f"eval_{m}" in scores}
         )
 
+    # The main split's scores of the model in memory were logged when training evaluated it (at the best
+    # epoch, or the last): taken from the log, not computed a second time.
+    logged = _logged_evaluation(trainer.state, args, task.main_metric) if has_dev else None
     for name in eval_splits:
-        score(encoded[name], "" if name == main_split else f"_{name}")
+        if name == main_split and logged is not None:
+            metrics.update({m: float(logged[f"eval_{m}"]) for m in task.metrics if f"eval_{m}" in logged})
+        else:
+            score(encoded[name], "" if name == main_split else f"_{name}")
         num_examples[name] = len(encoded[name])
     for suffix, (other, ds) in also.items():
         score(tokenize(ds, other, tokenizer, run["max_length"]), f"_{suffix}")
@@ -404,7 +421,10 @@ def train(options: dict[str, Any]) -> dict[str, Any]:
         "eval_runtime_s": round(time.time() - eval_started, 2),
         "global_steps": train_output.global_step,
         "train_loss": train_output.training_loss,
-        "best_checkpoint": trainer.state.best_model_checkpoint,
+        # The saved model's evaluation: its step and epoch; its checkpoint folder only if kept.
+        "best_checkpoint": trainer.state.best_model_checkpoint if run["keep_checkpoints"] else None,
+        "best_step": trainer.state.best_global_step,
+        "best_epoch": _epoch_at(trainer.state, trainer.state.best_global_step),
         "smart_nonfinite": trainer.nonfinite_total(),  # every rank calls it: a collective
         "smart_skipped_steps": getattr(trainer, "skipped_steps", 0),
         "arguments": {"run": run, "training": args.to_dict()},
@@ -419,6 +439,51 @@ def train(options: dict[str, Any]) -> dict[str, Any]:
                 shutil.rmtree(ckpt, ignore_errors=True)
         write_json_atomic(output_dir / RESULTS, results)
     return results
+
+
+def _logged_evaluation(state, args, main_metric: str) -> dict[str, Any] | None:
+    """The log-history entry of the evaluation of the model now in memory (the best checkpoint's with
+    load_best_model_at_end, else the last step's), or None when that model was not evaluated."""
+    best = args.load_best_model_at_end and state.best_global_step
+    step = state.best_global_step if best else state.global_step
+    for entry in reversed(state.log_history):
+        if entry.get("step") == step and f"eval_{main_metric}" in entry:
+            return entry
+    return None
+
+
+def _epoch_at(state, step: int | None) -> float | None:
+    """The epoch (a float, as the Trainer counts it) at which a step was logged."""
+    if step is None:
+        return None
+    return next((e["epoch"] for e in state.log_history if e.get("step") == step and "epoch" in e), None)
+
+
+def start_line(task: str, method: str, examples: int):
+    """A callback that prints one line as training starts (data and model loaded): what runs and for how
+    many steps, so that a log shows life at once, not only at the first logging step."""
+    from transformers import TrainerCallback
+
+    class StartLine(TrainerCallback):
+        def on_train_begin(self, args, state, control, **kwargs):
+            if not state.is_world_process_zero:
+                return
+            batch = args.per_device_train_batch_size * args.world_size * args.gradient_accumulation_steps
+            epochs = f"{state.num_train_epochs:g} epoch{'s' if state.num_train_epochs != 1 else ''}"
+            evaluation = getattr(args.eval_strategy, "value", args.eval_strategy)
+            scored = {
+                "epoch": "dev scored after each epoch",
+                "steps": f"dev scored every {args.eval_steps} steps",
+            }
+            parts = [
+                f"smart-tune: training {task} with {method}: {state.max_steps} steps "
+                f"({epochs} of {examples} examples, batch {batch})",
+                scored.get(evaluation, ""),
+                f"loss logged every {args.logging_steps:g} steps",
+            ]
+            print("; ".join(p for p in parts if p), flush=True)
+
+    return StartLine()
 
 
 def _training_arguments(training: dict[str, Any]):
@@ -495,8 +560,9 @@ def _load_trained(model_dir: str, task_name: str, trust_remote_code: bool = Fals
     return task, model, tokenizer, order
 
 
-def _predict_logits(model, tokenizer, dataset, task, max_length: int, batch_size: int):
-    """(predictions, labels) over a dataset; classification predictions re-ordered to the task's labels."""
+def _predict_logits(model, tokenizer, dataset, task, max_length: int, batch_size: int, split: str = ""):
+    """(predictions, labels) over a dataset; classification predictions re-ordered to the task's labels.
+    Says on stderr what it scores (stdout may be JSON), with the Trainer's progress bar on a terminal."""
     import tempfile
 
     from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
@@ -510,12 +576,18 @@ def _predict_logits(model, tokenizer, dataset, task, max_length: int, batch_size
             per_device_eval_batch_size=batch_size,
             report_to="none",
             dataloader_pin_memory=_has_accelerator(),
+            disable_tqdm=not show_progress(),
         )
         trainer = Trainer(
             model=model,
             args=args,
             processing_class=tokenizer,
             data_collator=DataCollatorWithPadding(tokenizer),
+        )
+        print(
+            f"smart-tune: scoring {len(encoded)} {task.name} {split} examples".replace("  ", " "),
+            file=sys.stderr,
+            flush=True,
         )
         out = trainer.predict(encoded)
     preds = out.predictions[0] if isinstance(out.predictions, tuple) else out.predictions
@@ -542,7 +614,7 @@ def evaluate(
         raise DataError(f"split '{split}' of {task.name} is empty")
     if min(dataset[:]["label"]) < 0 and not task.is_regression:
         raise DataError(f"split '{split}' of {task.name} has no labels (GLUE withholds test labels)")
-    preds, labels = _predict_logits(model, tokenizer, dataset, task, max_length, batch_size)
+    preds, labels = _predict_logits(model, tokenizer, dataset, task, max_length, batch_size, split)
     if order is not None:
         preds = preds[:, order]
     return {
@@ -588,7 +660,7 @@ def predict(
         dataset = load_split(task, split, data_dir)
         if len(dataset) == 0:
             raise DataError(f"split '{split}' of {task.name} is empty")
-        preds, _ = _predict_logits(model, tokenizer, dataset, task, max_length, batch_size)
+        preds, _ = _predict_logits(model, tokenizer, dataset, task, max_length, batch_size, split)
         if task.is_regression:
             values = [
                 f"{v:.3f}" for v in np.clip(preds.reshape(-1), 0.0, 5.0 if task.name == "stsb" else np.inf)

@@ -1,8 +1,13 @@
 """`smart-tune --help` and `--version` answer without importing torch or transformers; the heavy imports
 happen inside the commands that need them."""
 
+import re
 import subprocess
 import sys
+
+import pytest
+
+from smart_tune.cli import main
 
 HEAVY = ("torch", "transformers", "datasets", "accelerate", "sklearn", "matplotlib")
 
@@ -31,3 +36,14 @@ def test_the_package_still_exports_its_names():
         "assert all(getattr(smart_tune, name) is not None for name in smart_tune.__all__)"
     )
     assert "torch" in modules_loaded_by(code)
+
+
+def test_train_help_shows_defaults_and_the_method_precedence(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    text = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
+    assert "(default 42)" in text and "(default runs/TASK-METHOD-seedSEED)" in text
+    for flag in ("lambda", "epsilon", "sigma", "eta", "mu", "beta", "dropout", "teacher-dropout"):
+        help_ = re.search(rf"--smart-{flag} SMART_\w+ (.*?)(?= --|$)", text).group(1)
+        assert "(default " in help_, flag
+    assert "--smart-method is the same choice" in text and "different values is an error" in text

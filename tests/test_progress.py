@@ -35,6 +35,14 @@ def test_progress_bars_on_a_terminal_only(terminal, tiny_model_dir, tmp_path, mo
     assert ("Loading weights" in screen.err) is False  # model loading stays quiet
     results = json.loads((out / "results.json").read_text())
     assert results["arguments"]["training"]["disable_tqdm"] is not terminal
+    # Beside the score, what always answering the most frequent training label gets (the first 32 RTE
+    # training pairs: 19 entailment, 13 not_entailment; dev: 146 of 277 entailment).
+    assert results["baseline"] == {
+        "label": "entailment",
+        "metrics": {"accuracy": pytest.approx(146 / 277)},
+    }
+    assert '(always "entailment": 0.5271)' in screen.out
+    assert "in brackets: the score of always answering the most frequent training label" in screen.out
 
     model_dir = tmp_path / "model"
     assert train(model_dir, tiny_model_dir) == 0

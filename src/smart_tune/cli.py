@@ -68,13 +68,22 @@ def print_run_summary(results: dict[str, Any], output_dir: str) -> None:
     ]
     by_split = results.get("num_examples_by_split") or {}
     main_split = next(iter(by_split), "dev")
+    baseline = results.get("baseline") or {}
     for name, value in results["metrics"].items():
         # A metric of another split than the main one ends in "_<split>" (see run.train).
         split = next((s for s in by_split if s != main_split and name.endswith(f"_{s}")), main_split)
         count = by_split.get(split, results["num_examples"])
-        lines.append(f"  {name:<12} {value:.4f}   on {count} {split.replace('_', ' ')} examples")
+        line = f"  {name:<12} {value:.4f}   on {count} {split.replace('_', ' ')} examples"
+        if split == main_split and name in baseline.get("metrics", {}):
+            line += f'   (always "{baseline["label"]}": {baseline["metrics"][name]:.4f})'
+        lines.append(line)
     if not results["metrics"]:
         lines.append("  (no dev split: nothing scored)")
+    elif baseline:
+        lines.append(
+            "  in brackets: the score of always answering the most frequent training label, which a model "
+            "that learned nothing gets"
+        )
     lines += [
         f"  train time   {results['train_runtime_s'] / 60:.1f} min ({results['global_steps']} steps)",
         f"  model saved  {output_dir}"

@@ -422,6 +422,7 @@ def train(options: dict[str, Any]) -> dict[str, Any]:
         "global_steps": train_output.global_step,
         "train_loss": train_output.training_loss,
         # The saved model's evaluation: its step and epoch; its checkpoint folder only if kept.
+        "baseline": majority_baseline(task, splits["train"], splits[main_split]) if has_dev else None,
         "best_checkpoint": trainer.state.best_model_checkpoint if run["keep_checkpoints"] else None,
         "best_step": trainer.state.best_global_step,
         "best_epoch": _epoch_at(trainer.state, trainer.state.best_global_step),
@@ -439,6 +440,21 @@ def train(options: dict[str, Any]) -> dict[str, Any]:
                 shutil.rmtree(ckpt, ignore_errors=True)
         write_json_atomic(output_dir / RESULTS, results)
     return results
+
+
+def majority_baseline(task, train, dev) -> dict[str, Any] | None:
+    """What always answering the training split's most frequent label scores on dev: the score of a
+    model that learned nothing from the text. {"label": name, "metrics": {...}}; None for regression."""
+    from .metrics import compute_metrics
+
+    if task.is_regression:
+        return None
+    seen = np.asarray(train[:]["label"])
+    values, counts = np.unique(seen[seen >= 0], return_counts=True)
+    label = int(values[counts.argmax()])
+    truth = np.asarray(dev[:]["label"])
+    metrics = compute_metrics(task, np.full(len(truth), label), truth)
+    return {"label": task.label_names[label], "metrics": {k: float(v) for k, v in metrics.items()}}
 
 
 def _logged_evaluation(state, args, main_metric: str) -> dict[str, Any] | None:

@@ -22,7 +22,7 @@ TRAIN_EXAMPLES = """examples:
   smart-tune train --task stsb --smart-lambda 3 --smart-epsilon 1e-3 --smart-dropout shared
   smart-tune train --train-file train.csv --validation-file dev.csv --text-columns question,answer
   smart-tune train --config study.yaml --learning-rate 3e-5      # flags override the file
-  smart-tune train --task rte --output-dir runs/rte --resume      # continue an interrupted run
+  smart-tune train --task rte --output-dir runs/rte-smart-seed42 --resume   # continue an interrupted run
 
 Any transformers TrainingArguments field is accepted too, with dashes or underscores
 (--learning-rate, --warmup-steps, --gradient-accumulation-steps, --bf16, ...)."""
@@ -99,14 +99,15 @@ def _scoring_parser(command: str, description: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog=f"smart-tune {command}",
         description=description,
-        epilog=f"example:\n  smart-tune {command} --model-dir runs/rte --task rte",
+        epilog=f"example:\n  smart-tune {command} --model-dir runs/quickstart/smart --task sst2 "
+        "--data-dir ../shared/data/glue",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--model-dir", required=True)
     p.add_argument("--task", required=True)
-    p.add_argument("--data-dir")
-    p.add_argument("--max-length", type=int, default=128)
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--data-dir", help="folder with the original files (else $GLUE_DIR etc., else the hub)")
+    p.add_argument("--max-length", type=int, default=128, help="maximum tokens per example (default 128)")
+    p.add_argument("--batch-size", type=int, default=64, help="examples per forward pass (default 64)")
     p.add_argument("--trust-remote-code", action="store_true", help="allow the model's own code to run")
     return p
 
@@ -115,7 +116,7 @@ def cmd_evaluate(argv: list[str]) -> int:
     from .run import evaluate
 
     p = _scoring_parser("evaluate", "Score a fine-tuned model on a split.")
-    p.add_argument("--split", default="dev")
+    p.add_argument("--split", default="dev", help="split to score (default dev)")
     a = p.parse_args(argv)
     out = evaluate(a.model_dir, a.task, a.split, a.data_dir, a.max_length, a.batch_size, a.trust_remote_code)
     print(json.dumps(out, indent=2))

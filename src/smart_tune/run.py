@@ -421,8 +421,8 @@ def train(options: dict[str, Any]) -> dict[str, Any]:
         "eval_runtime_s": round(time.time() - eval_started, 2),
         "global_steps": train_output.global_step,
         "train_loss": train_output.training_loss,
-        # The saved model's evaluation: its step and epoch; its checkpoint folder only if kept.
         "baseline": majority_baseline(task, splits["train"], splits[main_split]) if has_dev else None,
+        # The saved model's evaluation: its step and epoch; its checkpoint folder only if kept.
         "best_checkpoint": trainer.state.best_model_checkpoint if run["keep_checkpoints"] else None,
         "best_step": trainer.state.best_global_step,
         "best_epoch": _epoch_at(trainer.state, trainer.state.best_global_step),

@@ -20,3 +20,13 @@ def test_plain_loop_example_runs(capsys):
 def test_readme_first_lines_give_the_two_commands():
     head = README.read_text(encoding="utf-8").splitlines()[:6]
     assert any("quickstart.sh" in ln for ln in head) and any("test.sh" in ln for ln in head)
+
+
+def test_trainer_example_runs(tmp_path, monkeypatch, capsys):
+    example = next(b for b in python_blocks() if "SmartTrainer(" in b)
+    monkeypatch.chdir(tmp_path)  # its output_dir "out"
+    names = {}
+    exec(compile(example, "README.md", "exec"), names)
+    trainer = names["trainer"]
+    assert trainer.args.smart_method == "smart" and trainer.state.global_step == 3  # 8 examples, batch 8
+    assert "eval_loss" in capsys.readouterr().out

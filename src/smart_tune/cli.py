@@ -22,7 +22,7 @@ TRAIN_EXAMPLES = """examples:
   smart-tune train --task stsb --smart-lambda 3 --smart-epsilon 1e-3 --smart-dropout shared
   smart-tune train --train-file train.csv --validation-file dev.csv --text-columns question,answer
   smart-tune train --config study.yaml --learning-rate 3e-5      # flags override the file
-  smart-tune train --task rte --output-dir runs/rte --resume      # continue an interrupted run
+  smart-tune train --task rte --output-dir runs/rte-smart-seed42 --resume   # continue an interrupted run
 
 Any transformers TrainingArguments field is accepted too, with dashes or underscores
 (--learning-rate, --warmup-steps, --gradient-accumulation-steps, --bf16, ...)."""
@@ -68,13 +68,22 @@ def print_run_summary(results: dict[str, Any], output_dir: str) -> None:
     ]
     by_split = results.get("num_examples_by_split") or {}
     main_split = next(iter(by_split), "dev")
+    baseline = results.get("baseline") or {}
     for name, value in results["metrics"].items():
         # A metric of another split than the main one ends in "_<split>" (see run.train).
         split = next((s for s in by_split if s != main_split and name.endswith(f"_{s}")), main_split)
         count = by_split.get(split, results["num_examples"])
-        lines.append(f"  {name:<12} {value:.4f}   on {count} {split.replace('_', ' ')} examples")
+        line = f"  {name:<12} {value:.4f}   on {count} {split.replace('_', ' ')} examples"
+        if split == main_split and name in baseline.get("metrics", {}):
+            line += f'   (always "{baseline["label"]}": {baseline["metrics"][name]:.4f})'
+        lines.append(line)
     if not results["metrics"]:
         lines.append("  (no dev split: nothing scored)")
+    elif baseline:
+        lines.append(
+            "  in brackets: the score of always answering the most frequent training label, which a model "
+            "that learned nothing gets"
+        )
     lines += [
         f"  train time   {results['train_runtime_s'] / 60:.1f} min ({results['global_steps']} steps)",
         f"  model saved  {output_dir}"
@@ -90,14 +99,15 @@ def _scoring_parser(command: str, description: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog=f"smart-tune {command}",
         description=description,
-        epilog=f"example:\n  smart-tune {command} --model-dir runs/rte --task rte",
+        epilog=f"example:\n  smart-tune {command} --model-dir runs/quickstart/smart --task sst2 "
+        "--data-dir ../shared/data/glue",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--model-dir", required=True)
     p.add_argument("--task", required=True)
-    p.add_argument("--data-dir")
-    p.add_argument("--max-length", type=int, default=128)
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--data-dir", help="folder with the original files (else $GLUE_DIR etc., else the hub)")
+    p.add_argument("--max-length", type=int, default=128, help="maximum tokens per example (default 128)")
+    p.add_argument("--batch-size", type=int, default=64, help="examples per forward pass (default 64)")
     p.add_argument("--trust-remote-code", action="store_true", help="allow the model's own code to run")
     p.add_argument(
         "--tokenizer",
@@ -110,7 +120,7 @@ def cmd_evaluate(argv: list[str]) -> int:
     from .run import evaluate
 
     p = _scoring_parser("evaluate", "Score a fine-tuned model on a split.")
-    p.add_argument("--split", default="dev")
+    p.add_argument("--split", default="dev", help="split to score (default dev)")
     a = p.parse_args(argv)
     out = evaluate(
         a.model_dir, a.task, a.split, a.data_dir, a.max_length, a.batch_size, a.trust_remote_code, a.tokenizer

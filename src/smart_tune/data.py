@@ -27,6 +27,7 @@ import logging
 import math
 import os
 import re
+import socket
 import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -437,11 +438,37 @@ def _hub_labels(task: TaskSpec, ds: datasets.Dataset, where: str) -> np.ndarray:
     return np.array([_parse_label(task, v, where, index) for v in values], dtype=np.int64)
 
 
+def _hub_unreachable(timeout: float = 3.0) -> str | None:
+    """Why the Hugging Face hub cannot be reached ("Name or service not known"), or None when it can or
+    when a proxy decides. One short connection attempt, so that a machine without network fails in
+    seconds instead of after the hub client's retries (about 25 s per file)."""
+    from urllib.parse import urlsplit
+
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE or os.environ.get("HF_HUB_OFFLINE", "").upper() in ("1", "ON", "YES", "TRUE"):
+        return None  # offline mode: datasets fails at once, or reads its cache
+    if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+        return None
+    url = urlsplit(constants.ENDPOINT)
+    try:
+        socket.create_connection((url.hostname, url.port or 443), timeout=timeout).close()
+    except OSError as exc:
+        return f"{url.hostname}: {exc.strerror or exc or type(exc).__name__}"
+    return None
+
+
 def _load_hub(task: TaskSpec, split: str) -> datasets.Dataset:
     hub = task.hub
     env = _ENV_VARS[_family(task)]
     if hub is None:
         raise DataError(f"task {task.name} has no hub source; pass --data-dir or set {env}")
+    unreachable = _hub_unreachable()
+    if unreachable:
+        raise DataError(
+            f"cannot load {task.name} {split} from the Hugging Face hub: cannot reach it ({unreachable}); "
+            f"pass --data-dir or set {env} (or HF_HUB_OFFLINE=1 to use a copy already cached)"
+        )
     rows = _Columns.empty(len(task.text_columns))
     dropped = 0
     for hub_split in hub.hub_splits(split):

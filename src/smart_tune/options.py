@@ -71,6 +71,15 @@ TRAIN_DEFAULTS: dict[str, Any] = {
 
 ALIASES = {"epochs": "num_train_epochs", "batch_size": "per_device_train_batch_size"}
 
+# Help of the TrainingArguments fields that `train --help` lists with words of its own.
+SHOWN_HELP = {
+    "output_dir": "where the model, results.json and checkpoints go (default runs/TASK-METHOD-seedSEED)",
+    "max_steps": "stop after this many optimizer steps (default: --epochs decides)",
+    "seed": f"seed of the new classification head, the data order and dropout (default {TRAIN_DEFAULTS['seed']})",
+    "smart_method": "the same choice as --method for vanilla, r3f and smart; give one of the two "
+    "(both with different values is an error)",
+}
+
 
 def normalise_key(key: str) -> str:
     return key.lstrip("-").replace("-", "_")
@@ -144,7 +153,12 @@ def add_run_flags(parser: argparse.ArgumentParser) -> None:
         "(split default dev), e.g. anli_r1,anli_r2:test for a model trained on snli",
     )
     g = parser.add_argument_group("model and method")
-    g.add_argument("--method", default=S, help=f"one of {', '.join(PRESETS)} (default smart)")
+    g.add_argument(
+        "--method",
+        default=S,
+        help=f"one of {', '.join(PRESETS)} (default smart): a preset of the --smart-* options, which "
+        "flags given beside it override; --smart-method is the same choice",
+    )
     g.add_argument("--label", default=S, help="name of this setting in results.json (default: the method)")
     g.add_argument("--model", default=S, help="model name or path (default: the packaged MiniLM-L6)")
     g.add_argument("--trust-remote-code", action="store_true", default=S, help="allow a model's own code")
@@ -193,6 +207,7 @@ def training_parser(prog: str, description: str, epilog: str) -> HfArgumentParse
         epilog=epilog,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    defaults = {f.name: f.default for f in dataclasses.fields(SmartTrainingArguments)}
     for action in parser._actions:
         action.default = argparse.SUPPRESS
         dest = action.dest
@@ -202,6 +217,10 @@ def training_parser(prog: str, description: str, epilog: str) -> HfArgumentParse
             and dest not in ("output_dir", "max_steps", "seed")
         ):
             action.help = argparse.SUPPRESS  # 120 fields: accepted, documented by transformers, not listed
+        elif dest in SHOWN_HELP:
+            action.help = SHOWN_HELP[dest]
+        elif dest.startswith("smart_"):
+            action.help = f"{action.help} (default {TRAIN_DEFAULTS.get(dest, defaults[dest])})"
     add_run_flags(parser)
     return parser
 

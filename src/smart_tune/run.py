@@ -85,8 +85,9 @@ def is_main_process() -> bool:
 
 
 def check_output_dir(output_dir: Path, resume: bool, overwrite: bool) -> None:
-    """Refuse to write over another run; with --overwrite-output-dir, clear its results first (rank 0
-    only: the other processes of a multi-process run read the same folder)."""
+    """Refuse to write over another run. Removes nothing: with --overwrite-output-dir the old run stays
+    until the new one is about to train (:func:`clear_previous_run`), so a run that fails before
+    training (no data, no hub, a model that does not load) leaves the folder as it was."""
     if not output_dir.exists():
         if resume:
             raise ConfigError(f"--resume: {output_dir} does not exist; nothing to resume")
@@ -96,11 +97,6 @@ def check_output_dir(output_dir: Path, resume: bool, overwrite: bool) -> None:
     has_results = (output_dir / RESULTS).exists()
     has_checkpoints = bool(checkpoints_in(output_dir))
     if overwrite:
-        if not is_main_process():
-            return
-        for ckpt in checkpoints_in(output_dir):
-            shutil.rmtree(ckpt)
-        (output_dir / RESULTS).unlink(missing_ok=True)
         return
     if has_results and resume:
         raise ConfigError(
@@ -143,14 +139,61 @@ def damaged_checkpoints(output_dir: Path) -> list[tuple[str, str, str]]:
     return damaged
 
 
+# What a run leaves in its output directory besides results.json and checkpoint-* folders: the saved
+# model and tokenizer (``Trainer.save_model``) and the files of ``smart-tune predict``.
+RUN_FILES = (
+    "config.json",
+    "generation_config.json",
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "model-*.safetensors",
+    "pytorch_model*.bin",
+    "training_args.bin",
+    "tokenizer*.json",
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "vocab.txt",
+    "vocab.json",
+    "merges.txt",
+    "sentencepiece.bpe.model",
+    "spiece.model",
+    "predictions",
+)
+
+
+def clear_previous_run(output_dir: Path) -> None:
+    """--overwrite-output-dir: remove the previous run's results, checkpoints, model and predictions.
+    Called once the new run has loaded its data and model and is about to train; rank 0 only (the other
+    processes of a multi-process run share the folder). Other files in the folder are left alone."""
+    if not output_dir.is_dir() or not is_main_process():
+        return
+    for ckpt in checkpoints_in(output_dir):
+        shutil.rmtree(ckpt)
+    (output_dir / RESULTS).unlink(missing_ok=True)
+    for pattern in RUN_FILES:
+        for path in output_dir.glob(pattern):
+            if path.is_dir():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+
+
 def _quiet_libraries() -> None:
     import datasets
     import transformers
 
     transformers.logging.set_verbosity_error()
-    transformers.utils.logging.disable_progress_bar()  # "Loading weights" bars; the Trainer's stay
+    # The "Loading weights" bars. The Trainer's bars (tqdm itself, not this switch) stay: they are on
+    # when stderr is a terminal (show_progress), and --disable-tqdm turns them off.
+    transformers.utils.logging.disable_progress_bar()
     datasets.disable_progress_bars()
     datasets.logging.set_verbosity_error()
+
+
+def show_progress() -> bool:
+    """Progress bars on a terminal only: logs and CI get the lines, not the bars. (TrainingArguments
+    would decide from transformers' log level, which _quiet_libraries sets to "error": never.)"""
+    return sys.stderr.isatty()
 
 
 def load_model_and_tokenizer(
@@ -428,6 +471,7 @@ def _train(options: dict[str, Any], created: list[Path]) -> dict[str, Any]:
         training.setdefault("save_strategy", "epoch")
     # Pinned memory only helps a GPU; on a CPU the DataLoader warns about it at every evaluation.
     training.setdefault("dataloader_pin_memory", has_accelerator())
+    training.setdefault("disable_tqdm", not show_progress())
     if training.get("eval_strategy") == "steps" and training.get("save_strategy") == "epoch":
         training["save_strategy"] = "steps"
     args = _training_arguments(training)
@@ -447,6 +491,8 @@ def _train(options: dict[str, Any], created: list[Path]) -> dict[str, Any]:
         data_collator=DataCollatorWithPadding(tokenizer),
         compute_metrics=make_compute_metrics(task),
     )
+    if run["overwrite_output_dir"]:
+        clear_previous_run(output_dir)  # only now: a run that failed before this left the old one whole
     output_dir.mkdir(parents=True, exist_ok=True)
     resume_from = True if run["resume"] else None
     damaged = damaged_checkpoints(output_dir) if run["resume"] else []
@@ -463,6 +509,7 @@ def _train(options: dict[str, Any], created: list[Path]) -> dict[str, Any]:
     # SIGTERM or Ctrl-C: a checkpoint at the end of the step, then Interrupted (exit 143 or 130).
     stop = StopOnSignal()
     trainer.add_callback(stop)
+    trainer.add_callback(start_line(task_label, run["label"] or run["method"], len(encoded["train"])))
     with stop:
         try:
             train_output = trainer.train(resume_from_checkpoint=resume_from)
@@ -485,8 +532,14 @@ def _train(options: dict[str, Any], created: list[Path]) -> dict[str, Any]:
             {f"{m}{suffix}": float(scores[f"eval_{m}"]) for m in task.metrics if f"eval_{m}" in scores}
         )
 
+    # The main split's scores of the model in memory were logged when training evaluated it (at the best
+    # epoch, or the last): taken from the log, not computed a second time.
+    logged = _logged_evaluation(trainer.state, args, task.main_metric) if has_dev else None
     for name in eval_splits:
-        score(encoded[name], "" if name == main_split else f"_{name}")
+        if name == main_split and logged is not None:
+            metrics.update({m: float(logged[f"eval_{m}"]) for m in task.metrics if f"eval_{m}" in logged})
+        else:
+            score(encoded[name], "" if name == main_split else f"_{name}")
         num_examples[name] = len(encoded[name])
     for suffix, (other, ds) in also.items():
         score(tokenize(ds, other, tokenizer, run["max_length"]), f"_{suffix}")
@@ -508,7 +561,11 @@ def _train(options: dict[str, Any], created: list[Path]) -> dict[str, Any]:
         "eval_runtime_s": round(time.time() - eval_started, 2),
         "global_steps": train_output.global_step,
         "train_loss": train_output.training_loss,
-        "best_checkpoint": trainer.state.best_model_checkpoint,
+        "baseline": majority_baseline(task, splits["train"], splits[main_split]) if has_dev else None,
+        # The saved model's evaluation: its step and epoch; its checkpoint folder only if kept.
+        "best_checkpoint": trainer.state.best_model_checkpoint if run["keep_checkpoints"] else None,
+        "best_step": trainer.state.best_global_step,
+        "best_epoch": _epoch_at(trainer.state, trainer.state.best_global_step),
         # What chose the kept epoch: the held-out part of train, or dev (which then also scores it).
         "selected_on": "train-holdout" if holdout else ("dev" if has_dev else "none"),
         "holdout_examples": len(encoded[HOLDOUT]) if holdout else 0,
@@ -527,6 +584,66 @@ def _train(options: dict[str, Any], created: list[Path]) -> dict[str, Any]:
                 shutil.rmtree(ckpt, ignore_errors=True)
         write_json_atomic(output_dir / RESULTS, results)
     return results
+
+
+def majority_baseline(task, train, dev) -> dict[str, Any] | None:
+    """What always answering the training split's most frequent label scores on dev: the score of a
+    model that learned nothing from the text. {"label": name, "metrics": {...}}; None for regression."""
+    from .metrics import compute_metrics
+
+    if task.is_regression:
+        return None
+    seen = np.asarray(train[:]["label"])
+    values, counts = np.unique(seen[seen >= 0], return_counts=True)
+    label = int(values[counts.argmax()])
+    truth = np.asarray(dev[:]["label"])
+    metrics = compute_metrics(task, np.full(len(truth), label), truth)
+    return {"label": task.label_names[label], "metrics": {k: float(v) for k, v in metrics.items()}}
+
+
+def _logged_evaluation(state, args, main_metric: str) -> dict[str, Any] | None:
+    """The log-history entry of the evaluation of the model now in memory (the best checkpoint's with
+    load_best_model_at_end, else the last step's), or None when that model was not evaluated."""
+    best = args.load_best_model_at_end and state.best_global_step
+    step = state.best_global_step if best else state.global_step
+    for entry in reversed(state.log_history):
+        if entry.get("step") == step and f"eval_{main_metric}" in entry:
+            return entry
+    return None
+
+
+def _epoch_at(state, step: int | None) -> float | None:
+    """The epoch (a float, as the Trainer counts it) at which a step was logged."""
+    if step is None:
+        return None
+    return next((e["epoch"] for e in state.log_history if e.get("step") == step and "epoch" in e), None)
+
+
+def start_line(task: str, method: str, examples: int):
+    """A callback that prints one line as training starts (data and model loaded): what runs and for how
+    many steps, so that a log shows life at once, not only at the first logging step."""
+    from transformers import TrainerCallback
+
+    class StartLine(TrainerCallback):
+        def on_train_begin(self, args, state, control, **kwargs):
+            if not state.is_world_process_zero:
+                return
+            batch = args.per_device_train_batch_size * args.world_size * args.gradient_accumulation_steps
+            epochs = f"{state.num_train_epochs:g} epoch{'s' if state.num_train_epochs != 1 else ''}"
+            evaluation = getattr(args.eval_strategy, "value", args.eval_strategy)
+            scored = {
+                "epoch": "dev scored after each epoch",
+                "steps": f"dev scored every {args.eval_steps} steps",
+            }
+            parts = [
+                f"smart-tune: training {task} with {method}: {state.max_steps} steps "
+                f"({epochs} of {examples} examples, batch {batch})",
+                scored.get(evaluation, ""),
+                f"loss logged every {args.logging_steps:g} steps",
+            ]
+            print("; ".join(p for p in parts if p), flush=True)
+
+    return StartLine()
 
 
 def _training_arguments(training: dict[str, Any]):
@@ -655,8 +772,9 @@ def _check_scoring_options(max_length: int, batch_size: int) -> None:
     check_whole_number("--batch-size", batch_size)
 
 
-def _predict_logits(model, tokenizer, dataset, task, max_length: int, batch_size: int):
-    """(predictions, labels) over a dataset; classification predictions re-ordered to the task's labels."""
+def _predict_logits(model, tokenizer, dataset, task, max_length: int, batch_size: int, split: str = ""):
+    """(predictions, labels) over a dataset; classification predictions re-ordered to the task's labels.
+    Says on stderr what it scores (stdout may be JSON), with the Trainer's progress bar on a terminal."""
     import tempfile
 
     from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
@@ -672,12 +790,18 @@ def _predict_logits(model, tokenizer, dataset, task, max_length: int, batch_size
             per_device_eval_batch_size=batch_size,
             report_to="none",
             dataloader_pin_memory=has_accelerator(),
+            disable_tqdm=not show_progress(),
         )
         trainer = Trainer(
             model=model,
             args=args,
             processing_class=tokenizer,
             data_collator=DataCollatorWithPadding(tokenizer),
+        )
+        print(
+            f"smart-tune: scoring {len(encoded)} {task.name} {split} examples".replace("  ", " "),
+            file=sys.stderr,
+            flush=True,
         )
         out = trainer.predict(encoded)
     preds = out.predictions[0] if isinstance(out.predictions, tuple) else out.predictions
@@ -709,7 +833,7 @@ def evaluate(
         raise DataError(f"split '{split}' of {task.name} is empty")
     if min(dataset[:]["label"]) < 0 and not task.is_regression:
         raise DataError(f"split '{split}' of {task.name} has no labels (GLUE withholds test labels)")
-    preds, labels = _predict_logits(model, tokenizer, dataset, task, max_length, batch_size)
+    preds, labels = _predict_logits(model, tokenizer, dataset, task, max_length, batch_size, split)
     if order is not None:
         preds = preds[:, order]
     return {
@@ -760,7 +884,7 @@ def predict(
         dataset = load_split(task, split, data_dir)
         if len(dataset) == 0:
             raise DataError(f"split '{split}' of {task.name} is empty")
-        preds, _ = _predict_logits(model, tokenizer, dataset, task, max_length, batch_size)
+        preds, _ = _predict_logits(model, tokenizer, dataset, task, max_length, batch_size, split)
         if task.is_regression:
             values = [
                 f"{v:.3f}" for v in np.clip(preds.reshape(-1), 0.0, 5.0 if task.name == "stsb" else np.inf)

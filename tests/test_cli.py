@@ -480,8 +480,9 @@ def test_evaluate_warns_when_the_model_was_trained_on_another_task(tiny_model_di
     model = model_copy(tiny_model_dir, tmp_path / "qnli-model")
     (Path(model) / "results.json").write_text(json.dumps({"task": "qnli"}))  # same labels as rte
     assert main(["evaluate", "--model-dir", model, "--task", "rte", "--data-dir", GLUE]) == 0
-    err = capsys.readouterr().err.strip()
-    assert err == f"warning: the model in {model} was fine-tuned on qnli (its results.json), not on rte"
+    lines = capsys.readouterr().err.strip().splitlines()  # the warning, then what is being scored
+    assert lines[0] == f"warning: the model in {model} was fine-tuned on qnli (its results.json), not on rte"
+    assert [line.startswith("warning:") for line in lines] == [True] + [False] * (len(lines) - 1)
 
 
 def test_evaluate_refuses_a_model_whose_labels_are_another_tasks(tiny_model_dir, tmp_path, capsys):

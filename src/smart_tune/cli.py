@@ -57,7 +57,20 @@ def cmd_train(argv: list[str]) -> int:
     results = train(options)
     if is_main_process():
         print_run_summary(results, results["arguments"]["training"]["output_dir"])
+    _end_process_group()
     return 0
+
+
+def _end_process_group() -> None:
+    """Under several processes, leave together: wait until every rank is done (rank 0 writes the results
+    last), then take the process group down. A rank that exits while another still holds the group can
+    abort at interpreter exit ("terminate called without an active exception"), failing a run that
+    succeeded."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
 
 
 def print_run_summary(results: dict[str, Any], output_dir: str) -> None:

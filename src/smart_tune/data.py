@@ -757,12 +757,7 @@ def class_balanced_subset(dataset: datasets.Dataset, fraction: float, seed: int)
     """
     if not 0.0 < float(fraction) <= 1.0:
         raise ConfigError(f"the subset fraction must be in (0, 1], got {fraction}")
-    labels = _column_values(dataset, "label")
-    groups = (
-        [np.arange(len(labels))]
-        if labels.dtype.kind == "f"
-        else [np.flatnonzero(labels == c) for c in np.unique(labels)]
-    )
+    groups = _label_groups(dataset)
     rng = np.random.default_rng(seed)
     chosen = []
     for members in groups:
@@ -771,6 +766,15 @@ def class_balanced_subset(dataset: datasets.Dataset, fraction: float, seed: int)
         chosen.append(order[: max(1, int(round(fraction * len(members))))])
     indices = np.sort(np.concatenate(chosen)) if chosen else np.array([], dtype=np.int64)
     return dataset.select(indices.tolist())
+
+
+def _label_groups(dataset: datasets.Dataset) -> list[np.ndarray]:
+    """Row indices per class (one group for a regression dataset's float labels): what stratified draws
+    sample from."""
+    labels = _column_values(dataset, "label")
+    if labels.dtype.kind == "f":
+        return [np.arange(len(labels))]
+    return [np.flatnonzero(labels == c) for c in np.unique(labels)]
 
 
 def holdout_split(
@@ -786,12 +790,7 @@ def holdout_split(
     """
     if not 0.0 < float(fraction) < 1.0:
         raise ConfigError(f"--validation-from-train must lie in (0, 1); got {fraction}")
-    labels = _column_values(dataset, "label")
-    groups = (
-        [np.arange(len(labels))]
-        if labels.dtype.kind == "f"
-        else [np.flatnonzero(labels == c) for c in np.unique(labels)]
-    )
+    groups = _label_groups(dataset)
     # Its own stream, apart from class_balanced_subset's draw with the same seed.
     rng = np.random.default_rng((int(seed), 0x401D))
     held = []

@@ -99,7 +99,7 @@ from transformers import AutoConfig, AutoModelForSequenceClassification, BertCon
 
 import smart_tune
 from smart_tune import AdversarialRegularizer, MeanTeacher, NoiseRegularizer
-from smart_tune.run import processor_name
+from smart_tune.environment import processor_name
 
 transformers.logging.set_verbosity_error()
 transformers.logging.disable_progress_bar()

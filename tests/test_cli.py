@@ -122,20 +122,24 @@ def test_regression_task_and_custom_files(tiny_model_dir, tmp_path, capsys):
 
 
 def test_config_file_and_flags(tiny_model_dir, tmp_path):
-    from smart_tune.options import merge_options, training_parser
+    from smart_tune.options import parse_train_options, training_parser
+
+    def parse(argv):
+        return parse_train_options(training_parser("t", "", ""), argv)
 
     cfg = tmp_path / "c.yaml"
     cfg.write_text("task: rte\nlearning-rate: 1.0e-3\nsmart_lambda: 2\nmethod: smart-paper\nepochs: 2\n")
-    parser = training_parser("t", "", "")
-    opts = merge_options(parser.parse_args(["--config", str(cfg), "--smart-lambda", "3", "--seed", "7"]))
-    assert opts["learning_rate"] == 1e-3 and opts["smart_lambda"] == 3.0 and opts["seed"] == 7
+    opts = parse(["--config", str(cfg), "--smart-lambda", "3", "--seed", "7"])
     assert (
-        opts["num_train_epochs"] == 2
-        and opts["smart_dropout"] == "independent"
-        and opts["method"] == "smart-paper"
+        opts.training.learning_rate == 1e-3 and opts.training.smart_lambda == 3.0 and opts.training.seed == 7
     )
-    opts = merge_options(parser.parse_args(["--task", "rte", "--smart_method", "r3f"]))
-    assert opts["method"] == "r3f" and opts["smart_method"] == "r3f"
+    assert (
+        opts.training.num_train_epochs == 2
+        and opts.training.smart_dropout == "independent"
+        and opts.run.method == "smart-paper"
+    )
+    opts = parse(["--task", "rte", "--smart_method", "r3f"])
+    assert opts.run.method == "r3f" and opts.training.smart_method == "r3f"
 
 
 def run_compare(args, **kw):

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from conftest import shared_data_dir
-from smart_tune import run as run_module
+from smart_tune import environment
 from smart_tune.cli import main
 from smart_tune.trainer import SmartTrainer
 
@@ -23,7 +23,7 @@ def train(out, model, *extra):
 
 @pytest.mark.parametrize("terminal", [True, False])
 def test_progress_bars_on_a_terminal_only(terminal, tiny_model_dir, tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(run_module, "show_progress", lambda: terminal)
+    monkeypatch.setattr(environment, "show_progress", lambda: terminal)
     out = tmp_path / "run"
     assert train(out, tiny_model_dir, "--no-save-model") == 0
     screen = capsys.readouterr()
@@ -55,7 +55,7 @@ def test_progress_bars_on_a_terminal_only(terminal, tiny_model_dir, tmp_path, mo
 
 
 def test_disable_tqdm_wins_on_a_terminal(tiny_model_dir, tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(run_module, "show_progress", lambda: True)
+    monkeypatch.setattr(environment, "show_progress", lambda: True)
     assert train(tmp_path / "run", tiny_model_dir, "--no-save-model", "--disable-tqdm", "true") == 0
     assert "4/4 [" not in capsys.readouterr().err
 

@@ -47,16 +47,17 @@ def _split_list(text: str | list | None) -> list[str]:
 
 
 def cmd_train(argv: list[str]) -> int:
-    from .options import merge_options, training_parser
-    from .run import is_main_process, train
+    from . import environment, run
+    from .config import has_accelerator
+    from .options import parse_train_options, training_parser
 
     parser = training_parser(
         "smart-tune train", "Fine-tune a model with SMART, R3F or plainly.", TRAIN_EXAMPLES
     )
-    options = merge_options(parser.parse_args(argv))
-    results = train(options)
-    if is_main_process():
-        print_run_summary(results, results["arguments"]["training"]["output_dir"])
+    options = parse_train_options(parser, argv, environment.show_progress(), has_accelerator())
+    results = run.train(options)
+    if run.is_main_process():
+        print_run_summary(results, str(options.training.output_dir))
     _end_process_group()
     return 0
 
@@ -162,20 +163,13 @@ def cmd_predict(argv: list[str]) -> int:
     return 0
 
 
-def cmd_compare(argv: list[str]) -> int:
-    from .grid import expand, normalise_grids, write_grid
-    from .options import (
-        RUN_DEFAULTS,
-        TRAIN_DEFAULTS,
-        TRAINING_FIELDS,
-        field_names,
-        normalise_key,
-        read_config_file,
-        training_parser,
-        validate_options,
-    )
-    from .report import write_report
-    from .sweep import run_sweep
+# What a compare config file may hold beside a run's options.
+COMPARE_KEYS = frozenset({"tasks", "methods", "seeds", "variants", "grid", "no_report"})
+
+
+def compare_parser():
+    """``train``'s parser plus what compare adds: methods, seeds, a grid, no report."""
+    from .options import training_parser
 
     parser = training_parser(
         "smart-tune compare",
@@ -203,49 +197,66 @@ def cmd_compare(argv: list[str]) -> int:
         help="train only; leave the summary to `smart-tune report` (a sweep of many compare jobs whose "
         "report also reads other folders' runs would otherwise rewrite it from this folder alone)",
     )
-    flags = {normalise_key(k): v for k, v in vars(parser.parse_args(argv)).items()}
-    no_report = flags.pop("no_report", False)
-    from_file = read_config_file(flags["config"]) if flags.get("config") else {}
-    chosen = {**from_file, **flags}
+    return parser
+
+
+def _compare_plan(chosen: dict[str, Any]) -> dict[str, Any]:
+    """compare's own options taken out of ``chosen`` (which keeps the runs' shared options), checked."""
+    from .grid import normalise_grids
+
+    plan = {
+        "tasks": _split_list(chosen.pop("task", None) or chosen.pop("tasks", None)),
+        # Given but naming nothing ("" or ","): refused, not read as the default.
+        "methods": _split_list(chosen.pop("methods")) if "methods" in chosen else ["vanilla", "r3f", "smart"],
+        "seeds": _split_list(chosen.pop("seeds")) if "seeds" in chosen else ["1", "2", "3"],
+        "variants": chosen.pop("variants", None) or {},
+        "grids": normalise_grids(chosen.pop("grid", None)),
+        "output_dir": chosen.pop("output_dir", None),
+        "no_report": chosen.pop("no_report", False),
+    }
     chosen.pop("config", None)
-    tasks = _split_list(chosen.pop("task", None) or chosen.pop("tasks", None))
-    # Given but naming nothing ("" or ","): refused, not read as the default.
-    methods = _split_list(chosen.pop("methods")) if "methods" in chosen else ["vanilla", "r3f", "smart"]
-    seed_names = _split_list(chosen.pop("seeds")) if "seeds" in chosen else ["1", "2", "3"]
-    variants = chosen.pop("variants", None) or {}
-    grids = normalise_grids(chosen.pop("grid", None))
-    output_dir = chosen.pop("output_dir", None)
-    if not tasks:
+    if not plan["tasks"]:
         raise ConfigError("compare needs --task T1[,T2...]")
-    if not methods:
+    if not plan["methods"]:
         raise ConfigError("--methods names no method; give one or more, e.g. --methods vanilla,smart")
-    if not seed_names:
+    if not plan["seeds"]:
         raise ConfigError("--seeds names no seed; give one or more, e.g. --seeds 1,2,3")
     try:
-        seeds = [int(s) for s in seed_names]
+        plan["seeds"] = [int(s) for s in plan["seeds"]]
     except ValueError:
-        raise ConfigError(f"--seeds must be whole numbers, got {','.join(seed_names)!r}") from None
-    if not output_dir:
+        raise ConfigError(f"--seeds must be whole numbers, got {','.join(plan['seeds'])!r}") from None
+    if not plan["output_dir"]:
         raise ConfigError("compare needs --output-dir")
     for key in ("seed", "method", "resume", "overwrite_output_dir"):
         if key in chosen:
             raise ConfigError(f"--{key.replace('_', '-')} is set per run by compare; leave it out")
-    if grids:
-        methods, variants, index = expand(methods, grids, variants, TRAINING_FIELDS)
+    return plan
+
+
+def cmd_compare(argv: list[str]) -> int:
+    from pathlib import Path
+
+    from .grid import expand, write_grid
+    from .options import TRAINING_FIELDS, chosen_options, field_names, layered, validate_options
+    from .report import write_report
+    from .sweep import plan_runs, run_sweep
+
+    chosen = chosen_options(compare_parser(), argv, COMPARE_KEYS)
+    plan = _compare_plan(chosen)
+    methods, variants = plan["methods"], plan["variants"]
+    if plan["grids"]:
+        methods, variants, index = expand(methods, plan["grids"], variants, TRAINING_FIELDS)
     # Options every run would refuse are refused once, before any run folder is made.
-    base = {**RUN_DEFAULTS, **TRAIN_DEFAULTS, **field_names(chosen)}
-    for seed in seeds:
-        validate_options({**base, "seed": seed})
-    for variant in variants.values() if isinstance(variants, dict) else []:
-        validate_options({**base, **field_names(variant if isinstance(variant, dict) else {})})
-    if grids:
+    for r in plan_runs(Path(plan["output_dir"]), plan["tasks"], methods, plan["seeds"], chosen, variants):
+        validate_options(layered(field_names(r["options"])))
+    if plan["grids"]:
         if chosen.get("validation_from_train") is None:
             print("note: --grid without --validation-from-train chooses each method's setting on dev")
-        write_grid(output_dir, index)
-    failures = run_sweep(output_dir, tasks, methods, seeds, chosen, variants)
-    if not no_report:
+        write_grid(plan["output_dir"], index)
+    failures = run_sweep(plan["output_dir"], plan["tasks"], methods, plan["seeds"], chosen, variants)
+    if not plan["no_report"]:
         try:
-            paths = write_report(output_dir)
+            paths = write_report(plan["output_dir"])
             print(f"summary: {paths['markdown']}  {paths['json']}  {paths['chart']}")
         except ConfigError as exc:
             print(f"no summary: {exc}")

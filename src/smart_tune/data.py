@@ -806,3 +806,16 @@ def holdout_split(
         )
     keep = np.setdiff1d(np.arange(len(dataset)), held_out)
     return dataset.select(keep.tolist()), dataset.select(held_out.tolist())
+
+
+def check_split(ds, task, split: str, labelled: bool = True) -> None:
+    """A split to train on, score (``labelled``) or predict: not empty, and, unless only predicted,
+    every row labelled."""
+    if len(ds) == 0:
+        raise DataError(f"split '{split}' of {task.name} is empty")
+    # ds[:] reads the column at once; ds["label"] would be read element by element.
+    if labelled and not task.is_regression and min(ds[:]["label"]) < 0:
+        raise DataError(
+            f"split '{split}' of {task.name} has unlabeled rows (GLUE withholds its test labels): it can be "
+            "neither trained on nor scored"
+        )

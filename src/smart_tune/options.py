@@ -1,8 +1,15 @@
-"""Options of ``smart-tune train``: flags, a config file, presets and defaults, merged in that order.
+"""Options of ``smart-tune train`` (and ``compare``): typed, parsed in one place, defaults in layers.
 
-Precedence, lowest first: the command's defaults (:data:`TRAIN_DEFAULTS`), the method preset, the
-``--config`` file (YAML or JSON), the flags on the command line. Every ``TrainingArguments`` field
-(and every ``smart_*`` knob) is an option, spelled with dashes or underscores.
+A run's options are two dataclasses, parsed together by transformers' ``HfArgumentParser``:
+:class:`RunOptions` (what to train on, which method, how the run is kept) and
+:class:`~smart_tune.config.SmartTrainingArguments` (every ``TrainingArguments`` field and every
+``smart_*`` knob, spelled with dashes or underscores). Their defaults come in layers, lowest first:
+
+    the dataclasses' defaults  <  the recipe (:mod:`smart_tune.recipe`)  <  the method's preset
+    (:mod:`smart_tune.presets`)  <  the ``--config`` file (YAML or JSON)  <  the flags typed
+
+The layers above the dataclasses become the parser's defaults (:func:`parse_train_options`), so the
+flags typed win over everything and the parser types them.
 """
 
 from __future__ import annotations
@@ -11,6 +18,8 @@ import argparse
 import dataclasses
 import json
 import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,55 +28,125 @@ from transformers import HfArgumentParser
 from .config import SmartTrainingArguments
 from .errors import ConfigError, first_line
 from .presets import PRESETS, preset
+from .recipe import RECIPE, default_output_dir, reconcile, run_defaults
 
 TRAINING_FIELDS = frozenset(f.name for f in dataclasses.fields(SmartTrainingArguments) if f.init)
 
-# Options of the command itself (not TrainingArguments fields), with their defaults.
-RUN_DEFAULTS: dict[str, Any] = {
-    "task": None,
-    "method": "smart",
-    "label": None,  # the method's name in results.json (a sweep's variant name); default: method
-    "model": None,  # None: the packaged MiniLM
-    "data_dir": None,
-    "train_file": None,
-    "validation_file": None,
-    "test_file": None,
-    "text_columns": None,
-    "label_column": "label",
-    "regression": False,
-    "max_length": 128,
-    "max_train_samples": None,
-    "train_fraction": None,
-    "validation_from_train": None,  # a fraction of train held out for selection; dev is then only reported
-    "train_split": "train",
-    "eval_split": None,  # None: the task's dev split(s)
-    "also_evaluate": None,  # other tasks' splits with the same labels, scored at the end: "anli_r1:dev,..."
-    "resume": False,
-    "overwrite_output_dir": False,
-    "keep_checkpoints": False,
-    "save_model": True,
-    "trust_remote_code": False,
-    "pooling": None,  # the head's input: cls (the pooler) or mean; None: the model's own (cls)
-    "config": None,
-}
 
-# TrainingArguments values this command uses unless told otherwise: the usual GLUE recipe
-# (AdamW, linear decay with 10% warm-up, gradient clipping at 1), evaluation every epoch.
-TRAIN_DEFAULTS: dict[str, Any] = {
-    "learning_rate": 2e-5,
-    "per_device_train_batch_size": 16,
-    "per_device_eval_batch_size": 64,
-    "num_train_epochs": 3.0,
-    "warmup_steps": 0.1,
-    "weight_decay": 0.01,
-    "max_grad_norm": 1.0,
-    "logging_steps": 50,
-    "report_to": "none",
-    "seed": 42,
-    "save_total_limit": 2,
-    "train_sampling_strategy": "group_by_length",
-    "dataloader_num_workers": 0,
-}
+def _option(default: Any, help: str, **more: Any) -> Any:
+    return field(default=default, metadata={"help": help, **more})
+
+
+@dataclass
+class RunOptions:
+    """What ``smart-tune train`` trains on and how the run is kept: its options that are not
+    ``TrainingArguments`` fields. Defaults here are the command's; the training knobs are
+    :class:`~smart_tune.config.SmartTrainingArguments` with :data:`~smart_tune.recipe.RECIPE`."""
+
+    # task and data
+    task: str | None = _option(
+        None,
+        "task name: cola, sst2, mrpc, stsb, qqp, mnli, qnli, rte, wnli, snli, scitail, anli_r1, anli_r2, "
+        "anli_r3, anli (GLUE spellings such as STS-B accepted)",
+    )
+    data_dir: str | None = _option(None, "folder with the original files (else $GLUE_DIR, else the hub)")
+    train_file: str | None = _option(None, "your own training data (.csv, .tsv or .jsonl)")
+    validation_file: str | None = _option(None, "your own dev data")
+    test_file: str | None = _option(None, "your own test data (labels optional)")
+    text_columns: str | None = _option(None, "one or two comma-separated text columns of your files")
+    label_column: str = _option("label", "label column of your files (default: label)")
+    regression: bool = _option(False, "your labels are numbers to regress")
+    max_length: int = _option(128, "maximum tokens per example (default 128)")
+    max_train_samples: int | None = _option(None, "train on the first N examples only")
+    train_fraction: float | None = _option(
+        None, "train on a fixed class-balanced fraction of the training split (seeded)"
+    )
+    validation_from_train: float | None = _option(
+        None,
+        "hold out a seeded, class-stratified FRACTION of the training split and select on it (best epoch, "
+        "a compare grid's setting); dev is then only scored and reported (default: select on dev)",
+        metavar="FRACTION",
+    )
+    train_split: str = _option("train", "split to train on (default train)")
+    eval_split: str | None = _option(None, "split(s) to evaluate on, comma-separated (default: dev)")
+    also_evaluate: str | None = _option(
+        None,
+        "after training, also score other tasks with the same labels, TASK[:SPLIT] comma-separated (split "
+        "default dev), e.g. anli_r1,anli_r2:test for a model trained on snli",
+    )
+    # model and method
+    method: str = _option(
+        "smart",
+        f"one of {', '.join(PRESETS)} (default smart): a preset of the --smart-* options, which flags "
+        "given beside it override; --smart-method is the same choice",
+    )
+    label: str | None = _option(None, "name of this setting in results.json (default: the method)")
+    model: str | None = _option(None, "model name or path (default: the packaged MiniLM-L6)")
+    trust_remote_code: bool = _option(False, "allow a model's own code")
+    pooling: str | None = _option(
+        None,
+        "what the classification head reads: cls (the encoder's pooler over [CLS]) or mean (the masked mean "
+        "of the token states, how the packaged MiniLM was trained); default: the model's own (cls)",
+        choices=("cls", "mean"),
+    )
+    # the run
+    config: str | None = _option(None, "YAML or JSON file of options; flags override it")
+    resume: bool = _option(False, "resume from the last checkpoint")
+    overwrite_output_dir: bool = _option(False, "replace another run's results in the output directory")
+    keep_checkpoints: bool = _option(
+        False, "keep checkpoint-* folders after a finished run (default: removed)"
+    )
+    save_model: bool = _option(True, "keep the model (--no-save-model: only results.json, for sweeps)")
+
+    @property
+    def name(self) -> str:
+        """The method's name in results.json and in the default output folder."""
+        return self.label or self.method
+
+    def check(self) -> None:
+        """Refuse options that contradict each other, in one line."""
+        if self.resume and self.overwrite_output_dir:
+            raise ConfigError(
+                "conflicting options: --resume continues a run, --overwrite-output-dir discards it"
+            )
+        if self.task and self.train_file:
+            raise ConfigError("conflicting options: give --task or --train-file, not both")
+        if not self.task and not self.train_file and not self.validation_file:
+            raise ConfigError("no task: give --task NAME, or your own data with --train-file")
+        if self.train_fraction is not None and self.max_train_samples is not None:
+            raise ConfigError("conflicting options: --train-fraction and --max-train-samples")
+        if self.train_fraction is not None and not 0 < self.train_fraction <= 1:
+            raise ConfigError(f"--train-fraction must lie in (0, 1]; got {self.train_fraction}")
+        holdout = self.validation_from_train
+        if holdout is not None and not 0 < holdout < 1:
+            raise ConfigError(f"--validation-from-train must lie in (0, 1); got {holdout}")
+
+    def scored(self) -> tuple[str, bool]:
+        """(the task's main metric, whether a dev split is scored), known before any data loads."""
+        if self.task:
+            from .tasks import get_task
+
+            task = get_task(self.task)
+            return task.main_metric, bool(self.eval_split or task.eval_splits)
+        return ("pearson" if self.regression else "accuracy"), bool(self.validation_file)
+
+
+RUN_FIELDS = frozenset(f.name for f in dataclasses.fields(RunOptions))
+# The run options' defaults, as a mapping (compare checks its runs' options against them).
+RUN_DEFAULTS: Mapping[str, Any] = {f.name: f.default for f in dataclasses.fields(RunOptions)}
+# Kept for callers of the earlier name: the recipe's TrainingArguments values.
+TRAIN_DEFAULTS = RECIPE
+
+
+@dataclass
+class TrainOptions:
+    """One run's options, parsed: ``run`` and ``training`` typed; ``chosen`` what the preset's layers
+    above held (the config file and the flags, keyed by field name), which ``compare`` passes on."""
+
+    run: RunOptions
+    training: SmartTrainingArguments
+    chosen: dict[str, Any]
+
 
 ALIASES = {"epochs": "num_train_epochs", "batch_size": "per_device_train_batch_size"}
 
@@ -75,7 +154,7 @@ ALIASES = {"epochs": "num_train_epochs", "batch_size": "per_device_train_batch_s
 SHOWN_HELP = {
     "output_dir": "where the model, results.json and checkpoints go (default runs/TASK-METHOD-seedSEED)",
     "max_steps": "stop after this many optimizer steps (default: --epochs decides)",
-    "seed": f"seed of the new classification head, the data order and dropout (default {TRAIN_DEFAULTS['seed']})",
+    "seed": f"seed of the new classification head, the data order and dropout (default {RECIPE['seed']})",
     "smart_method": "the same choice as --method for vanilla, r3f and smart; give one of the two "
     "(both with different values is an error)",
 }
@@ -109,125 +188,38 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     return {normalise_key(str(k)): v for k, v in data.items()}
 
 
-def add_run_flags(parser: argparse.ArgumentParser) -> None:
-    """The flags of ``train`` that are not TrainingArguments fields (defaults suppressed: merged later)."""
-    S = argparse.SUPPRESS
-    g = parser.add_argument_group("task and data")
-    g.add_argument(
-        "--task",
-        default=S,
-        help="task name: cola, sst2, mrpc, stsb, qqp, mnli, qnli, rte, wnli, "
-        "snli, scitail, anli_r1, anli_r2, anli_r3, anli (GLUE spellings such as STS-B accepted)",
-    )
-    g.add_argument(
-        "--data-dir", default=S, help="folder with the original files (else $GLUE_DIR, else the hub)"
-    )
-    g.add_argument("--train-file", default=S, help="your own training data (.csv, .tsv or .jsonl)")
-    g.add_argument("--validation-file", default=S, help="your own dev data")
-    g.add_argument("--test-file", default=S, help="your own test data (labels optional)")
-    g.add_argument("--text-columns", default=S, help="one or two comma-separated text columns of your files")
-    g.add_argument("--label-column", default=S, help="label column of your files (default: label)")
-    g.add_argument("--regression", action="store_true", default=S, help="your labels are numbers to regress")
-    g.add_argument("--max-length", type=int, default=S, help="maximum tokens per example (default 128)")
-    g.add_argument("--max-train-samples", type=int, default=S, help="train on the first N examples only")
-    g.add_argument(
-        "--train-fraction",
-        type=float,
-        default=S,
-        help="train on a fixed class-balanced fraction of the training split (seeded)",
-    )
-    g.add_argument(
-        "--validation-from-train",
-        type=float,
-        default=S,
-        metavar="FRACTION",
-        help="hold out a seeded, class-stratified FRACTION of the training split and select on it (best "
-        "epoch, a compare grid's setting); dev is then only scored and reported (default: select on dev)",
-    )
-    g.add_argument("--train-split", default=S, help="split to train on (default train)")
-    g.add_argument("--eval-split", default=S, help="split(s) to evaluate on, comma-separated (default: dev)")
-    g.add_argument(
-        "--also-evaluate",
-        default=S,
-        help="after training, also score other tasks with the same labels, TASK[:SPLIT] comma-separated "
-        "(split default dev), e.g. anli_r1,anli_r2:test for a model trained on snli",
-    )
-    g = parser.add_argument_group("model and method")
-    g.add_argument(
-        "--method",
-        default=S,
-        help=f"one of {', '.join(PRESETS)} (default smart): a preset of the --smart-* options, which "
-        "flags given beside it override; --smart-method is the same choice",
-    )
-    g.add_argument("--label", default=S, help="name of this setting in results.json (default: the method)")
-    g.add_argument("--model", default=S, help="model name or path (default: the packaged MiniLM-L6)")
-    g.add_argument("--trust-remote-code", action="store_true", default=S, help="allow a model's own code")
-    g.add_argument(
-        "--pooling",
-        choices=("cls", "mean"),
-        default=S,
-        help="what the classification head reads: cls (the encoder's pooler over [CLS]) or mean (the masked "
-        "mean of the token states, how the packaged MiniLM was trained); default: the model's own (cls)",
-    )
-    g.add_argument("--epochs", type=float, default=S, help="training epochs (default 3)")
-    g.add_argument("--batch-size", type=int, default=S, help="training batch size per device (default 16)")
-    g = parser.add_argument_group("run")
-    g.add_argument("--config", default=S, help="YAML or JSON file of options; flags override it")
-    g.add_argument("--resume", action="store_true", default=S, help="resume from the last checkpoint")
-    g.add_argument(
-        "--overwrite-output-dir",
-        action="store_true",
-        default=S,
-        help="replace another run's results in the output directory",
-    )
-    g.add_argument(
-        "--no-save-model",
-        dest="save_model",
-        action="store_false",
-        default=S,
-        help="keep only results.json (sweeps: no model files in the results folder)",
-    )
-    g.add_argument(
-        "--keep-checkpoints",
-        action="store_true",
-        default=S,
-        help="keep checkpoint-* folders after a finished run (default: removed)",
-    )
-
-
 def training_parser(prog: str, description: str, epilog: str) -> HfArgumentParser:
-    """A parser that knows every TrainingArguments and smart_* field (dashes or underscores) and the run flags.
+    """A parser of :class:`RunOptions` and every TrainingArguments and smart_* field (dashes or
+    underscores), with ``--epochs`` and ``--batch-size`` beside their long names.
 
-    All defaults are suppressed, so the parsed namespace holds exactly what the user typed.
+    Every default is suppressed: parsed as built, the namespace holds exactly what the user typed, which
+    :func:`parse_train_options` needs to stack the layers (and to tell ``--method`` from a default).
     """
     parser = HfArgumentParser(
-        SmartTrainingArguments,
+        (RunOptions, SmartTrainingArguments),
         prog=prog,
         description=description,
         epilog=epilog,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--epochs", type=float, help="training epochs (default 3)")
+    parser.add_argument("--batch-size", type=int, help="training batch size per device (default 16)")
     defaults = {f.name: f.default for f in dataclasses.fields(SmartTrainingArguments)}
     for action in parser._actions:
         action.default = argparse.SUPPRESS
         dest = action.dest
-        if (
-            dest in TRAINING_FIELDS
-            and not dest.startswith("smart_")
-            and dest not in ("output_dir", "max_steps", "seed")
-        ):
+        if dest in TRAINING_FIELDS and not dest.startswith("smart_") and dest not in SHOWN_HELP:
             action.help = argparse.SUPPRESS  # 120 fields: accepted, documented by transformers, not listed
         elif dest in SHOWN_HELP:
             action.help = SHOWN_HELP[dest]
         elif dest.startswith("smart_"):
-            action.help = f"{action.help} (default {TRAIN_DEFAULTS.get(dest, defaults[dest])})"
-    add_run_flags(parser)
+            action.help = f"{action.help} (default {RECIPE.get(dest, defaults[dest])})"
     return parser
 
 
-def merge_options(namespace: argparse.Namespace) -> dict[str, Any]:
-    """Defaults < preset < config file < flags, with conflicts reported. Returns one flat dict."""
-    flags = {normalise_key(k): v for k, v in vars(namespace).items()}
+def typed_options(parser: argparse.ArgumentParser, argv: list[str]) -> dict[str, Any]:
+    """What the user typed, keyed by field name (``--epochs`` read as num_train_epochs)."""
+    flags = {normalise_key(k): v for k, v in vars(parser.parse_args(argv)).items()}
     for alias, name in ALIASES.items():
         if alias in flags:
             if name in flags and flags[name] != flags[alias]:
@@ -235,15 +227,27 @@ def merge_options(namespace: argparse.Namespace) -> dict[str, Any]:
                     f"conflicting flags --{alias.replace('_', '-')} and --{name.replace('_', '-')}"
                 )
             flags[name] = flags.pop(alias)
+    return flags
+
+
+def chosen_options(
+    parser: argparse.ArgumentParser, argv: list[str], also_known: frozenset[str] = frozenset()
+) -> dict[str, Any]:
+    """The config file's options under the flags typed, keyed by field name. ``also_known``: keys a
+    command reads beside the run's options (compare's methods, seeds, variants)."""
+    flags = typed_options(parser, argv)
     from_file = read_config_file(flags["config"]) if flags.get("config") else {}
     for alias, name in ALIASES.items():
         if alias in from_file:
             from_file[name] = from_file.pop(alias)
-    unknown = sorted(set(from_file) - TRAINING_FIELDS - set(RUN_DEFAULTS))
+    unknown = sorted(set(from_file) - TRAINING_FIELDS - RUN_FIELDS - also_known)
     if unknown:
         raise ConfigError(f"unknown option(s) in {flags['config']}: {', '.join(unknown)}")
-    chosen = {**from_file, **flags}
+    return {**from_file, **flags}
 
+
+def method_of(chosen: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+    """(the method, its preset): ``--method``, or ``--smart-method`` alone; both, differing, is an error."""
     method = chosen.get("method", RUN_DEFAULTS["method"])
     method_args = preset(method)
     if "smart_method" in chosen and chosen["smart_method"] != method_args["smart_method"]:
@@ -252,22 +256,49 @@ def merge_options(namespace: argparse.Namespace) -> dict[str, Any]:
                 f"conflicting options: --method {method} and --smart-method {chosen['smart_method']}"
             )
         method, method_args = chosen["smart_method"], preset(chosen["smart_method"])
+    return method, method_args
 
-    options = {**RUN_DEFAULTS, **TRAIN_DEFAULTS, **method_args, **chosen, "method": method}
-    if options["resume"] and options["overwrite_output_dir"]:
-        raise ConfigError("conflicting options: --resume continues a run, --overwrite-output-dir discards it")
-    if options["task"] and options["train_file"]:
-        raise ConfigError("conflicting options: give --task or --train-file, not both")
-    if not options["task"] and not options["train_file"] and not options["validation_file"]:
-        raise ConfigError("no task: give --task NAME, or your own data with --train-file")
-    if options["train_fraction"] is not None and options["max_train_samples"] is not None:
-        raise ConfigError("conflicting options: --train-fraction and --max-train-samples")
-    if options["train_fraction"] is not None and not 0 < options["train_fraction"] <= 1:
-        raise ConfigError(f"--train-fraction must lie in (0, 1]; got {options['train_fraction']}")
-    holdout = options["validation_from_train"]
-    if holdout is not None and not 0 < holdout < 1:
-        raise ConfigError(f"--validation-from-train must lie in (0, 1); got {holdout}")
+
+def layered(chosen: Mapping[str, Any], progress: bool = False, accelerator: bool = False) -> dict[str, Any]:
+    """Every option a run gets, as one mapping: recipe < the run's own defaults < preset < ``chosen``.
+
+    ``progress``/``accelerator``: whether stderr is a terminal and an accelerator is present (they set
+    the progress bars and pinned memory). The run options are checked for conflicts on the way.
+    """
+    method, method_args = method_of(chosen)
+    above_recipe = {**method_args, **chosen, "method": method}
+    run = RunOptions(**{k: v for k, v in above_recipe.items() if k in RUN_FIELDS})
+    run.check()
+    main_metric, has_dev = run.scored()
+    options = {
+        **RECIPE,
+        **run_defaults(above_recipe, main_metric, has_dev, progress, accelerator),
+        **above_recipe,
+    }
+    if not options.get("output_dir"):
+        options["output_dir"] = default_output_dir(run.task, run.name, options["seed"])
+    reconcile(options)
     return options
+
+
+def parse_train_options(
+    parser: HfArgumentParser, argv: list[str], progress: bool = False, accelerator: bool = False
+) -> TrainOptions:
+    """``train``'s options: the layers become the parser's defaults, the flags are parsed over them, and
+    both dataclasses are built (a value TrainingArguments refuses: one line, before anything loads)."""
+    chosen = chosen_options(parser, argv)
+    options = layered(chosen, progress, accelerator)
+    validate_options(options)
+    parser.set_defaults(**options)
+    values = {normalise_key(k): v for k, v in vars(parser.parse_args(argv)).items()}
+    values = {**options, **{ALIASES.get(k, k): v for k, v in values.items()}}
+    run = RunOptions(**{k: v for k, v in values.items() if k in RUN_FIELDS})
+    training = {k: v for k, v in values.items() if k in TRAINING_FIELDS}
+    try:
+        args = SmartTrainingArguments(**training)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(first_line(exc)) from None
+    return TrainOptions(run, args, chosen)
 
 
 def field_names(options: dict[str, Any]) -> dict[str, Any]:
@@ -337,11 +368,3 @@ def validate_options(options: dict[str, Any]) -> None:
     for name in ("num_train_epochs", "learning_rate"):
         if name in options:
             check_positive_number(option_flag(name), options[name])
-
-
-def split_options(options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(run options, TrainingArguments keyword arguments)."""
-    run = {k: options[k] for k in RUN_DEFAULTS if k in options}
-    run["method"] = options["method"]
-    training = {k: v for k, v in options.items() if k in TRAINING_FIELDS}
-    return run, training

@@ -1,0 +1,226 @@
+"""``smart-tune evaluate`` and ``predict``: score a fine-tuned model on a labelled split, or write its
+test-set predictions in the GLUE submission format."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import environment
+from .data import check_split
+from .errors import ConfigError
+from .models import check_max_length, load_model_and_tokenizer, quiet_libraries, tokenize
+from .outputs import RESULTS
+
+
+def _load_trained(
+    model_dir: str,
+    task_name: str,
+    trust_remote_code: bool = False,
+    max_length: int = 128,
+    tokenizer_name: str | None = None,
+):
+    from .tasks import get_task
+
+    task = get_task(task_name)
+    path = Path(model_dir)
+    if not path.is_dir():
+        raise ConfigError(f"model directory not found: {path}")
+    check_head(path, task, trust_remote_code)
+    model, tokenizer = load_model_and_tokenizer(
+        str(path), task, trust_remote_code, new_head=False, tokenizer_name=tokenizer_name
+    )
+    check_max_length(max_length, model, str(path))
+    names = [str(model.config.id2label[i]) for i in range(model.config.num_labels)]
+    unnamed = names == [f"LABEL_{i}" for i in range(len(names))]  # transformers' names for no names
+    if not task.is_regression and not unnamed and set(names) != set(task.label_names):
+        raise ConfigError(
+            f"the model in {path} predicts {sorted(names)}, task {task.name} has labels {list(task.label_names)}"
+        )
+    if task.is_regression:
+        order = None
+    elif unnamed:  # a checkpoint that does not name its labels: taken in the task's order
+        order = list(range(task.num_labels))
+    else:
+        # Map the task's label names onto the model's output ids (same names, possibly another order).
+        order = [names.index(name) for name in task.label_names]
+    warn_if_trained_on_another_task(path, task)
+    return task, model, tokenizer, order
+
+
+def check_head(path: Path, task, trust_remote_code: bool = False) -> None:
+    """Refuse a model whose classification head has another size than the task's labels, naming both
+    (transformers' own error points at a report it does not print)."""
+    from transformers import AutoConfig
+
+    try:
+        config = AutoConfig.from_pretrained(str(path), trust_remote_code=trust_remote_code)
+    except Exception:
+        return  # loading the model says what is wrong, in one line
+    if config.num_labels == task.num_labels:
+        return
+
+    def outputs(n: int, names) -> str:
+        return "1 output (a regression score)" if n == 1 else f"{n} labels ({', '.join(map(str, names))})"
+
+    has = outputs(config.num_labels, [config.id2label[i] for i in range(config.num_labels)])
+    needs = outputs(task.num_labels, task.label_names)
+    raise ConfigError(
+        f"the model in {path} has a head for {has}, task {task.name} needs {needs}: it was fine-tuned "
+        "for another task"
+    )
+
+
+def warn_if_trained_on_another_task(path: Path, task) -> None:
+    """One line on stderr when the results.json beside a model says it was fine-tuned on another task
+    (same labels, so scoring works, e.g. an SNLI model on ANLI, but it may be a mistake)."""
+    try:
+        with open(path / RESULTS, encoding="utf-8") as f:
+            trained_on = json.load(f).get("task")
+    except (OSError, ValueError, AttributeError):
+        return
+    if isinstance(trained_on, str) and trained_on != task.name:
+        print(
+            f"warning: the model in {path} was fine-tuned on {trained_on} (its {RESULTS}), not on {task.name}",
+            file=sys.stderr,
+        )
+
+
+def _check_scoring_options(max_length: int, batch_size: int) -> None:
+    from .options import check_whole_number
+
+    check_whole_number("--max-length", max_length)
+    check_whole_number("--batch-size", batch_size)
+
+
+def _predict_logits(model, tokenizer, dataset, task, max_length: int, batch_size: int, split: str = ""):
+    """(predictions, labels) over a dataset; classification predictions re-ordered to the task's labels.
+    Says on stderr what it scores (stdout may be JSON), with the Trainer's progress bar on a terminal."""
+    import tempfile
+
+    from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
+
+    from .config import has_accelerator
+
+    encoded = tokenize(dataset, task, tokenizer, max_length).remove_columns(["idx"])
+    if min(encoded[:]["labels"]) < 0:  # unlabeled (test) rows: no loss to compute
+        encoded = encoded.remove_columns(["labels"])
+    with tempfile.TemporaryDirectory() as tmp:
+        args = TrainingArguments(
+            output_dir=tmp,
+            per_device_eval_batch_size=batch_size,
+            report_to="none",
+            dataloader_pin_memory=has_accelerator(),
+            disable_tqdm=not environment.show_progress(),
+        )
+        trainer = Trainer(
+            model=model,
+            args=args,
+            processing_class=tokenizer,
+            data_collator=DataCollatorWithPadding(tokenizer),
+        )
+        print(
+            f"smart-tune: scoring {len(encoded)} {task.name} {split} examples".replace("  ", " "),
+            file=sys.stderr,
+            flush=True,
+        )
+        out = trainer.predict(encoded)
+    preds = out.predictions[0] if isinstance(out.predictions, tuple) else out.predictions
+    return np.asarray(preds), np.asarray(out.label_ids)
+
+
+def evaluate(
+    model_dir: str,
+    task_name: str,
+    split: str = "dev",
+    data_dir: str | None = None,
+    max_length: int = 128,
+    batch_size: int = 64,
+    trust_remote_code: bool = False,
+    tokenizer: str | None = None,
+) -> dict[str, Any]:
+    """Score a fine-tuned model on a labelled split: {"task", "split", "metrics", "num_examples"}.
+    ``tokenizer``: where the model's tokenizer is, when its folder lacks one."""
+    from .data import load_split
+    from .metrics import compute_metrics
+
+    _check_scoring_options(max_length, batch_size)
+    quiet_libraries()
+    task, model, tokenizer, order = _load_trained(
+        model_dir, task_name, trust_remote_code, max_length, tokenizer
+    )
+    dataset = load_split(task, split, data_dir)
+    check_split(dataset, task, split)
+    preds, labels = _predict_logits(model, tokenizer, dataset, task, max_length, batch_size, split)
+    if order is not None:
+        preds = preds[:, order]
+    return {
+        "task": task.name,
+        "split": split,
+        "metrics": compute_metrics(task, preds, labels),
+        "num_examples": len(dataset),
+    }
+
+
+# File names the GLUE leaderboard expects, per task and test split.
+GLUE_SUBMISSION = {
+    ("cola", "test"): "CoLA.tsv",
+    ("sst2", "test"): "SST-2.tsv",
+    ("mrpc", "test"): "MRPC.tsv",
+    ("stsb", "test"): "STS-B.tsv",
+    ("qqp", "test"): "QQP.tsv",
+    ("mnli", "test_matched"): "MNLI-m.tsv",
+    ("mnli", "test_mismatched"): "MNLI-mm.tsv",
+    ("qnli", "test"): "QNLI.tsv",
+    ("rte", "test"): "RTE.tsv",
+    ("wnli", "test"): "WNLI.tsv",
+}
+
+
+def predict(
+    model_dir: str,
+    task_name: str,
+    output_dir: str | None = None,
+    data_dir: str | None = None,
+    max_length: int = 128,
+    batch_size: int = 64,
+    trust_remote_code: bool = False,
+    tokenizer: str | None = None,
+) -> list[str]:
+    """Write test-set predictions in the GLUE submission format (``index<TAB>prediction``). Returns the files.
+    ``tokenizer``: where the model's tokenizer is, when its folder lacks one."""
+    from .data import load_split
+
+    _check_scoring_options(max_length, batch_size)
+    quiet_libraries()
+    task, model, tokenizer, order = _load_trained(
+        model_dir, task_name, trust_remote_code, max_length, tokenizer
+    )
+    out_dir = Path(output_dir) if output_dir else Path(model_dir) / "predictions"
+    written = []
+    for split in task.test_splits:
+        dataset = load_split(task, split, data_dir)
+        check_split(dataset, task, split, labelled=False)
+        preds, _ = _predict_logits(model, tokenizer, dataset, task, max_length, batch_size, split)
+        if task.is_regression:
+            values = [
+                f"{v:.3f}" for v in np.clip(preds.reshape(-1), 0.0, 5.0 if task.name == "stsb" else np.inf)
+            ]
+        else:
+            values = [task.label_list[i] for i in preds[:, order].argmax(-1)]
+        name = GLUE_SUBMISSION.get((task.name, split), f"{task.display_name}-{split}.tsv")
+        out_dir.mkdir(parents=True, exist_ok=True)
+        path = out_dir / name
+        tmp = path.with_name(f".{name}.tmp")
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write("index\tprediction\n")
+            for idx, value in zip(dataset[:]["idx"], values):
+                f.write(f"{idx}\t{value}\n")
+        os.replace(tmp, path)
+        written.append(str(path))
+    return written

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
+from .results import write_json_atomic
 
 GRID_FILE = "grid.json"
 CHOICE_FILE = "grid_choice.json"
@@ -138,8 +139,6 @@ def write_grid(folder: str | Path, index: dict[str, list[dict[str, Any]]]) -> No
     compare jobs (benchmarks/lanes.py), each naming one method, so the file gathers them. A later job
     may run a subset of a method's grid (the chosen point on more seeds); any other point is refused. Read, merge and write happen under a lock (jobs side by side)."""
     import fcntl
-
-    from .run import write_json_atomic
 
     if not index:
         return

@@ -17,7 +17,6 @@ headline study's plain and SMART runs, filtered by task and method.
 
 from __future__ import annotations
 
-import json
 import math
 import textwrap
 from collections import defaultdict
@@ -27,7 +26,7 @@ from typing import Any
 from .errors import ConfigError
 from .grid import CHOICE_FILE, choice_markdown, read_grid
 from .grid import select as select_grid
-from .run import RESULTS, atomic_path, write_json_atomic, write_text_atomic
+from .results import RESULTS, atomic_path, read_results, write_json_atomic, write_text_atomic
 
 BASELINE = "vanilla"
 AVERAGE = "average"
@@ -35,16 +34,14 @@ AVERAGE_METRIC = "mean_of_main_metrics"
 
 
 def load_results(folder: str | Path) -> list[dict[str, Any]]:
+    """Every run's results under ``folder``, as the JSON objects ``train`` writes today (an older file's
+    missing fields filled in with :class:`RunResults`' defaults), each with its file's ``_path``."""
     folder = Path(folder)
     if not folder.is_dir():
         raise ConfigError(f"no such folder: {folder}")
     results = []
     for path in sorted(folder.rglob(RESULTS)):
-        try:
-            with open(path, encoding="utf-8") as f:
-                r = json.load(f)
-        except (OSError, json.JSONDecodeError) as exc:
-            raise ConfigError(f"unreadable results file {path}: {exc}") from None
+        r = read_results(path).to_dict()
         r["_path"] = str(path)
         results.append(r)
     return results

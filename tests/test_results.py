@@ -50,7 +50,7 @@ def todays_results() -> dict:
 
 
 def test_the_record_has_the_fields_train_writes_in_its_order():
-    assert NAMES == list(todays_results())
+    assert list(todays_results()) == NAMES
     # The dict run.py builds today (until it builds the record itself): the same keys, in that order.
     tree = ast.parse((REPO / "src" / "smart_tune" / "run.py").read_text(encoding="utf-8"))
     built = [
@@ -67,7 +67,9 @@ def test_the_record_has_the_fields_train_writes_in_its_order():
 
 def test_every_field_says_what_it_is():
     source = (REPO / "src" / "smart_tune" / "results.py").read_text(encoding="utf-8")
-    body = next(n for n in ast.parse(source).body if isinstance(n, ast.ClassDef) and n.name == "RunResults").body
+    body = next(
+        n for n in ast.parse(source).body if isinstance(n, ast.ClassDef) and n.name == "RunResults"
+    ).body
     documented = {
         stmt.target.id
         for stmt, after in zip(body, body[1:])

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
-from .results import write_json_atomic
+from .results import TRAIN_HOLDOUT, write_json_atomic
 
 GRID_FILE = "grid.json"
 CHOICE_FILE = "grid_choice.json"
@@ -190,7 +190,7 @@ def select(
         common = set.intersection(*({int(r["seed"]) for r in runs} for runs in runs_by_point.values()))
         if len(runs_by_point) < len(index[method]) or not common:
             continue  # the grid is not complete on any seed yet: nothing to choose from
-        table, on = [], "train-holdout"
+        table, on = [], TRAIN_HOLDOUT
         for name, runs in runs_by_point.items():
             main = runs[0]["main_metric"]
             scores = []

@@ -24,9 +24,16 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
-from .grid import CHOICE_FILE, choice_markdown, read_grid
+from .grid import CHOICE_FILE, HOLDOUT_SUFFIX, choice_markdown, read_grid
 from .grid import select as select_grid
-from .results import RESULTS, atomic_path, read_results, write_json_atomic, write_text_atomic
+from .results import (
+    RESULTS,
+    TRAIN_HOLDOUT,
+    atomic_path,
+    read_results,
+    write_json_atomic,
+    write_text_atomic,
+)
 
 BASELINE = "vanilla"
 AVERAGE = "average"
@@ -68,9 +75,14 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
 LAST = "last_epoch_"
 
 
+def recorded(result: dict[str, Any], part: str) -> dict[str, Any]:
+    """The options a run recorded under ``arguments.<part>`` (``run`` or ``training``); {} if none."""
+    return (result.get("arguments") or {}).get(part) or {}
+
+
 def train_fraction(result: dict[str, Any]) -> float | None:
     """The ``--train-fraction`` a run was trained with (None: the whole training split)."""
-    return ((result.get("arguments") or {}).get("run") or {}).get("train_fraction")
+    return recorded(result, "run").get("train_fraction")
 
 
 def group_name(result: dict[str, Any]) -> str:
@@ -152,8 +164,7 @@ def check_comparable(results: list[dict[str, Any]]) -> None:
 def kept_model(result: dict[str, Any]) -> str:
     """Which model a run scored: ``last``, the one training ended with (``load_best_model_at_end`` off),
     or ``best``, its best end-of-epoch evaluation (the default when an evaluation split is scored)."""
-    training = (result.get("arguments") or {}).get("training") or {}
-    return "last" if training.get("load_best_model_at_end") is False else "best"
+    return "last" if recorded(result, "training").get("load_best_model_at_end") is False else "best"
 
 
 def schedule_differences(runs: list[dict[str, Any]]) -> list[str]:
@@ -260,10 +271,10 @@ def _logged_eval_key(result: dict[str, Any], name: str) -> str:
     """The log key of metric ``name`` in the evaluations during training. A run that selects on a part
     held out of train (``--validation-from-train``) scores it and dev each epoch under their own names
     (``eval_holdout_accuracy``, ``eval_dev_accuracy``); otherwise dev alone is ``eval_accuracy``."""
-    if result.get("selected_on") != "train-holdout":
+    if result.get("selected_on") != TRAIN_HOLDOUT:
         return f"eval_{name}"
-    if name.endswith("_holdout"):
-        return f"eval_holdout_{name[: -len('_holdout')]}"
+    if name.endswith(HOLDOUT_SUFFIX):
+        return f"eval_holdout_{name[: -len(HOLDOUT_SUFFIX)]}"
     return f"eval_{result.get('dev_split') or 'dev'}_{name}"
 
 
@@ -298,7 +309,7 @@ def run_seconds(result: dict[str, Any]) -> float | None:
         return None
     steps = result.get("global_steps")
     resumed = result.get("resumed_at_step")
-    if resumed is None and ((result.get("arguments") or {}).get("run") or {}).get("resume"):
+    if resumed is None and recorded(result, "run").get("resume"):
         return None
     if resumed:
         if not steps or steps <= resumed:
@@ -464,7 +475,7 @@ def _group_notes(data: dict[str, Any]) -> list[str]:
     lines = []
     if data.get("differs_in"):
         lines += [f"Not one schedule: the runs differ in {', '.join(data['differs_in'])}.", ""]
-    if data.get("selected_on") == ["train-holdout"]:
+    if data.get("selected_on") == [TRAIN_HOLDOUT]:
         lines += [
             "Selected without peeking: each run's epoch (and, under a grid, each method's setting) was "
             "chosen on a part of train held out for it (`*_holdout`); dev only scores the kept model.",

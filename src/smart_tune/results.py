@@ -18,6 +18,8 @@ from typing import Any
 from .errors import ConfigError
 
 RESULTS = "results.json"
+# ``selected_on`` of a run whose kept epoch was chosen on a part held out of train.
+TRAIN_HOLDOUT = "train-holdout"
 
 
 def write_json_atomic(path: str | Path, data: Any) -> None:
@@ -95,7 +97,7 @@ class RunResults:
     best_epoch: float | None = None
     """The epoch of the kept model's evaluation."""
     selected_on: str = "dev"
-    """What chose the kept epoch: ``train-holdout``, ``dev`` (which then also scores it) or ``none``.
+    """What chose the kept epoch: ``train-holdout`` (:data:`TRAIN_HOLDOUT`), ``dev`` (which then also scores it) or ``none``.
     Files from before the field selected on dev."""
     holdout_examples: int = 0
     """Examples held out of train for selection (``--validation-from-train``; 0 without)."""

@@ -39,6 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from smart_tune.grid import expand, normalise_grids, write_grid  # noqa: E402
 from smart_tune.options import TRAINING_FIELDS  # noqa: E402
+from smart_tune.results import RESULTS, read_results  # noqa: E402
 
 POOLING_MARGIN = 1.0  # points of held-out main metric (x100) that mean pooling must gain for plain
 FULL_TASKS = ("cola", "stsb", "mrpc", "rte")  # longest first: better packing on the workers
@@ -154,7 +155,7 @@ def _without(args: list[str], flag: str) -> list[str]:
 def _run(spec: dict) -> dict:
     """One training run in this worker process; its output goes to train.log beside its results."""
     out = Path(spec["dir"])
-    if (out / "results.json").exists():
+    if (out / RESULTS).exists():
         return {"dir": spec["dir"], "code": 0, "seconds": 0.0, "skipped": True}
     out.mkdir(parents=True, exist_ok=True)
     started = time.time()
@@ -219,10 +220,10 @@ def run_queue(jobs: list[dict], pool, t0: float, deadline: float, stop: float, w
 def pooling_decision(root: Path) -> tuple[str, dict]:
     """The pre-registered rule: mean pooling iff plain's held-out main metric gains POOLING_MARGIN points."""
     scores: dict[str, list[float]] = {"cls": [], "mean": []}
-    for path in sorted((root / "pooling_pilot").rglob("results.json")):
-        r = json.loads(path.read_text())
-        pooling = r["method"].rsplit("-", 1)[1]
-        held = r["metrics"].get(r["main_metric"] + "_holdout")
+    for path in sorted((root / "pooling_pilot").rglob(RESULTS)):
+        r = read_results(path)
+        pooling = r.method.rsplit("-", 1)[1]
+        held = r.metrics.get(r.main_metric + "_holdout")
         if held is not None:
             scores[pooling].append(100 * held)
     if not scores["cls"] or len(scores["cls"]) != len(scores["mean"]):

@@ -27,7 +27,8 @@ from smart_tune.checkpoints import CHECKPOINT_COMPLETE, is_complete_checkpoint, 
 from smart_tune.cli import main
 from smart_tune.errors import CheckpointError, Interrupted, NonFiniteLoss, SmartTuneError
 from smart_tune.interrupt import StopOnSignal
-from smart_tune.run import load_model_and_tokenizer, write_json_atomic
+from smart_tune.results import write_json_atomic
+from smart_tune.run import load_model_and_tokenizer
 from smart_tune.sharding import check_sharding
 from smart_tune.tasks import get_task
 from smart_tune.trainer import TEACHER_STATE, TEACHER_WEIGHTS

@@ -214,7 +214,7 @@ def _tsv_rows(path: Path) -> Iterator[tuple[int, list[str]]]:
                 if fields:  # a blank line, e.g. a trailing one
                     yield reader.line_num, fields
     except _READ_ERRORS as exc:
-        raise DataError(f"{path}: cannot read the file ({_one_line(exc)})") from exc
+        raise _unreadable(path, exc) from exc
 
 
 def _jsonl_rows(path: Path) -> Iterator[tuple[int, dict]]:
@@ -232,7 +232,17 @@ def _jsonl_rows(path: Path) -> Iterator[tuple[int, dict]]:
                     raise DataError(f"{path}, line {number}: expected a JSON object")
                 yield number, obj
     except _READ_ERRORS as exc:
-        raise DataError(f"{path}: cannot read the file ({_one_line(exc)})") from exc
+        raise _unreadable(path, exc) from exc
+
+
+def _unreadable(path: Path, exc: BaseException) -> DataError:
+    """The error for a file that cannot be read at all (see ``_READ_ERRORS``)."""
+    return DataError(f"{path}: cannot read the file ({_one_line(exc)})")
+
+
+def _no_column(where: Path | str, name: str, columns: Sequence[str]) -> DataError:
+    """The error for a file or hub split without a column it needs."""
+    return DataError(f"{where}: no column '{name}' (columns: {', '.join(columns)})")
 
 
 def _one_line(exc: BaseException, limit: int = 200) -> str:
@@ -240,16 +250,18 @@ def _one_line(exc: BaseException, limit: int = 200) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _check_fields(path: Path, line: int, fields: list[str], expected: int) -> None:
+def _check_fields(
+    path: Path, line: int, fields: list[str], expected: int, kind: str = "tab-separated"
+) -> None:
     if len(fields) != expected:
-        raise DataError(f"{path}, line {line}: expected {expected} tab-separated fields, found {len(fields)}")
+        raise DataError(f"{path}, line {line}: expected {expected} {kind} fields, found {len(fields)}")
 
 
 def _column(path: Path, header: Sequence[str], name: str) -> int:
     try:
         return list(header).index(name)
     except ValueError:
-        raise DataError(f"{path}: no column '{name}' (columns: {', '.join(header)})") from None
+        raise _no_column(path, name, header) from None
 
 
 def _parse_index(path: Path, line: int, raw: str) -> int:
@@ -485,7 +497,7 @@ def _load_hub(task: TaskSpec, split: str) -> datasets.Dataset:
             ) from exc
         for column in (*task.text_columns, "label"):
             if column not in ds.column_names:
-                raise DataError(f"{where}: no column '{column}' (columns: {', '.join(ds.column_names)})")
+                raise _no_column(where, column, ds.column_names)
         labels = _hub_labels(task, ds, where)
         keep = np.ones(len(labels), dtype=bool)
         if task.name == "snli":  # -1 there means "no gold label", not "unlabeled test row"
@@ -568,7 +580,11 @@ def load_split(task: TaskSpec | str, split: str, data_dir: str | Path | None = N
     return _load_hub(task, split)
 
 
-def _read_table(path: Path) -> tuple[list[str], list[tuple[str, dict[str, Any]]]]:
+# A user file: (column names, [(position for messages, row dict)]).
+_Table = tuple[list[str], list[tuple[str, dict[str, Any]]]]
+
+
+def _read_table(path: Path) -> _Table:
     """Return (column names, [(position for messages, row dict)]) of a CSV, TSV or JSON(L) file."""
     if path.is_dir():
         raise DataError(f"{path} is a directory; give a data file (.csv, .tsv, .jsonl or .json)")
@@ -597,20 +613,17 @@ def _read_table(path: Path) -> tuple[list[str], list[tuple[str, dict[str, Any]]]
                 for fields in reader:
                     if not fields:
                         continue
-                    if len(fields) != len(header):
-                        kind = "tab-separated" if suffix == ".tsv" else "comma-separated"
-                        raise DataError(
-                            f"{path}, line {reader.line_num}: expected {len(header)} {kind} fields, found {len(fields)}"
-                        )
+                    kind = "tab-separated" if suffix == ".tsv" else "comma-separated"
+                    _check_fields(path, reader.line_num, fields, len(header), kind)
                     rows.append((f"{path}, line {reader.line_num}", dict(zip(header, fields))))
         except _READ_ERRORS as exc:
-            raise DataError(f"{path}: cannot read the file ({_one_line(exc)})") from exc
+            raise _unreadable(path, exc) from exc
         return header, rows
     if suffix in (".jsonl", ".json"):
         try:
             text_start = path.read_text(encoding="utf-8-sig").lstrip()[:1]
         except _READ_ERRORS as exc:
-            raise DataError(f"{path}: cannot read the file ({_one_line(exc)})") from exc
+            raise _unreadable(path, exc) from exc
         if text_start == "[":  # a .json file holding one array of objects
             try:
                 items = json.loads(path.read_text(encoding="utf-8-sig"))
@@ -659,16 +672,7 @@ def load_custom(
         or pearson and spearman for regression), and a dict with the keys "train", "dev", "test" for
         the files given. Each Dataset has the text columns, ``label`` and ``idx`` (the row number).
     """
-    if isinstance(text_columns, str):
-        text_columns = (text_columns,)
-    text_columns = tuple(text_columns)
-    if len(text_columns) not in (1, 2):
-        raise ConfigError(f"give one or two text columns, not {len(text_columns)}")
-    for name in text_columns:
-        if name in ("label", "idx") and name != label_column:
-            raise ConfigError(f"text column '{name}' clashes with the '{name}' column of a loaded dataset")
-    if label_column in text_columns:
-        raise ConfigError(f"column '{label_column}' cannot be both a text column and the label column")
+    text_columns = _custom_text_columns(text_columns, label_column)
     files = {
         split: Path(path).expanduser()
         for split, path in (("train", train_file), ("dev", validation_file), ("test", test_file))
@@ -676,49 +680,10 @@ def load_custom(
     }
     if not files:
         raise ConfigError("no data files given: pass a train, validation or test file")
-
     tables = {split: _read_table(path) for split, path in files.items()}
-    for split, (header, rows) in tables.items():
-        if not rows:
-            raise DataError(f"{files[split]}: no examples in the {split} file")
-        needed = text_columns + ((label_column,) if split != "test" else ())
-        for name in needed:
-            if name not in header:
-                raise DataError(f"{files[split]}: no column '{name}' (columns: {', '.join(header)})")
-
-    label_list: tuple[str, ...] = ()
-    if not regression:
-        if "train" not in tables and "dev" not in tables:
-            raise ConfigError(
-                "a classification task needs a train or validation file to read its labels from"
-            )
-        source = "train" if "train" in tables else "dev"
-        _, rows = tables[source]
-        values = {str(row[label_column]).strip() for _, row in rows if row.get(label_column) is not None}
-        values.discard("")
-        label_list = _sorted_labels(values)
-        if len(label_list) < 2:
-            raise DataError(
-                f"{files[source]}: a classifier needs at least two labels in column '{label_column}', "
-                f"found {len(label_list)}"
-            )
-
-    task = TaskSpec(
-        name="custom",
-        text_columns=text_columns,
-        label_list=label_list,
-        problem_type=REGRESSION if regression else SINGLE_LABEL,
-        metrics=("pearson", "spearman")
-        if regression
-        else ("accuracy", "f1")
-        if len(label_list) <= 2
-        else ("accuracy", "macro_f1"),
-        main_metric="pearson" if regression else "accuracy",
-        eval_splits=("dev",) if "dev" in files else (),
-        test_splits=("test",) if "test" in files else (),
-        display_name="custom",
-    )
-
+    _check_custom_tables(tables, files, text_columns, label_column)
+    label_list = () if regression else _custom_labels(tables, files, label_column)
+    task = _custom_task(text_columns, label_list, regression, files)
     index = {label: i for i, label in enumerate(label_list)}
     splits = {}
     for split, (_, rows) in tables.items():
@@ -729,22 +694,98 @@ def load_custom(
                 if row.get(name) is None:
                     raise DataError(f"{where}: missing value for column '{name}'")
                 texts.append(str(row[name]))
-            raw = row.get(label_column)
-            if split == "test" and (raw is None or str(raw).strip() == ""):
-                label: int | float = -1
-            elif raw is None:
-                raise DataError(f"{where}: missing value for column '{label_column}'")
-            elif regression:
-                label = _parse_label(task, raw, where, index)
-            elif str(raw).strip() not in index:
-                raise DataError(
-                    f"{where}: label '{str(raw).strip()}' is not one of the training labels ({', '.join(label_list)})"
-                )
-            else:
-                label = index[str(raw).strip()]
-            columns.add(texts, label, None)
+            columns.add(
+                texts, _custom_label(task, split, row.get(label_column), where, index, label_column), None
+            )
         splits[split] = _to_dataset(task, split, columns, str(files[split]))
     return task, splits
+
+
+def _custom_text_columns(text_columns: Sequence[str] | str, label_column: str) -> tuple[str, ...]:
+    """The text columns as a tuple: one or two, clashing neither with the label column nor with the
+    ``label`` and ``idx`` columns every loaded dataset has."""
+    if isinstance(text_columns, str):
+        text_columns = (text_columns,)
+    text_columns = tuple(text_columns)
+    if len(text_columns) not in (1, 2):
+        raise ConfigError(f"give one or two text columns, not {len(text_columns)}")
+    for name in text_columns:
+        if name in ("label", "idx") and name != label_column:
+            raise ConfigError(f"text column '{name}' clashes with the '{name}' column of a loaded dataset")
+    if label_column in text_columns:
+        raise ConfigError(f"column '{label_column}' cannot be both a text column and the label column")
+    return text_columns
+
+
+def _check_custom_tables(
+    tables: dict[str, _Table], files: dict[str, Path], text_columns: tuple[str, ...], label_column: str
+) -> None:
+    """Every user file has examples and the text columns (and, but for the test file, the label)."""
+    for split, (header, rows) in tables.items():
+        if not rows:
+            raise DataError(f"{files[split]}: no examples in the {split} file")
+        needed = text_columns + ((label_column,) if split != "test" else ())
+        for name in needed:
+            if name not in header:
+                raise _no_column(files[split], name, header)
+
+
+def _custom_labels(tables: dict[str, _Table], files: dict[str, Path], label_column: str) -> tuple[str, ...]:
+    """A classifier's labels: the sorted distinct values of the training file's label column (of the
+    validation file's without one); at least two."""
+    if "train" not in tables and "dev" not in tables:
+        raise ConfigError("a classification task needs a train or validation file to read its labels from")
+    source = "train" if "train" in tables else "dev"
+    _, rows = tables[source]
+    values = {str(row[label_column]).strip() for _, row in rows if row.get(label_column) is not None}
+    values.discard("")
+    label_list = _sorted_labels(values)
+    if len(label_list) < 2:
+        raise DataError(
+            f"{files[source]}: a classifier needs at least two labels in column '{label_column}', "
+            f"found {len(label_list)}"
+        )
+    return label_list
+
+
+def _custom_task(
+    text_columns: tuple[str, ...], label_list: tuple[str, ...], regression: bool, files: dict[str, Path]
+) -> TaskSpec:
+    """The task "custom": its metrics follow the problem (pearson and spearman for regression; accuracy
+    and f1, or macro_f1 with more than two classes), its splits the files given."""
+    if regression:
+        metrics = ("pearson", "spearman")
+    else:
+        metrics = ("accuracy", "f1") if len(label_list) <= 2 else ("accuracy", "macro_f1")
+    return TaskSpec(
+        name="custom",
+        text_columns=text_columns,
+        label_list=label_list,
+        problem_type=REGRESSION if regression else SINGLE_LABEL,
+        metrics=metrics,
+        main_metric="pearson" if regression else "accuracy",
+        eval_splits=("dev",) if "dev" in files else (),
+        test_splits=("test",) if "test" in files else (),
+        display_name="custom",
+    )
+
+
+def _custom_label(
+    task: TaskSpec, split: str, raw: Any, where: str, index: dict[str, int], label_column: str
+) -> int | float:
+    """One row's label: -1 for a test row without one, a float for regression, else the index of a
+    training label (any other value is an error)."""
+    if split == "test" and (raw is None or str(raw).strip() == ""):
+        return -1
+    if raw is None:
+        raise DataError(f"{where}: missing value for column '{label_column}'")
+    if task.is_regression:
+        return _parse_label(task, raw, where, index)
+    if str(raw).strip() not in index:
+        raise DataError(
+            f"{where}: label '{str(raw).strip()}' is not one of the training labels ({', '.join(task.label_list)})"
+        )
+    return index[str(raw).strip()]
 
 
 def class_balanced_subset(dataset: datasets.Dataset, fraction: float, seed: int) -> datasets.Dataset:

@@ -15,9 +15,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-SINGLE_LABEL = "single_label_classification"
-REGRESSION = "regression"
-MULTI_LABEL = "multi_label_classification"
+from .tasks import MULTI_LABEL, REGRESSION, SINGLE_LABEL
 
 
 def symmetric_kl(p_logits: torch.Tensor, q_logits: torch.Tensor) -> torch.Tensor:

@@ -18,11 +18,13 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
+from .recipe import HOLDOUT
+from .results import TRAIN_HOLDOUT, write_json_atomic
 
 GRID_FILE = "grid.json"
 CHOICE_FILE = "grid_choice.json"
 ALL_METHODS = "*"
-HOLDOUT_SUFFIX = "_holdout"
+HOLDOUT_SUFFIX = f"_{HOLDOUT}"  # held-out metrics: accuracy_holdout, ...
 # Short names in variant labels (the folder of each grid point's runs).
 SHORT = {
     "learning_rate": "lr",
@@ -139,8 +141,6 @@ def write_grid(folder: str | Path, index: dict[str, list[dict[str, Any]]]) -> No
     may run a subset of a method's grid (the chosen point on more seeds); any other point is refused. Read, merge and write happen under a lock (jobs side by side)."""
     import fcntl
 
-    from .run import write_json_atomic
-
     if not index:
         return
     folder = Path(folder)
@@ -191,7 +191,7 @@ def select(
         common = set.intersection(*({int(r["seed"]) for r in runs} for runs in runs_by_point.values()))
         if len(runs_by_point) < len(index[method]) or not common:
             continue  # the grid is not complete on any seed yet: nothing to choose from
-        table, on = [], "train-holdout"
+        table, on = [], TRAIN_HOLDOUT
         for name, runs in runs_by_point.items():
             main = runs[0]["main_metric"]
             scores = []

@@ -61,18 +61,20 @@ def pearson(predictions: Any, labels: Any) -> float:
     A constant input (common early in regression training) makes r undefined; it returns 0.0
     rather than NaN, and without scipy's ConstantInputWarning on every evaluation.
     """
-    x, y = _as_1d(predictions).astype(np.float64), _as_1d(labels).astype(np.float64)
-    if _constant(x) or _constant(y):
-        return 0.0
-    return float(stats.pearsonr(x, y)[0])
+    return _correlation(stats.pearsonr, predictions, labels)
 
 
 def spearman(predictions: Any, labels: Any) -> float:
     """Return Spearman's rank correlation; 0.0 when either input is constant (see :func:`pearson`)."""
+    return _correlation(stats.spearmanr, predictions, labels)
+
+
+def _correlation(statistic: Callable, predictions: Any, labels: Any) -> float:
+    """``statistic``'s coefficient (scipy's pearsonr or spearmanr) in float64; 0.0 for a constant input."""
     x, y = _as_1d(predictions).astype(np.float64), _as_1d(labels).astype(np.float64)
     if _constant(x) or _constant(y):
         return 0.0
-    return float(stats.spearmanr(x, y)[0])
+    return float(statistic(x, y)[0])
 
 
 METRICS: dict[str, Callable[[Any, Any], float]] = {

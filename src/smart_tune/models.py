@@ -13,6 +13,7 @@ import pickle
 from typing import Any
 
 from .errors import ConfigError, SmartTuneError, first_line
+from .tasks import REGRESSION
 
 
 def default_model_path() -> str:
@@ -60,7 +61,7 @@ def load_model_and_tokenizer(
         if not task.is_regression:
             kwargs.update(id2label=task.id2label, label2id=task.label2id)
     if task.is_regression:
-        kwargs["problem_type"] = "regression"
+        kwargs["problem_type"] = REGRESSION
     try:
         tokenizer = AutoTokenizer.from_pretrained(
             tokenizer_name or name_or_path, trust_remote_code=trust_remote_code

@@ -9,8 +9,7 @@ from pathlib import Path
 
 from .checkpoints import checkpoints_in, newest_sound_checkpoint
 from .errors import ConfigError
-
-RESULTS = "results.json"
+from .results import RESULTS
 
 
 def is_main_process() -> bool:

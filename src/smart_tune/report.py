@@ -17,7 +17,6 @@ headline study's plain and SMART runs, filtered by task and method.
 
 from __future__ import annotations
 
-import json
 import math
 import textwrap
 from collections import defaultdict
@@ -25,9 +24,16 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
-from .grid import CHOICE_FILE, choice_markdown, read_grid
+from .grid import CHOICE_FILE, HOLDOUT_SUFFIX, choice_markdown, read_grid
 from .grid import select as select_grid
-from .run import RESULTS, atomic_path, write_json_atomic, write_text_atomic
+from .results import (
+    RESULTS,
+    TRAIN_HOLDOUT,
+    atomic_path,
+    read_results,
+    write_json_atomic,
+    write_text_atomic,
+)
 
 BASELINE = "vanilla"
 AVERAGE = "average"
@@ -35,16 +41,14 @@ AVERAGE_METRIC = "mean_of_main_metrics"
 
 
 def load_results(folder: str | Path) -> list[dict[str, Any]]:
+    """Every run's results under ``folder``, as the JSON objects ``train`` writes today (an older file's
+    missing fields filled in with :class:`RunResults`' defaults), each with its file's ``_path``."""
     folder = Path(folder)
     if not folder.is_dir():
         raise ConfigError(f"no such folder: {folder}")
     results = []
     for path in sorted(folder.rglob(RESULTS)):
-        try:
-            with open(path, encoding="utf-8") as f:
-                r = json.load(f)
-        except (OSError, json.JSONDecodeError) as exc:
-            raise ConfigError(f"unreadable results file {path}: {exc}") from None
+        r = read_results(path).to_dict()
         r["_path"] = str(path)
         results.append(r)
     return results
@@ -71,9 +75,14 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
 LAST = "last_epoch_"
 
 
+def recorded(result: dict[str, Any], part: str) -> dict[str, Any]:
+    """The options a run recorded under ``arguments.<part>`` (``run`` or ``training``); {} if none."""
+    return (result.get("arguments") or {}).get(part) or {}
+
+
 def train_fraction(result: dict[str, Any]) -> float | None:
     """The ``--train-fraction`` a run was trained with (None: the whole training split)."""
-    return ((result.get("arguments") or {}).get("run") or {}).get("train_fraction")
+    return recorded(result, "run").get("train_fraction")
 
 
 def group_name(result: dict[str, Any]) -> str:
@@ -155,8 +164,7 @@ def check_comparable(results: list[dict[str, Any]]) -> None:
 def kept_model(result: dict[str, Any]) -> str:
     """Which model a run scored: ``last``, the one training ended with (``load_best_model_at_end`` off),
     or ``best``, its best end-of-epoch evaluation (the default when an evaluation split is scored)."""
-    training = (result.get("arguments") or {}).get("training") or {}
-    return "last" if training.get("load_best_model_at_end") is False else "best"
+    return "last" if recorded(result, "training").get("load_best_model_at_end") is False else "best"
 
 
 def schedule_differences(runs: list[dict[str, Any]]) -> list[str]:
@@ -263,10 +271,10 @@ def _logged_eval_key(result: dict[str, Any], name: str) -> str:
     """The log key of metric ``name`` in the evaluations during training. A run that selects on a part
     held out of train (``--validation-from-train``) scores it and dev each epoch under their own names
     (``eval_holdout_accuracy``, ``eval_dev_accuracy``); otherwise dev alone is ``eval_accuracy``."""
-    if result.get("selected_on") != "train-holdout":
+    if result.get("selected_on") != TRAIN_HOLDOUT:
         return f"eval_{name}"
-    if name.endswith("_holdout"):
-        return f"eval_holdout_{name[: -len('_holdout')]}"
+    if name.endswith(HOLDOUT_SUFFIX):
+        return f"eval_holdout_{name[: -len(HOLDOUT_SUFFIX)]}"
     return f"eval_{result.get('dev_split') or 'dev'}_{name}"
 
 
@@ -301,7 +309,7 @@ def run_seconds(result: dict[str, Any]) -> float | None:
         return None
     steps = result.get("global_steps")
     resumed = result.get("resumed_at_step")
-    if resumed is None and ((result.get("arguments") or {}).get("run") or {}).get("resume"):
+    if resumed is None and recorded(result, "run").get("resume"):
         return None
     if resumed:
         if not steps or steps <= resumed:
@@ -314,76 +322,18 @@ def _sum_or_none(values: list[float | None]) -> float | None:
     return None if any(v is None for v in values) else sum(values)
 
 
+# One group's runs (a task, a task at a fraction, or the average): method → seed → run.
+GroupRuns = dict[str, dict[int, dict[str, Any]]]
+
+
 def summarise(results: list[dict[str, Any]]) -> dict[str, Any]:
     """{task: {"main_metric", "methods": {method: {"n", "seeds", "metrics": {m: stats}, "vs_vanilla", ...}}}}."""
-    grouped: dict[str, dict[str, dict[int, dict]]] = defaultdict(lambda: defaultdict(dict))
-    for r in results + task_average(results):
-        r = {**r, "metrics": {**r["metrics"], **last_epoch_metrics(r)}}
-        grouped[group_name(r)][r["method"]][int(r["seed"])] = r
-    summary: dict[str, Any] = {}
+    grouped = _group_runs(results)
     # Tasks by name, each task's fractions from small to large, the average last.
-    for task in sorted(grouped, key=lambda g: _group_order(g, grouped[g])):
-        methods = grouped[task]
-        any_run = next(iter(next(iter(methods.values())).values()))
-        main = any_run.get("main_metric")
-        out: dict[str, Any] = {}
-        baseline = methods.get(BASELINE, {})
-        for method, by_seed in sorted(methods.items(), key=lambda kv: (kv[0] != BASELINE, kv[0])):
-            seeds = sorted(by_seed)
-            entry: dict[str, Any] = {"n": len(seeds), "seeds": seeds, "metrics": {}, "vs_vanilla": {}}
-            names = sorted({m for r in by_seed.values() for m in r["metrics"]})
-            for name in names:
-                # A run may lack a metric (e.g. a last-epoch score when its log has no evaluation), so
-                # each metric keeps the seeds its values belong to.
-                covered = [s for s in seeds if name in by_seed[s]["metrics"]]
-                values = [by_seed[s]["metrics"][name] for s in covered]
-                mean, std = _mean_std(values)
-                entry["metrics"][name] = {
-                    "mean": mean,
-                    "std": std,
-                    "best": max(values),
-                    "values": values,
-                    "seeds": covered,
-                }
-                paired = [
-                    by_seed[s]["metrics"][name] - baseline[s]["metrics"][name]
-                    for s in covered
-                    if s in baseline and name in baseline[s]["metrics"]
-                ]
-                if paired and method != BASELINE:
-                    d_mean, d_std = _mean_std(paired)
-                    entry["vs_vanilla"][name] = {
-                        "mean": d_mean,
-                        "std": d_std,
-                        "n": len(paired),
-                        "wins": sum(d > 0 for d in paired),
-                        "ci95": paired_interval(d_mean, d_std, len(paired)),
-                    }
-            terms = [training_terms(by_seed[s]) for s in seeds]
-            entry["terms"] = {
-                key: sum(t[key] for t in terms) / len(terms)
-                for key, _, _ in TERMS
-                if all(key in t for t in terms)
-            }
-            times = [run_seconds(by_seed[s]) for s in seeds]
-            known = [t for t in times if t is not None]
-            # Unknown times (see run_seconds) are left out of the mean; none known: None.
-            entry["train_minutes_mean"] = sum(known) / len(known) / 60 if known else None
-            entry["train_minutes_unknown"] = len(times) - len(known)
-            out[method] = entry
-        summary[task] = {
-            "main_metric": main,
-            "differs_in": schedule_differences([r for by_seed in methods.values() for r in by_seed.values()]),
-            "task": any_run["task"],
-            "train_fraction": train_fraction(any_run),
-            "kept": sorted({kept_model(r) for by_seed in methods.values() for r in by_seed.values()}),
-            "selected_on": sorted(
-                {r.get("selected_on", "dev") for by_seed in methods.values() for r in by_seed.values()}
-            ),
-            "methods": out,
-        }
-        if "averaged" in any_run:
-            summary[task]["averaged"] = any_run["averaged"]
+    summary = {
+        task: _group_summary(grouped[task])
+        for task in sorted(grouped, key=lambda g: _group_order(g, grouped[g]))
+    }
     if AVERAGE in summary:  # the average inherits every averaged task's differences
         summary[AVERAGE]["differs_in"] = sorted(
             {
@@ -396,8 +346,96 @@ def summarise(results: list[dict[str, Any]]) -> dict[str, Any]:
     return summary
 
 
-def _group_order(group: str, methods: dict[str, dict[int, dict]]) -> tuple:
-    run = next(iter(next(iter(methods.values())).values()))
+def _group_runs(results: list[dict[str, Any]]) -> dict[str, GroupRuns]:
+    """The runs and the task averages by group, method and seed, each run's metrics joined by its
+    last-epoch scores."""
+    grouped: dict[str, GroupRuns] = defaultdict(lambda: defaultdict(dict))
+    for r in results + task_average(results):
+        r = {**r, "metrics": {**r["metrics"], **last_epoch_metrics(r)}}
+        grouped[group_name(r)][r["method"]][int(r["seed"])] = r
+    return grouped
+
+
+def _any_run(methods: GroupRuns) -> dict[str, Any]:
+    """A run of the group: what every run of it shares (task, fraction, main metric) is read there."""
+    return next(iter(next(iter(methods.values())).values()))
+
+
+def _group_summary(methods: GroupRuns) -> dict[str, Any]:
+    """One group's entry of :func:`summarise`: vanilla first, then the methods by name."""
+    any_run = _any_run(methods)
+    runs = [r for by_seed in methods.values() for r in by_seed.values()]
+    baseline = methods.get(BASELINE, {})
+    out = {
+        method: _method_summary(method, by_seed, baseline)
+        for method, by_seed in sorted(methods.items(), key=lambda kv: (kv[0] != BASELINE, kv[0]))
+    }
+    data = {
+        "main_metric": any_run.get("main_metric"),
+        "differs_in": schedule_differences(runs),
+        "task": any_run["task"],
+        "train_fraction": train_fraction(any_run),
+        "kept": sorted({kept_model(r) for r in runs}),
+        "selected_on": sorted({r.get("selected_on", "dev") for r in runs}),
+        "methods": out,
+    }
+    if "averaged" in any_run:
+        data["averaged"] = any_run["averaged"]
+    return data
+
+
+def _method_summary(
+    method: str, by_seed: dict[int, dict[str, Any]], baseline: dict[int, dict[str, Any]]
+) -> dict[str, Any]:
+    """One method's statistics over its seeds: per metric, and paired with vanilla's on common seeds."""
+    seeds = sorted(by_seed)
+    entry: dict[str, Any] = {"n": len(seeds), "seeds": seeds, "metrics": {}, "vs_vanilla": {}}
+    for name in sorted({m for r in by_seed.values() for m in r["metrics"]}):
+        # A run may lack a metric (e.g. a last-epoch score when its log has no evaluation), so
+        # each metric keeps the seeds its values belong to.
+        covered = [s for s in seeds if name in by_seed[s]["metrics"]]
+        values = [by_seed[s]["metrics"][name] for s in covered]
+        mean, std = _mean_std(values)
+        entry["metrics"][name] = {
+            "mean": mean,
+            "std": std,
+            "best": max(values),
+            "values": values,
+            "seeds": covered,
+        }
+        paired = [
+            by_seed[s]["metrics"][name] - baseline[s]["metrics"][name]
+            for s in covered
+            if s in baseline and name in baseline[s]["metrics"]
+        ]
+        if paired and method != BASELINE:
+            entry["vs_vanilla"][name] = _paired_stats(paired)
+    terms = [training_terms(by_seed[s]) for s in seeds]
+    entry["terms"] = {
+        key: sum(t[key] for t in terms) / len(terms) for key, _, _ in TERMS if all(key in t for t in terms)
+    }
+    times = [run_seconds(by_seed[s]) for s in seeds]
+    known = [t for t in times if t is not None]
+    # Unknown times (see run_seconds) are left out of the mean; none known: None.
+    entry["train_minutes_mean"] = sum(known) / len(known) / 60 if known else None
+    entry["train_minutes_unknown"] = len(times) - len(known)
+    return entry
+
+
+def _paired_stats(paired: list[float]) -> dict[str, Any]:
+    """Mean, std, n, wins and 95% interval of per-seed differences to vanilla."""
+    d_mean, d_std = _mean_std(paired)
+    return {
+        "mean": d_mean,
+        "std": d_std,
+        "n": len(paired),
+        "wins": sum(d > 0 for d in paired),
+        "ci95": paired_interval(d_mean, d_std, len(paired)),
+    }
+
+
+def _group_order(group: str, methods: GroupRuns) -> tuple:
+    run = _any_run(methods)
     fraction = train_fraction(run)
     return (group == AVERAGE, run["task"], 1.0 if fraction is None else fraction)
 
@@ -406,90 +444,117 @@ def _pct(v: float) -> str:
     return f"{100 * v:.2f}"
 
 
+# What every summary.md says first: how to read its tables.
+MARKDOWN_INTRO = [
+    "# Results",
+    "",
+    "Scores ×100 on each task's evaluation split (dev unless the study says otherwise): mean ± sample "
+    "std over seeds, best run, and the paired difference to vanilla on the same seeds (mean ± std, "
+    "[its 95% interval, Student's t over the seeds], (wins = seeds where the method beats vanilla / seeds)).",
+    "A metric's plain name scores the model each run kept: the best of its end-of-epoch evaluations on "
+    "dev (so dev picks the epoch: optimistic), unless a table says otherwise. `last_epoch_<metric>` "
+    "scores the model at the end of training. min/run: training minutes per run (a resumed run's time is scaled up from the steps "
+    "it timed; '?' counts runs whose time is unknown: resumed before the resume step was recorded).",
+    "",
+]
+
+
 def to_markdown(summary: dict[str, Any]) -> str:
-    lines = [
-        "# Results",
-        "",
-        "Scores ×100 on each task's evaluation split (dev unless the study says otherwise): mean ± sample "
-        "std over seeds, best run, and the paired difference to vanilla on the same seeds (mean ± std, "
-        "[its 95% interval, Student's t over the seeds], (wins = seeds where the method beats vanilla / seeds)).",
-        "A metric's plain name scores the model each run kept: the best of its end-of-epoch evaluations on "
-        "dev (so dev picks the epoch: optimistic), unless a table says otherwise. `last_epoch_<metric>` "
-        "scores the model at the end of training. min/run: training minutes per run (a resumed run's time is scaled up from the steps "
-        "it timed; '?' counts runs whose time is unknown: resumed before the resume step was recorded).",
-        "",
-    ]
+    lines = list(MARKDOWN_INTRO)
     for task, data in summary.items():
-        metric_names = sorted(
-            {m for e in data["methods"].values() for m in e["metrics"]}, key=lambda m: (m.startswith(LAST), m)
-        )
         lines += [f"## {task} (main metric: {data['main_metric']})", ""]
-        if data.get("differs_in"):
-            lines += [f"Not one schedule: the runs differ in {', '.join(data['differs_in'])}.", ""]
-        if data.get("selected_on") == ["train-holdout"]:
-            lines += [
-                "Selected without peeking: each run's epoch (and, under a grid, each method's setting) was "
-                "chosen on a part of train held out for it (`*_holdout`); dev only scores the kept model.",
-                "",
-            ]
-        if data.get("kept") == ["last"]:
-            lines += [
-                "Every run here scored the model it ended training with (`load_best_model_at_end` off): "
-                "the plain metric is the last epoch's, chosen on nothing.",
-                "",
-            ]
-        if "averaged" in data:
-            parts = ", ".join(f"{t} {m}" for t, m in data["averaged"].items())
-            lines += [
-                f"Per seed, the mean of {parts}; only seeds where the method has every task. "
-                "min/run is the sum over the tasks.",
-                "",
-            ]
-        header = ["method", "n"]
-        for m in metric_names:
-            header += [f"{m} mean ± std", f"{m} best", f"{m} Δ vs vanilla"]
-        header += ["min/run"]
-        lines.append("| " + " | ".join(header) + " |")
-        lines.append("|" + "---|" * len(header))
-        for method, e in data["methods"].items():
-            row = [method, str(e["n"])]
-            for m in metric_names:
-                s = e["metrics"].get(m)
-                if s is None:
-                    row += ["–", "–", "–"]
-                    continue
-                # A spread needs two values: with one seed, say nothing rather than "± 0.00".
-                spread = f" ± {_pct(s['std'])}" if len(s["values"]) > 1 else ""
-                row += [f"{_pct(s['mean'])}{spread}", _pct(s["best"])]
-                d = e["vs_vanilla"].get(m)
-                d_spread = f" ± {_pct(d['std'])}" if d and d["n"] > 1 else ""
-                if d and d.get("ci95"):
-                    d_spread += f" [{100 * d['ci95'][0]:+.2f}, {100 * d['ci95'][1]:+.2f}]"
-                row.append(f"{100 * d['mean']:+.2f}{d_spread} ({d['wins']}/{d['n']})" if d else "–")
-            minutes = e["train_minutes_mean"]
-            row.append(
-                "?"
-                if minutes is None
-                else f"{minutes:.1f}"
-                + (f" ({e['train_minutes_unknown']} ?)" if e["train_minutes_unknown"] else "")
-            )
-            lines.append("| " + " | ".join(row) + " |")
-        lines.append("")
-        with_terms = {m: e["terms"] for m, e in data["methods"].items() if e.get("terms")}
-        if with_terms:
-            keys = [(k, title) for k, title, _ in TERMS if any(k in t for t in with_terms.values())]
-            lines += [
-                "Regularisation terms as logged during training (unweighted; mean over seeds):",
-                "",
-                "| method | " + " | ".join(title for _, title in keys) + " |",
-                "|" + "---|" * (len(keys) + 1),
-            ]
-            for method, t in with_terms.items():
-                lines.append(
-                    f"| {method} | " + " | ".join(f"{t[k]:.3g}" if k in t else "–" for k, _ in keys) + " |"
-                )
-            lines.append("")
+        lines += _group_notes(data)
+        lines += _scores_table(data)
+        lines += _terms_table(data)
     return "\n".join(lines)
+
+
+def _group_notes(data: dict[str, Any]) -> list[str]:
+    """The paragraphs above a group's table: what differs between its runs, what chose and what scored
+    the kept model, and what an average is the mean of."""
+    lines = []
+    if data.get("differs_in"):
+        lines += [f"Not one schedule: the runs differ in {', '.join(data['differs_in'])}.", ""]
+    if data.get("selected_on") == [TRAIN_HOLDOUT]:
+        lines += [
+            "Selected without peeking: each run's epoch (and, under a grid, each method's setting) was "
+            "chosen on a part of train held out for it (`*_holdout`); dev only scores the kept model.",
+            "",
+        ]
+    if data.get("kept") == ["last"]:
+        lines += [
+            "Every run here scored the model it ended training with (`load_best_model_at_end` off): "
+            "the plain metric is the last epoch's, chosen on nothing.",
+            "",
+        ]
+    if "averaged" in data:
+        parts = ", ".join(f"{t} {m}" for t, m in data["averaged"].items())
+        lines += [
+            f"Per seed, the mean of {parts}; only seeds where the method has every task. "
+            "min/run is the sum over the tasks.",
+            "",
+        ]
+    return lines
+
+
+def _scores_table(data: dict[str, Any]) -> list[str]:
+    """A group's table: a row per method, three columns per metric (the last-epoch ones last)."""
+    metric_names = sorted(
+        {m for e in data["methods"].values() for m in e["metrics"]}, key=lambda m: (m.startswith(LAST), m)
+    )
+    header = ["method", "n"]
+    for m in metric_names:
+        header += [f"{m} mean ± std", f"{m} best", f"{m} Δ vs vanilla"]
+    header += ["min/run"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for method, e in data["methods"].items():
+        row = [method, str(e["n"])]
+        for m in metric_names:
+            row += _metric_cells(e, m)
+        minutes = e["train_minutes_mean"]
+        row.append(
+            "?"
+            if minutes is None
+            else f"{minutes:.1f}"
+            + (f" ({e['train_minutes_unknown']} ?)" if e["train_minutes_unknown"] else "")
+        )
+        lines.append("| " + " | ".join(row) + " |")
+    lines.append("")
+    return lines
+
+
+def _metric_cells(e: dict[str, Any], m: str) -> list[str]:
+    """A method's three cells for metric ``m``: mean ± std, best, difference to vanilla."""
+    s = e["metrics"].get(m)
+    if s is None:
+        return ["–", "–", "–"]
+    # A spread needs two values: with one seed, say nothing rather than "± 0.00".
+    spread = f" ± {_pct(s['std'])}" if len(s["values"]) > 1 else ""
+    cells = [f"{_pct(s['mean'])}{spread}", _pct(s["best"])]
+    d = e["vs_vanilla"].get(m)
+    d_spread = f" ± {_pct(d['std'])}" if d and d["n"] > 1 else ""
+    if d and d.get("ci95"):
+        d_spread += f" [{100 * d['ci95'][0]:+.2f}, {100 * d['ci95'][1]:+.2f}]"
+    cells.append(f"{100 * d['mean']:+.2f}{d_spread} ({d['wins']}/{d['n']})" if d else "–")
+    return cells
+
+
+def _terms_table(data: dict[str, Any]) -> list[str]:
+    """The SMART terms the group's methods logged (none: no table)."""
+    with_terms = {m: e["terms"] for m, e in data["methods"].items() if e.get("terms")}
+    if not with_terms:
+        return []
+    keys = [(k, title) for k, title, _ in TERMS if any(k in t for t in with_terms.values())]
+    lines = [
+        "Regularisation terms as logged during training (unweighted; mean over seeds):",
+        "",
+        "| method | " + " | ".join(title for _, title in keys) + " |",
+        "|" + "---|" * (len(keys) + 1),
+    ]
+    for method, t in with_terms.items():
+        lines.append(f"| {method} | " + " | ".join(f"{t[k]:.3g}" if k in t else "–" for k, _ in keys) + " |")
+    lines.append("")
+    return lines
 
 
 def _pyplot():
@@ -532,55 +597,61 @@ def plot(summary: dict[str, Any], path: str | Path) -> None:
         data = summary[task]
         metric = data["main_metric"]
         methods = [m for m, e in data["methods"].items() if metric in e["metrics"]]
-        xs = list(range(len(methods)))
-        stats = [data["methods"][m]["metrics"][metric] for m in methods]
-        ax = axes[0][col]
-        ax.bar(
-            xs,
-            [100 * s["mean"] for s in stats],
-            yerr=[100 * s["std"] for s in stats],
-            capsize=4,
-            color="#8fb3d9",
-            edgecolor="#2b5d8a",
-        )
-        for x, s in zip(xs, stats):
-            ax.plot(
-                [x] * len(s["values"]), [100 * v for v in s["values"]], "o", color="#1b3a57", markersize=3
-            )
-        ax.axhline(0, color="black", linewidth=0.8)
-        ax.set_xticks(xs, methods, rotation=30, ha="right")
-        ax.set_title(f"{task}: {metric}")
-        ax.grid(axis="y", alpha=0.3)
-        if rows == 1:
-            continue
-        ax = axes[1][col]
-        others = [m for m in methods if m != BASELINE]
-        diffs = {m: [100 * d for d in paired_differences(data, m, metric)] for m in others}
-        if not any(diffs.values()):
-            ax.set_axis_off()
-            alone = "only " + ", ".join(methods) if methods else "no runs"
-            ax.set_title(f"{task}: {alone}, nothing paired with {BASELINE} yet", fontsize="small")
-            continue
-        reach = 0.5  # half-height of the y axis, symmetric about zero: at least the largest |Δ| drawn
-        for x, m in enumerate(others):
-            if diffs[m]:
-                mean, std = _mean_std(diffs[m])
-                ax.plot([x] * len(diffs[m]), diffs[m], "o", color="#1b3a57", markersize=3)
-                ax.errorbar([x + 0.15], [mean], yerr=[std], fmt="D", color="#c0392b", capsize=4, markersize=5)
-                reach = max(reach, *(abs(d) for d in diffs[m]), abs(mean) + std)
-        ax.axhline(0, color="black", linewidth=0.8)
-        ax.set_ylim(-1.2 * reach, 1.2 * reach)
-        ax.set_xlim(-0.5, len(others) - 0.5)
-        ax.set_xticks(list(range(len(others))), others, rotation=30, ha="right")
-        ax.set_title(f"{task}: Δ vs {BASELINE} (paired)")
-        ax.set_ylabel("Δ (points)")
-        ax.grid(axis="y", alpha=0.3)
+        _plot_scores(axes[0][col], task, data, metric, methods)
+        if rows == 2:
+            _plot_paired(axes[1][col], task, data, metric, methods)
     note = "Top: mean ± std over seeds, from zero; dots are seeds."
     if rows == 2:
         note += f" Bottom: difference to {BASELINE} on the same seed (dots) and its mean ± std (◆)."
     width_chars = int(fig.get_figwidth() * 13)  # about what fits in a line of small text
     fig.text(0.5, 0.005, textwrap.fill(note, width_chars), ha="center", va="bottom", fontsize="small")
     _save_figure(fig, path, rect=(0, 0.04, 1, 1))  # room for the note
+
+
+def _plot_scores(ax, task: str, data: dict[str, Any], metric: str, methods: list[str]) -> None:
+    """A task's top panel: each method's mean from zero, its std error bar and a dot per seed."""
+    xs = list(range(len(methods)))
+    stats = [data["methods"][m]["metrics"][metric] for m in methods]
+    ax.bar(
+        xs,
+        [100 * s["mean"] for s in stats],
+        yerr=[100 * s["std"] for s in stats],
+        capsize=4,
+        color="#8fb3d9",
+        edgecolor="#2b5d8a",
+    )
+    for x, s in zip(xs, stats):
+        ax.plot([x] * len(s["values"]), [100 * v for v in s["values"]], "o", color="#1b3a57", markersize=3)
+    ax.axhline(0, color="black", linewidth=0.8)
+    ax.set_xticks(xs, methods, rotation=30, ha="right")
+    ax.set_title(f"{task}: {metric}")
+    ax.grid(axis="y", alpha=0.3)
+
+
+def _plot_paired(ax, task: str, data: dict[str, Any], metric: str, methods: list[str]) -> None:
+    """A task's bottom panel: each method's per-seed difference to vanilla (dots) and their mean ± std,
+    on a y axis symmetric about zero; a note instead when nothing is paired yet."""
+    others = [m for m in methods if m != BASELINE]
+    diffs = {m: [100 * d for d in paired_differences(data, m, metric)] for m in others}
+    if not any(diffs.values()):
+        ax.set_axis_off()
+        alone = "only " + ", ".join(methods) if methods else "no runs"
+        ax.set_title(f"{task}: {alone}, nothing paired with {BASELINE} yet", fontsize="small")
+        return
+    reach = 0.5  # half-height of the y axis, symmetric about zero: at least the largest |Δ| drawn
+    for x, m in enumerate(others):
+        if diffs[m]:
+            mean, std = _mean_std(diffs[m])
+            ax.plot([x] * len(diffs[m]), diffs[m], "o", color="#1b3a57", markersize=3)
+            ax.errorbar([x + 0.15], [mean], yerr=[std], fmt="D", color="#c0392b", capsize=4, markersize=5)
+            reach = max(reach, *(abs(d) for d in diffs[m]), abs(mean) + std)
+    ax.axhline(0, color="black", linewidth=0.8)
+    ax.set_ylim(-1.2 * reach, 1.2 * reach)
+    ax.set_xlim(-0.5, len(others) - 0.5)
+    ax.set_xticks(list(range(len(others))), others, rotation=30, ha="right")
+    ax.set_title(f"{task}: Δ vs {BASELINE} (paired)")
+    ax.set_ylabel("Δ (points)")
+    ax.grid(axis="y", alpha=0.3)
 
 
 def _save_figure(fig, path: str | Path, rect: tuple[float, ...] = (0, 0, 1, 1)) -> None:

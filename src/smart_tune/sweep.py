@@ -9,7 +9,6 @@ run cannot take the sweep down, and every run can be repeated by hand from its f
 
 from __future__ import annotations
 
-import json
 import signal
 import subprocess
 import sys
@@ -20,7 +19,7 @@ from typing import Any
 from .checkpoints import checkpoints_in, last_complete_checkpoint
 from .errors import ConfigError, Interrupted
 from .presets import PRESETS
-from .run import RESULTS, write_json_atomic
+from .results import RESULTS, read_results, write_json_atomic
 
 RUN_CONFIG = "run_config.json"
 
@@ -128,8 +127,7 @@ def run_sweep(
             )
         minutes = (time.time() - started) / 60
         if code == 0 and (run_dir / RESULTS).exists():
-            with open(run_dir / RESULTS, encoding="utf-8") as f:
-                metrics = json.load(f)["metrics"]
+            metrics = read_results(run_dir / RESULTS).metrics
             shown = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())
             echo(f"{label}: finished in {minutes:.1f} min: {shown}")
         else:

@@ -16,8 +16,11 @@ from dataclasses import dataclass, field
 
 from smart_tune.errors import ConfigError
 
+# The output types, by their transformers names (``config.problem_type``): defined here, not beside the
+# divergences that use them, because option parsing reads tasks without importing torch.
 SINGLE_LABEL = "single_label_classification"
 REGRESSION = "regression"
+MULTI_LABEL = "multi_label_classification"  # no registered task has it; the divergences take it
 
 
 @dataclass(frozen=True)

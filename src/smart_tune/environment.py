@@ -15,7 +15,8 @@ def show_progress() -> bool:
     return sys.stderr.isatty()
 
 
-def environment() -> dict[str, Any]:
+def capture() -> dict[str, Any]:
+    """The versions, processor, threads and accelerator of this process (results.json's ``environment``)."""
     import torch
     import transformers
 

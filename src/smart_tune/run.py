@@ -350,7 +350,7 @@ def record(prepared: PreparedRun, fitted: Fitted, scores: Scores) -> dict[str, A
         smart_nonfinite=trainer.nonfinite_total(),  # every rank calls it: a collective
         smart_skipped_steps=getattr(trainer, "skipped_steps", 0),
         arguments={"run": {**dataclasses.asdict(run), "seed": args.seed}, "training": args.to_dict()},
-        environment=environment.environment(),
+        environment=environment.capture(),
         log_history=state.log_history,
     ).to_dict()
     if trainer.is_world_process_zero():

@@ -131,7 +131,7 @@ def _scoring_parser(command: str, description: str) -> argparse.ArgumentParser:
 
 
 def cmd_evaluate(argv: list[str]) -> int:
-    from .run import evaluate
+    from .scoring import evaluate
 
     p = _scoring_parser("evaluate", "Score a fine-tuned model on a split.")
     p.add_argument("--split", default="dev", help="split to score (default dev)")
@@ -144,7 +144,7 @@ def cmd_evaluate(argv: list[str]) -> int:
 
 
 def cmd_predict(argv: list[str]) -> int:
-    from .run import predict
+    from .scoring import predict
 
     p = _scoring_parser("predict", "Write test-set predictions in the GLUE submission format.")
     p.add_argument("--output-dir", help="where to write (default MODEL_DIR/predictions)")

@@ -12,7 +12,6 @@ from typing import Any
 import numpy as np
 
 from . import environment
-from .data import check_split
 from .errors import ConfigError
 from .models import check_max_length, load_model_and_tokenizer, quiet_libraries, tokenize
 from .outputs import RESULTS
@@ -146,7 +145,7 @@ def evaluate(
 ) -> dict[str, Any]:
     """Score a fine-tuned model on a labelled split: {"task", "split", "metrics", "num_examples"}.
     ``tokenizer``: where the model's tokenizer is, when its folder lacks one."""
-    from .data import load_split
+    from .data import check_split, load_split
     from .metrics import compute_metrics
 
     _check_scoring_options(max_length, batch_size)
@@ -194,7 +193,7 @@ def predict(
 ) -> list[str]:
     """Write test-set predictions in the GLUE submission format (``index<TAB>prediction``). Returns the files.
     ``tokenizer``: where the model's tokenizer is, when its folder lacks one."""
-    from .data import load_split
+    from .data import check_split, load_split
 
     _check_scoring_options(max_length, batch_size)
     quiet_libraries()

@@ -66,7 +66,14 @@ def load_model_and_tokenizer(
         tokenizer = AutoTokenizer.from_pretrained(
             tokenizer_name or name_or_path, trust_remote_code=trust_remote_code
         )
-        model = AutoModelForSequenceClassification.from_pretrained(name_or_path, **kwargs)
+        from .multitask import is_multitask_dir, load_task_model
+
+        if is_multitask_dir(name_or_path):  # one task of a multi-task model: its head, or a fresh one
+            model = load_task_model(
+                name_or_path, task.name, task.num_labels, task.problem_type, task.id2label or None
+            )
+        else:
+            model = AutoModelForSequenceClassification.from_pretrained(name_or_path, **kwargs)
     except pickle.UnpicklingError:
         # torch.load(weights_only=True) met an object that is not a tensor: a pickle that could run
         # code. Its own message suggests weights_only=False; we do not.

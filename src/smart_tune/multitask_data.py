@@ -7,7 +7,7 @@ is visited in proportion to its number of batches and every example is seen once
 
 - ``"uniform"``: each step's task drawn with equal probability;
 - ``"temperature:T"``: task k drawn with probability ∝ n_k^(1/T), n_k its number of examples (T = 1:
-  proportional in expectation; T → ∞: uniform; XLM / Arivazhagan et al. use T ≈ 2..5).
+  proportional in expectation; T → ∞: uniform; multilingual pre-training uses T ≈ 2 to 5).
 
 A sampled epoch has as many batches as a proportional one, Σ_k ⌈n_k / b⌉ (so ``num_train_epochs``
 costs the same whatever the rule). Each task deals its batches from its own shuffled stream, reshuffled

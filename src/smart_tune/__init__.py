@@ -2,7 +2,8 @@
 
 Trainer users change two names: ``SmartTrainingArguments`` and ``SmartTrainer``. People with their own
 training loop use the pieces: ``AdversarialRegularizer`` (R_s), ``NoiseRegularizer`` (R3F),
-``MeanTeacher`` (momentum Bregman proximal point) and the divergences ℓ_s.
+``MeanTeacher`` (momentum Bregman proximal point) and the divergences ℓ_s. Multi-task SMART (MT-DNN-SMART):
+``MultiTaskModel`` (a shared encoder, one head per task), ``MultiTaskDataset`` and ``MultiTaskTrainer``.
 """
 
 from __future__ import annotations
@@ -30,12 +31,23 @@ _LAZY = {
     "SmartTerms": "objective",
     "SmartTrainer": "trainer",
     "SmartTrainingArguments": "config",
+    "MultiTaskModel": "multitask",
+    "TaskHead": "multitask",
+    "is_multitask_dir": "multitask",
+    "load_task_model": "multitask",
+    "MultiTaskCollator": "multitask_data",
+    "MultiTaskDataset": "multitask_data",
+    "TaskBatchSampler": "multitask_data",
+    "MultiTaskTrainer": "multitask_trainer",
 }
 
 if TYPE_CHECKING:
     from .adversarial import AdversarialRegularizer, NoiseRegularizer, RegularizerOutput, capture_rng_state
     from .config import SmartTrainingArguments
     from .divergences import binary_symmetric_kl, smoothness_divergence, squared_error, symmetric_kl
+    from .multitask import MultiTaskModel, TaskHead, is_multitask_dir, load_task_model
+    from .multitask_data import MultiTaskCollator, MultiTaskDataset, TaskBatchSampler
+    from .multitask_trainer import MultiTaskTrainer
     from .objective import SmartObjective, SmartTerms
     from .teacher import MeanTeacher
     from .trainer import SmartTrainer
@@ -59,6 +71,10 @@ __all__ = [
     "ConfigError",
     "DataError",
     "MeanTeacher",
+    "MultiTaskCollator",
+    "MultiTaskDataset",
+    "MultiTaskModel",
+    "MultiTaskTrainer",
     "NoiseRegularizer",
     "RegularizerOutput",
     "SmartObjective",
@@ -66,9 +82,13 @@ __all__ = [
     "SmartTrainer",
     "SmartTrainingArguments",
     "SmartTuneError",
+    "TaskBatchSampler",
+    "TaskHead",
     "__version__",
     "binary_symmetric_kl",
     "capture_rng_state",
+    "is_multitask_dir",
+    "load_task_model",
     "smoothness_divergence",
     "squared_error",
     "symmetric_kl",

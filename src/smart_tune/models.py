@@ -39,6 +39,20 @@ def quiet_libraries() -> None:
     datasets.logging.set_verbosity_error()
 
 
+def _load_model(name_or_path: str, task, kwargs: dict[str, Any]):
+    """The sequence-classification model at ``name_or_path``; for a multi-task folder, the task's own head
+    and the shared encoder, or the encoder and a fresh head when the task is not among its tasks."""
+    from transformers import AutoModelForSequenceClassification
+
+    from .multitask import is_multitask_dir, load_task_model
+
+    if is_multitask_dir(name_or_path):
+        return load_task_model(
+            name_or_path, task.name, task.num_labels, task.problem_type, task.id2label or None
+        )
+    return AutoModelForSequenceClassification.from_pretrained(name_or_path, **kwargs)
+
+
 def load_model_and_tokenizer(
     name_or_path: str,
     task,
@@ -53,7 +67,7 @@ def load_model_and_tokenizer(
     own head and label names, which the caller checks against the task. ``tokenizer_name``: where the
     tokenizer is, when not beside the model.
     """
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from transformers import AutoTokenizer
 
     kwargs: dict[str, Any] = {"trust_remote_code": trust_remote_code}
     if new_head:
@@ -66,7 +80,7 @@ def load_model_and_tokenizer(
         tokenizer = AutoTokenizer.from_pretrained(
             tokenizer_name or name_or_path, trust_remote_code=trust_remote_code
         )
-        model = AutoModelForSequenceClassification.from_pretrained(name_or_path, **kwargs)
+        model = _load_model(name_or_path, task, kwargs)
     except pickle.UnpicklingError:
         # torch.load(weights_only=True) met an object that is not a tensor: a pickle that could run
         # code. Its own message suggests weights_only=False; we do not.

@@ -38,8 +38,7 @@ import torch
 from torch import nn
 
 from .adversarial import AdversarialRegularizer, NoiseRegularizer
-from .divergences import problem_type_of
-from .passes import capture_rng_state, with_embeddings, word_embeddings
+from .passes import capture_rng_state, problem_type_for, with_embeddings, word_embeddings
 from .teacher import MeanTeacher
 
 
@@ -127,7 +126,7 @@ class SmartObjective:
         multiplies λ_s·R_s and μ·D_Breg, so that they accumulate like L under gradient accumulation
         when L is already normalised over the accumulated batch (the Trainer's case).
         """
-        problem_type = problem_type_of(model.config)
+        problem_type = problem_type_for(model, batch)  # per batch: a multi-task model's task decides
         terms = SmartTerms(total=task_loss, task=task_loss)
         if prepared.regularize:
             reg = self.regularizer(

@@ -19,6 +19,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from .divergences import problem_type_of
+
 DROPOUT_POLICIES = ("independent", "shared", "off")
 
 # Keys of a batch that are not model inputs of a re-run pass.
@@ -153,6 +155,17 @@ def position_ids_for(model: nn.Module, input_ids: torch.Tensor) -> torch.Tensor 
         return None
     mask = input_ids.ne(padding_idx).long()
     return torch.cumsum(mask, dim=1) * mask + padding_idx
+
+
+def problem_type_for(model: nn.Module, batch: Mapping[str, Any]) -> str:
+    """The problem type ℓ_s follows for this batch: the batch's task's, for a model that knows tasks
+    (a :class:`~smart_tune.multitask.MultiTaskModel` has ``problem_type_for(batch)``: a regression
+    task's batch gets the squared error, a classification task's the symmetric KL); else the model's
+    config's (:func:`~smart_tune.divergences.problem_type_of`)."""
+    per_batch = getattr(model, "problem_type_for", None)
+    if callable(per_batch):
+        return per_batch(batch)
+    return problem_type_of(model.config)
 
 
 def logits_of(output: Any) -> torch.Tensor:

@@ -27,6 +27,13 @@ TRAIN_EXAMPLES = """examples:
 Any transformers TrainingArguments field is accepted too, with dashes or underscores
 (--learning-rate, --warmup-steps, --gradient-accumulation-steps, --bf16, ...)."""
 
+MULTITASK_EXAMPLES = """examples:
+  smart-tune multitask --tasks rte,mrpc,stsb,cola --method smart --output-dir runs/mt-smart
+  smart-tune multitask --tasks rte,mrpc,stsb,cola,sst2 --max-train-samples 8000 --task-sampling temperature:2
+  smart-tune train --model runs/mt-smart --task rte --output-dir runs/rte-from-mt   # fine-tune one task
+  smart-tune evaluate --model-dir runs/mt-smart --task mrpc                          # score one task's head
+Each batch holds one task; the kept epoch is the best by the mean of the tasks' main metrics."""
+
 COMPARE_EXAMPLES = """examples:
   smart-tune compare --task rte,mrpc --methods vanilla,r3f,smart --seeds 1,2,3 --output-dir runs/cmp
   smart-tune compare --config study1.yaml --output-dir benchmarks/results/study1
@@ -60,6 +67,48 @@ def cmd_train(argv: list[str]) -> int:
         print_run_summary(results, str(options.training.output_dir))
     _end_process_group()
     return 0
+
+
+def cmd_multitask(argv: list[str]) -> int:
+    from . import environment
+    from .config import has_accelerator
+    from .multitask_run import train_multitask
+    from .options import MultiTaskOptions, parse_train_options, training_parser
+    from .outputs import is_main_process
+
+    parser = training_parser(
+        "smart-tune multitask",
+        "Train one encoder on several tasks at once (MT-DNN), with SMART, R3F or plainly.",
+        MULTITASK_EXAMPLES,
+        MultiTaskOptions,
+    )
+    options = parse_train_options(
+        parser, argv, environment.show_progress(), has_accelerator(), MultiTaskOptions
+    )
+    results = train_multitask(options)
+    if is_main_process():
+        print_multitask_summary(results, str(options.training.output_dir))
+    _end_process_group()
+    return 0
+
+
+def print_multitask_summary(results: dict[str, Any], output_dir: str) -> None:
+    lines = ["", f"smart-tune: {results['task']} with {results['method']} (seed {results['seed']}) finished"]
+    for name, entry in results["tasks"].items():
+        main = entry["main_metric"]
+        value = entry["metrics"].get(main)
+        shown = f"{value:.4f}" if value is not None else "-"
+        lines.append(f"  {name:<8} {main:<22} {shown}   on {entry['num_examples']} dev examples")
+    for name, value in results["metrics"].items():
+        lines.append(f"  {name:<31} {value:.4f}")
+    lines += [
+        f"  train time   {results['train_runtime_s'] / 60:.1f} min ({results['global_steps']} steps)",
+        f"  model saved  {output_dir}  (train --model {output_dir} --task T fine-tunes one task)"
+        if results["arguments"]["run"]["save_model"]
+        else "  model        not saved (--no-save-model)",
+        f"  results      {os.path.join(output_dir, 'results.json')}",
+    ]
+    print("\n".join(lines))
 
 
 def _end_process_group() -> None:
@@ -320,6 +369,10 @@ def cmd_report(argv: list[str]) -> int:
 
 COMMANDS = {
     "train": (cmd_train, "fine-tune a model (SMART by default) on a task or your data"),
+    "multitask": (
+        cmd_multitask,
+        "train one encoder on several tasks at once (MT-DNN), then fine-tune per task",
+    ),
     "evaluate": (cmd_evaluate, "score a fine-tuned model on a split; prints JSON"),
     "predict": (cmd_predict, "write test predictions in the GLUE submission format"),
     "compare": (cmd_compare, "run methods × tasks × seeds side by side (resumable) and summarise"),

@@ -55,8 +55,10 @@ class MultiTaskTrainer(SmartTrainer):
 
     Args, beside SmartTrainer's:
         task_sampling: ``"proportional"`` (MT-DNN, default), ``"uniform"`` or ``"temperature:T"``.
-        task_metrics: task name → (compute_metrics, main metric name), e.g. :func:`task_metrics_for`;
-            used when ``eval_dataset`` is a dict of tasks. Tasks without an entry report their loss only.
+        task_metrics: eval set name → (compute_metrics, main metric name), e.g. :func:`task_metrics_for`;
+            used when ``eval_dataset`` is a dict of tasks. Sets without an entry report their loss only.
+        select_on: the eval sets whose main metrics make ``eval_mean_main`` (default: every set with
+            metrics), e.g. each task's part held out of train, so that dev, also scored, chooses nothing.
 
     ``data_collator`` defaults to :class:`MultiTaskCollator` with ``processing_class`` as its tokenizer.
     """
@@ -66,6 +68,7 @@ class MultiTaskTrainer(SmartTrainer):
         *args,
         task_sampling: str = PROPORTIONAL,
         task_metrics: TaskMetrics | None = None,
+        select_on: Sequence[str] | None = None,
         **kwargs,
     ):
         parse_sampling(task_sampling)  # refused before any set-up
@@ -74,6 +77,7 @@ class MultiTaskTrainer(SmartTrainer):
         super().__init__(*args, **kwargs)
         self.task_sampling = task_sampling
         self.task_metrics = dict(task_metrics or {})
+        self.select_on = None if select_on is None else tuple(select_on)
 
     # -- training batches --------------------------------------------------------------------------
 
@@ -128,7 +132,8 @@ class MultiTaskTrainer(SmartTrainer):
             finally:
                 self.compute_metrics = saved
             metrics.update(scores)
-            if main is not None and f"{metric_key_prefix}_{name}_{main}" in scores:
+            selects = self.select_on is None or name in self.select_on
+            if selects and main is not None and f"{metric_key_prefix}_{name}_{main}" in scores:
                 mains.append(scores[f"{metric_key_prefix}_{name}_{main}"])
         if mains:
             metrics[f"{metric_key_prefix}_{MEAN_MAIN}"] = sum(mains) / len(mains)

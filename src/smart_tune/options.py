@@ -130,6 +130,60 @@ class RunOptions:
             return task.main_metric, bool(self.eval_split or task.eval_splits)
         return ("pearson" if self.regression else "accuracy"), bool(self.validation_file)
 
+    def best_metric(self) -> str | None:
+        """The logged metric that chooses the kept epoch, when not the recipe's rule (None)."""
+        return None
+
+
+@dataclass
+class MultiTaskOptions(RunOptions):
+    """``smart-tune multitask``: :class:`RunOptions` with several tasks instead of one (MT-DNN)."""
+
+    tasks: str | None = _option(
+        None, "the tasks to train on together, comma-separated, e.g. rte,mrpc,stsb,cola"
+    )
+    task_sampling: str = _option(
+        "proportional",
+        "which task each batch comes from: proportional (MT-DNN: every task's batches shuffled together "
+        "each epoch), uniform, or temperature:T (task k drawn with probability ∝ n_k^(1/T))",
+    )
+
+    def task_names(self) -> list[str]:
+        """The tasks' canonical names, checked: known, none twice."""
+        from .tasks import get_task
+
+        given = [t.strip() for t in (self.tasks or "").split(",") if t.strip()]
+        names = [get_task(t).name for t in given]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ConfigError(f"--tasks lists {', '.join(twice)} twice")
+        return names
+
+    def check(self) -> None:
+        if self.task or self.train_file or self.validation_file or self.test_file:
+            raise ConfigError("multitask takes --tasks T1,T2,...; not --task or your own files")
+        if len(self.task_names()) < 2:
+            raise ConfigError("multitask needs two tasks or more: --tasks T1,T2[,...]")
+        from .multitask_data import parse_sampling
+
+        parse_sampling(self.task_sampling)
+        if self.also_evaluate:
+            raise ConfigError("--also-evaluate is for train; multitask scores every task's dev set")
+        for name, value in (("--train-fraction", self.train_fraction), ("--eval-split", self.eval_split)):
+            if value is not None:
+                raise ConfigError(f"{name} is for train; multitask takes --max-train-samples per task")
+        RunOptions.check(dataclasses.replace(self, tasks=None, task=self.task_names()[0]))
+
+    def scored(self) -> tuple[str, bool]:
+        return "mean_main", True
+
+    def best_metric(self) -> str | None:
+        return "eval_mean_main"
+
+    @property
+    def name(self) -> str:
+        return self.label or self.method
+
 
 RUN_FIELDS = frozenset(f.name for f in dataclasses.fields(RunOptions))
 # The run options' defaults, as a mapping (compare checks its runs' options against them).
@@ -143,7 +197,7 @@ class TrainOptions:
     """One run's options, parsed: ``run`` and ``training`` typed; ``chosen`` what the preset's layers
     above held (the config file and the flags, keyed by field name), which ``compare`` passes on."""
 
-    run: RunOptions
+    run: RunOptions  # or MultiTaskOptions
     training: SmartTrainingArguments
     chosen: dict[str, Any]
 
@@ -188,7 +242,9 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     return {normalise_key(str(k)): v for k, v in data.items()}
 
 
-def training_parser(prog: str, description: str, epilog: str) -> HfArgumentParser:
+def training_parser(
+    prog: str, description: str, epilog: str, options_class: type[RunOptions] = RunOptions
+) -> HfArgumentParser:
     """A parser of :class:`RunOptions` and every TrainingArguments and smart_* field (dashes or
     underscores), with ``--epochs`` and ``--batch-size`` beside their long names.
 
@@ -196,7 +252,7 @@ def training_parser(prog: str, description: str, epilog: str) -> HfArgumentParse
     :func:`parse_train_options` needs to stack the layers (and to tell ``--method`` from a default).
     """
     parser = HfArgumentParser(
-        (RunOptions, SmartTrainingArguments),
+        (options_class, SmartTrainingArguments),
         prog=prog,
         description=description,
         epilog=epilog,
@@ -231,7 +287,10 @@ def typed_options(parser: argparse.ArgumentParser, argv: list[str]) -> dict[str,
 
 
 def chosen_options(
-    parser: argparse.ArgumentParser, argv: list[str], also_known: frozenset[str] = frozenset()
+    parser: argparse.ArgumentParser,
+    argv: list[str],
+    also_known: frozenset[str] = frozenset(),
+    options_class: type[RunOptions] = RunOptions,
 ) -> dict[str, Any]:
     """The config file's options under the flags typed, keyed by field name. ``also_known``: keys a
     command reads beside the run's options (compare's methods, seeds, variants)."""
@@ -240,7 +299,8 @@ def chosen_options(
     for alias, name in ALIASES.items():
         if alias in from_file:
             from_file[name] = from_file.pop(alias)
-    unknown = sorted(set(from_file) - TRAINING_FIELDS - RUN_FIELDS - also_known)
+    known = {f.name for f in dataclasses.fields(options_class)}
+    unknown = sorted(set(from_file) - TRAINING_FIELDS - known - also_known)
     if unknown:
         raise ConfigError(f"unknown option(s) in {flags['config']}: {', '.join(unknown)}")
     return {**from_file, **flags}
@@ -259,7 +319,12 @@ def method_of(chosen: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
     return method, method_args
 
 
-def layered(chosen: Mapping[str, Any], progress: bool = False, accelerator: bool = False) -> dict[str, Any]:
+def layered(
+    chosen: Mapping[str, Any],
+    progress: bool = False,
+    accelerator: bool = False,
+    options_class: type[RunOptions] = RunOptions,
+) -> dict[str, Any]:
     """Every option a run gets, as one mapping: recipe < the run's own defaults < preset < ``chosen``.
 
     ``progress``/``accelerator``: whether stderr is a terminal and an accelerator is present (they set
@@ -267,32 +332,39 @@ def layered(chosen: Mapping[str, Any], progress: bool = False, accelerator: bool
     """
     method, method_args = method_of(chosen)
     above_recipe = {**method_args, **chosen, "method": method}
-    run = RunOptions(**{k: v for k, v in above_recipe.items() if k in RUN_FIELDS})
+    known = {f.name for f in dataclasses.fields(options_class)}
+    run = options_class(**{k: v for k, v in above_recipe.items() if k in known})
     run.check()
     main_metric, has_dev = run.scored()
     options = {
         **RECIPE,
-        **run_defaults(above_recipe, main_metric, has_dev, progress, accelerator),
+        **run_defaults(above_recipe, main_metric, has_dev, progress, accelerator, run.best_metric()),
         **above_recipe,
     }
     if not options.get("output_dir"):
-        options["output_dir"] = default_output_dir(run.task, run.name, options["seed"])
+        what = "+".join(run.task_names()) if isinstance(run, MultiTaskOptions) else run.task
+        options["output_dir"] = default_output_dir(what, run.name, options["seed"])
     reconcile(options)
     return options
 
 
 def parse_train_options(
-    parser: HfArgumentParser, argv: list[str], progress: bool = False, accelerator: bool = False
+    parser: HfArgumentParser,
+    argv: list[str],
+    progress: bool = False,
+    accelerator: bool = False,
+    options_class: type[RunOptions] = RunOptions,
 ) -> TrainOptions:
     """``train``'s options: the layers become the parser's defaults, the flags are parsed over them, and
     both dataclasses are built (a value TrainingArguments refuses: one line, before anything loads)."""
-    chosen = chosen_options(parser, argv)
-    options = layered(chosen, progress, accelerator)
+    chosen = chosen_options(parser, argv, options_class=options_class)
+    options = layered(chosen, progress, accelerator, options_class)
     validate_options(options)
     parser.set_defaults(**options)
     values = {normalise_key(k): v for k, v in vars(parser.parse_args(argv)).items()}
     values = {**options, **{ALIASES.get(k, k): v for k, v in values.items()}}
-    run = RunOptions(**{k: v for k, v in values.items() if k in RUN_FIELDS})
+    known = {f.name for f in dataclasses.fields(options_class)}
+    run = options_class(**{k: v for k, v in values.items() if k in known})
     training = {k: v for k, v in values.items() if k in TRAINING_FIELDS}
     try:
         args = SmartTrainingArguments(**training)

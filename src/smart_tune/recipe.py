@@ -49,6 +49,7 @@ def run_defaults(
     has_dev: bool,
     progress: bool,
     accelerator: bool,
+    best_metric: str | None = None,
 ) -> dict[str, Any]:
     """The TrainingArguments defaults that follow from the run: ``chosen`` holds what the layers above
     the recipe set (preset, config file, flags), which these defaults never override.
@@ -56,7 +57,8 @@ def run_defaults(
     - Evaluation and saving every epoch when anything is scored; the kept model is the best epoch by
       the task's main metric, on the held-out part of train with ``--validation-from-train`` (the
       Trainer then scores it and dev each epoch, as ``eval_holdout_*`` and ``eval_<dev>_*``: dev picks
-      nothing), else on dev.
+      nothing), else on dev. ``best_metric``: the logged name that chooses instead (multi-task:
+      ``eval_mean_main``, the mean of the tasks' main metrics on the selecting sets).
     - Saving follows evaluation (``--eval-strategy steps`` saves every ``--eval-steps``).
     - Pinned memory only on an accelerator (on a CPU the DataLoader warns about it at every
       evaluation); progress bars on a terminal only (``progress``).
@@ -73,7 +75,7 @@ def run_defaults(
             eval_strategy="epoch",
             save_strategy=eval_strategy,
             load_best_model_at_end=True,
-            metric_for_best_model=f"{selector}{main_metric}",
+            metric_for_best_model=best_metric or f"{selector}{main_metric}",
             greater_is_better=True,
         )
     else:

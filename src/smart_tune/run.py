@@ -134,13 +134,14 @@ class PreparedRun:
     run: Any  # RunOptions
     args: Any  # SmartTrainingArguments
     output_dir: Path
-    task: Any
+    task: Any  # TaskSpec (multitask: the list of them)
     splits: dict[str, Any]
     encoded: dict[str, Any]
     eval_splits: list[str]
     also: dict[str, tuple[Any, Any]]
     model_name: str
     trainer: Any
+    what: str = ""  # what trains, for the start line (default: the task); multitask: "rte+mrpc+..."
 
     @property
     def main_split(self) -> str | None:
@@ -252,7 +253,9 @@ def fit(prepared: PreparedRun) -> Fitted:
     started = time.time()
     stop = StopOnSignal()
     trainer.add_callback(stop)
-    trainer.add_callback(start_line(run.task or "custom", run.name, len(prepared.encoded["train"])))
+    trainer.add_callback(
+        start_line(prepared.what or run.task or "custom", run.name, len(prepared.encoded["train"]))
+    )
     with stop:
         try:
             output = trainer.train(resume_from_checkpoint=resume_from)

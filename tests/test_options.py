@@ -1,0 +1,97 @@
+"""Options (issue 19): typed dataclasses parsed by HfArgumentParser, and where each default comes from.
+
+Lowest first: the dataclasses' defaults < the recipe (recipe.py) < the method's preset < the --config
+file < the flags typed."""
+
+import pytest
+
+from smart_tune.config import SmartTrainingArguments
+from smart_tune.errors import ConfigError
+from smart_tune.options import (
+    MultiTaskOptions,
+    RunOptions,
+    layered,
+    parse_train_options,
+    training_parser,
+)
+from smart_tune.recipe import RECIPE, run_defaults
+
+
+def parse(*argv, options_class=RunOptions):
+    parser = training_parser("t", "", "", options_class)
+    return parse_train_options(parser, list(argv), options_class=options_class)
+
+
+def test_each_layer_beats_the_one_below(tmp_path):
+    field_default = SmartTrainingArguments.__dataclass_fields__["learning_rate"].default
+    assert RECIPE["learning_rate"] != field_default
+    plain = parse("--task", "rte")
+    assert plain.training.learning_rate == RECIPE["learning_rate"]  # recipe > dataclass
+    assert plain.training.smart_dropout == "independent"  # the dataclass default, no layer above it
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("learning_rate: 3.0e-5\nsmart_dropout: shared\nmethod: smart-paper\n")
+    from_file = parse("--task", "rte", "--config", str(cfg))
+    assert from_file.training.learning_rate == 3e-5  # config > recipe
+    assert from_file.training.smart_dropout == "shared"  # config > preset (smart-paper: independent)
+    flagged = parse(
+        "--task", "rte", "--config", str(cfg), "--learning-rate", "4e-5", "--smart-dropout", "off"
+    )
+    assert flagged.training.learning_rate == 4e-5 and flagged.training.smart_dropout == "off"  # flag > config
+    assert flagged.run.method == "smart-paper" and flagged.chosen["learning_rate"] == 4e-5
+
+
+def test_a_preset_beats_the_dataclass_default():
+    options = parse("--task", "rte", "--method", "r3f")
+    assert options.training.smart_method == "r3f" and options.run.method == "r3f"
+
+
+def test_run_options_are_typed():
+    options = parse("--task", "mrpc", "--max-length", "64", "--train-fraction", "0.5", "--no-save-model")
+    assert isinstance(options.run, RunOptions) and isinstance(options.training, SmartTrainingArguments)
+    assert (
+        options.run.max_length == 64 and options.run.train_fraction == 0.5 and options.run.save_model is False
+    )
+    assert options.training.output_dir.endswith("mrpc-smart-seed42")
+
+
+def test_selection_defaults_follow_the_run():
+    holdout = parse("--task", "cola", "--validation-from-train", "0.1").training
+    assert holdout.metric_for_best_model == "eval_holdout_matthews_correlation"
+    assert holdout.load_best_model_at_end and holdout.eval_strategy == "epoch"
+    dev = parse("--task", "cola").training
+    assert dev.metric_for_best_model == "eval_matthews_correlation"
+    mine = parse("--task", "cola", "--metric-for-best-model", "eval_loss", "--greater-is-better", "false")
+    assert mine.training.metric_for_best_model == "eval_loss"  # what the user sets is kept
+    steps = parse("--task", "rte", "--eval-strategy", "steps", "--eval-steps", "5").training
+    assert steps.save_strategy == "steps"  # a step's evaluation needs that step's checkpoint
+
+
+def test_run_defaults_without_anything_to_score():
+    defaults = run_defaults({}, "accuracy", has_dev=False, progress=True, accelerator=False)
+    assert defaults == {
+        "dataloader_pin_memory": False,
+        "disable_tqdm": False,
+        "eval_strategy": "no",
+        "save_strategy": "epoch",
+    }
+
+
+def test_output_dir_names_the_label_and_seed():
+    options = layered({"task": "rte", "label": "smart-fit", "seed": 3})
+    assert options["output_dir"].endswith("rte-smart-fit-seed3")
+
+
+def test_multitask_options():
+    options = parse("--tasks", "RTE,mrpc", "--task-sampling", "uniform", options_class=MultiTaskOptions)
+    assert options.run.task_names() == ["rte", "mrpc"] and options.run.task_sampling == "uniform"
+    assert options.training.metric_for_best_model == "eval_mean_main"
+    assert options.training.output_dir.endswith("rte+mrpc-smart-seed42")
+    with pytest.raises(ConfigError, match="not --task"):
+        parse("--tasks", "rte,mrpc", "--task", "rte", options_class=MultiTaskOptions)
+    with pytest.raises(ConfigError, match="per task"):
+        parse("--tasks", "rte,mrpc", "--train-fraction", "0.5", options_class=MultiTaskOptions)
+
+
+def test_train_does_not_take_multitask_flags():
+    with pytest.raises(SystemExit):
+        parse("--task", "rte", "--tasks", "rte,mrpc")

@@ -606,3 +606,10 @@ def test_train_on_snli_dev_score_snli_test_and_anli(tiny_model_dir, tmp_path):
     assert set(results["metrics"]) == {"accuracy", "accuracy_anli_r1_dev", "accuracy_anli_r2_dev"}
     assert results["num_examples_by_split"] == {"test": 9824, "anli_r1_dev": 1000, "anli_r2_dev": 1000}
     assert results["num_train_examples"] == 98  # 1% of each class of SNLI dev, rounded: 33 + 32 + 33
+
+
+def test_evaluate_refuses_an_encoder_without_a_trained_head(tiny_base_model_dir, capsys):
+    args = ["evaluate", "--model-dir", tiny_base_model_dir, "--task", "rte", "--data-dir", GLUE]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "has no classification head" in err and "\n" not in err

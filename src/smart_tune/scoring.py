@@ -72,6 +72,13 @@ def check_head(path: Path, task, trust_remote_code: bool = False) -> None:
                 f"{task.name})"
             )
         return
+    architectures = getattr(config, "architectures", None) or []
+    if architectures and not any(name.endswith("ForSequenceClassification") for name in architectures):
+        # A pre-trained encoder (the packaged MiniLM, a BertModel): its head would be drawn at random.
+        raise ConfigError(
+            f"the model in {path} has no classification head (its config.json names "
+            f"{', '.join(architectures)}): fine-tune it first, smart-tune train --model {path} --task {task.name}"
+        )
     if config.num_labels == task.num_labels:
         return
 

@@ -613,3 +613,40 @@ def test_evaluate_refuses_an_encoder_without_a_trained_head(tiny_base_model_dir,
     assert main(args) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and "has no classification head" in err and "\n" not in err
+
+
+def test_predict_writes_no_file_when_a_later_split_fails(tiny_model_dir, tmp_path, monkeypatch, capsys):
+    """MNLI has two test splits: a failure on the second leaves no half submission (here RTE with a
+    second, missing test split stands in for MNLI, which ../shared/data lacks)."""
+    import dataclasses
+
+    from smart_tune import data, tasks
+    from smart_tune.errors import DataError
+
+    rte = tasks.get_task("rte")
+    monkeypatch.setattr(
+        tasks, "get_task", lambda name: dataclasses.replace(rte, test_splits=("test", "test2"))
+    )
+    load_split = data.load_split
+
+    def second_missing(task, split, data_dir=None):
+        if split == "test2":
+            raise DataError("test2.tsv: no such file")
+        return load_split(task, split, data_dir)
+
+    monkeypatch.setattr(data, "load_split", second_missing)
+    out = tmp_path / "predictions"
+    args = [
+        "predict",
+        "--model-dir",
+        tiny_model_dir,
+        "--task",
+        "rte",
+        "--data-dir",
+        GLUE,
+        "--output-dir",
+        str(out),
+    ]
+    assert main(args) == 2
+    assert "test2.tsv: no such file" in capsys.readouterr().err
+    assert not out.exists()

@@ -4,7 +4,6 @@ test-set predictions in the GLUE submission format."""
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,7 @@ from . import environment
 from .errors import ConfigError
 from .models import check_max_length, load_model_and_tokenizer, quiet_libraries, tokenize
 from .outputs import RESULTS
+from .results import write_text_atomic
 
 
 def _load_trained(
@@ -220,25 +220,24 @@ def predict(
         model_dir, task_name, trust_remote_code, max_length, tokenizer
     )
     out_dir = Path(output_dir) if output_dir else Path(model_dir) / "predictions"
-    written = []
+    # Every split is loaded and predicted before any file is written: a failure on the second split
+    # (MNLI's mismatched test) leaves no half submission behind.
+    files = {}
     for split in task.test_splits:
         dataset = load_split(task, split, data_dir)
         check_split(dataset, task, split, labelled=False)
         preds, _ = _predict_logits(model, tokenizer, dataset, task, max_length, batch_size, split)
-        if task.is_regression:
-            values = [
-                f"{v:.3f}" for v in np.clip(preds.reshape(-1), 0.0, 5.0 if task.name == "stsb" else np.inf)
-            ]
-        else:
-            values = [task.label_list[i] for i in preds[:, order].argmax(-1)]
         name = GLUE_SUBMISSION.get((task.name, split), f"{task.display_name}-{split}.tsv")
-        out_dir.mkdir(parents=True, exist_ok=True)
-        path = out_dir / name
-        tmp = path.with_name(f".{name}.tmp")
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write("index\tprediction\n")
-            for idx, value in zip(dataset[:]["idx"], values):
-                f.write(f"{idx}\t{value}\n")
-        os.replace(tmp, path)
-        written.append(str(path))
-    return written
+        rows = zip(dataset[:]["idx"], _submission_values(task, preds, order))
+        files[out_dir / name] = "index\tprediction\n" + "".join(f"{idx}\t{value}\n" for idx, value in rows)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for path, text in files.items():
+        write_text_atomic(path, text)
+    return [str(path) for path in files]
+
+
+def _submission_values(task, preds, order) -> list[str]:
+    """GLUE's submission values: a label name, or a score (STS-B's clipped to 0..5) with 3 decimals."""
+    if task.is_regression:
+        return [f"{v:.3f}" for v in np.clip(preds.reshape(-1), 0.0, 5.0 if task.name == "stsb" else np.inf)]
+    return [task.label_list[i] for i in preds[:, order].argmax(-1)]

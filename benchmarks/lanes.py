@@ -1,7 +1,9 @@
 """Run benchmark jobs on a few lanes side by side: a shared queue, so that no lane idles while work is left.
 
 Each job is one ``smart-tune compare`` command line, given as its arguments on one line of the job
-list (standard input or a file; ``#`` starts a comment). Every lane takes the jobs in list order,
+list (standard input or a file; ``#`` starts a comment). A line that starts with another smart-tune
+command (``train``, ``multitask``, ``evaluate``) runs that command instead (Study 6's multi-task stage);
+such a job resumes only if its line says so (``--resume``), so the script that writes the list decides. Every lane takes the jobs in list order,
 skipping a job that another lane (of this or of another ``lanes.py`` process) holds, so a list written
 seed by seed finishes seed by seed. A job whose runs are finished costs a few seconds: ``compare``
 skips finished runs and resumes cut ones from their last checkpoint, so the whole list can be started
@@ -65,9 +67,19 @@ def try_claim(args: list[str]):
     return handle
 
 
+# A job line starting with one of these runs `smart-tune <that command> ...`; any other line is compare's.
+COMMANDS = ("compare", "train", "multitask", "evaluate")
+
+
+def command_line(executable: str, args: list[str]) -> list[str]:
+    """The process a job runs: ``smart-tune compare ARGS``, or ``smart-tune ARGS`` for a line that names
+    its command."""
+    return [executable, *args] if args and args[0] in COMMANDS else [executable, "compare", *args]
+
+
 class Lanes:
-    def __init__(self, jobs: list[list[str]], command: list[str], log_dir: Path):
-        self.jobs, self.command, self.log_dir = jobs, command, log_dir
+    def __init__(self, jobs: list[list[str]], executable: str, log_dir: Path):
+        self.jobs, self.executable, self.log_dir = jobs, executable, log_dir
         self.stopping = threading.Event()  # SIGTERM/SIGINT: running jobs checkpoint and stop
         self.draining = threading.Event()  # SIGUSR1: running jobs finish, no new one starts
         self.running: set[subprocess.Popen] = set()
@@ -90,12 +102,13 @@ class Lanes:
                         continue
                     self.taken.add(index)
                 with claim:
-                    log.write(f"$ {shlex.join(self.command + args)}\n")
+                    command = command_line(self.executable, args)
+                    log.write(f"$ {shlex.join(command)}\n")
                     log.flush()
                     # Its own session: a terminal's Ctrl-C reaches only this script, which passes it on once
                     # (a second signal would stop a run at once, without its checkpoint).
                     process = subprocess.Popen(
-                        self.command + args, stdout=log, stderr=log, env=env, start_new_session=True
+                        command, stdout=log, stderr=log, env=env, start_new_session=True
                     )
                     with self.lock:
                         self.running.add(process)
@@ -162,7 +175,7 @@ def main(argv=None) -> int:
             print(f"lanes: cannot read {options.jobs}: {error.strerror}", file=sys.stderr)
             return 2
     options.log_dir.mkdir(parents=True, exist_ok=True)
-    return Lanes(jobs, [options.smart_tune, "compare"], options.log_dir).run(options.lanes)
+    return Lanes(jobs, options.smart_tune, options.log_dir).run(options.lanes)
 
 
 if __name__ == "__main__":

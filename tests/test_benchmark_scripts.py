@@ -200,3 +200,139 @@ def test_step_cost_refuses_cuda_without_a_gpu_in_one_line(tmp_path):
         "step_cost.py: error: --device cuda, but torch.cuda.is_available() is False"
     )
     assert "Traceback" not in done.stderr and not list(tmp_path.iterdir())
+
+
+# --------------------------------------------------------------------------------------------------
+# Study 6's report.py: its folder layout, paired differences, the per-bucket table, the cost estimate.
+
+STUDY6 = "benchmarks/results/study6_multitask/report.py"
+
+
+def _write_json(path: Path, data) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data))
+
+
+def _study6_folder(tmp_path: Path) -> Path:
+    """Fabricated finished runs in run.sh's layout: two tasks, two seeds, every arm; SNLI at 1% and 100%."""
+    main = {"rte": "accuracy", "stsb": "pearson"}
+    for seed, bump in ((1, 0.0), (2, 0.02)):
+        for method, gain in (("vanilla", 0.0), ("smart", 0.01)):
+            for task, base in (("rte", 0.60), ("stsb", 0.80)):
+                score = {main[task]: base + gain + bump, f"{main[task]}_holdout": 0.5}
+                run = {
+                    "task": task,
+                    "method": method,
+                    "seed": seed,
+                    "metrics": score,
+                    "main_metric": main[task],
+                }
+                _write_json(tmp_path / f"single/{task}/{method}/seed-{seed}/results.json", run)
+                ft = {**run, "metrics": {main[task]: base + gain + bump + 0.03}}
+                _write_json(tmp_path / f"mt-ft-{method}/{task}/{method}/seed-{seed}/results.json", ft)
+            tasks = {
+                t: {"metrics": {main[t]: b + gain + bump + 0.01}, "main_metric": main[t]}
+                for t, b in (("rte", 0.60), ("stsb", 0.80))
+            }
+            _write_json(
+                tmp_path / f"mt/{method}/seed-{seed}/results.json",
+                {"task": "rte+stsb", "method": method, "seed": seed, "tasks": tasks, "metrics": {}},
+            )
+            for start, lift in (("minilm", 0.0), ("mt-vanilla", 0.01), ("mt-smart", 0.02)):
+                for fraction, base in (("1pct", 0.40), ("100pct", 0.80)):
+                    run_dir = tmp_path / f"da-{start}/{fraction}/snli/{method}/seed-{seed}"
+                    acc = base + lift + gain + bump
+                    r = {"task": "snli", "method": method, "seed": seed, "metrics": {"accuracy": acc}}
+                    _write_json(run_dir / "results.json", {**r, "main_metric": "accuracy"})
+                    if fraction == "100pct":
+                        by = {
+                            "5/0/0": {"accuracy": acc + 0.1, "num_examples": 5},
+                            "3/1/1": {"accuracy": acc - 0.3, "num_examples": 2},
+                        }
+                        _write_json(run_dir / "agreement.json", {"by_agreement": by})
+    return tmp_path
+
+
+def test_study6_collects_every_arm_and_pairs_by_seed(tmp_path):
+    report = load(STUDY6)
+    scores = report.collect(_study6_folder(tmp_path))
+    assert scores[("glue", "single/vanilla", "rte")] == {1: pytest.approx(60.0), 2: pytest.approx(62.0)}
+    assert scores[("glue", "mt/smart", "stsb")] == {1: pytest.approx(82.0), 2: pytest.approx(84.0)}
+    assert scores[("glue", "mt-ft/vanilla", "rte")][2] == pytest.approx(65.0)
+    assert scores[("snli", "mt-smart/smart", "1pct")][1] == pytest.approx(43.0)
+    assert scores[("agreement", "minilm/vanilla", "3/1/1")][1] == pytest.approx(50.0)
+    averaged = report.with_average(scores)
+    assert averaged[("glue", "single/vanilla", "average")] == {1: pytest.approx(70.0), 2: pytest.approx(72.0)}
+    # SMART − plain: +1 on every seed, so std 0 and a zero-width interval.
+    d = report.paired(scores[("glue", "single/smart", "rte")], scores[("glue", "single/vanilla", "rte")])
+    assert (
+        d["n"] == 2 and d["wins"] == 2 and d["mean"] == pytest.approx(1.0) and d["std"] == pytest.approx(0.0)
+    )
+    assert d["interval"] == [pytest.approx(1.0), pytest.approx(1.0)]
+    assert report.paired({1: 1.0}, {2: 1.0}) is None  # no seed in common
+
+
+def test_study6_paired_interval_and_cells():
+    report = load(STUDY6)
+    d = report.paired({1: 3.0, 2: 1.0, 3: 2.0}, {1: 1.0, 2: 1.0, 3: 1.0})  # differences 2, 0, 1
+    assert d["mean"] == pytest.approx(1.0) and d["std"] == pytest.approx(1.0) and d["wins"] == 2
+    half = 4.302652729911275 / 3**0.5  # t(0.975, 2) · 1 / √3
+    assert d["interval"] == [pytest.approx(1 - half), pytest.approx(1 + half)]
+    assert report.delta_cell(d) == "+1.00 [-1.48, +3.48] (2/3)"
+    bold = report.paired({1: 2.0, 2: 3.0, 3: 2.5}, {1: 0.0, 2: 0.0, 3: 0.0})  # the interval excludes 0
+    assert report.delta_cell(bold) == "**+2.50 [+1.26, +3.74] (3/3)**"
+    assert report.score_cell({1: 1.0, 2: 3.0}) == "2.00 ± 1.41 (n=2)"
+    assert report.score_cell(None) == report.delta_cell(None) == "–"
+
+
+def test_study6_summary_has_each_table(tmp_path):
+    report = load(STUDY6)
+    folder = _study6_folder(tmp_path)
+    assert report.main([str(folder)]) == 0
+    text = (folder / "summary.md").read_text()
+    assert (
+        "| single-task plain | 61.00 ± 1.41 (n=2) | – | 81.00 ± 1.41 (n=2) | – | – | 71.00 ± 1.41 (n=2) |"
+        in text
+    )
+    assert "| MT-DNN-SMART − single-task plain | +4.00 [+4.00, +4.00] (2/2) |" in text.replace("**", "")
+    assert "| start, fine-tuning | 1pct | 100pct |" in text  # fractions in increasing order
+    assert "| MT SMART, SMART | 44.00 ± 1.41 (n=2) | 84.00 ± 1.41 (n=2) |" in text
+    assert "| model | 5/0/0 | 3/1/1 |" in text  # only the buckets there are, in the paper's order
+    assert "| MiniLM, plain | 91.00 ± 1.41 (n=2) | 51.00 ± 1.41 (n=2) |" in text
+
+
+def test_study6_estimate_prices_each_kind_of_job():
+    report = load(STUDY6)
+    costs = {
+        "snli": {("snli-100pct", "smart"): 1000.0, ("snli-1pct", "vanilla"): 100.0},
+        "per_example": {"rte": 0.1, "stsb": 0.05},
+        "eval": {"rte": 10.0, "stsb": 20.0},
+        "smart_factor": 2.0,
+    }
+    jobs = [
+        "--no-report --config c.yaml --output-dir o/single --task rte --seeds 1 --methods vanilla --max-train-samples 100",
+        "--no-report --config c.yaml --model o/mt/smart/seed-1 --output-dir o/mt-ft-smart --task stsb --seeds 1"
+        " --methods smart --max-train-samples 100",
+        "multitask --config c.yaml --tasks rte,stsb --method smart --seed 1 --output-dir o/mt/smart/seed-1"
+        " --save-model --max-train-samples 100",
+        "--no-report --config s.yaml --train-fraction 1.0 --output-dir o/da-minilm/100pct --seeds 1 --methods smart --save-model",
+        "--no-report --config s.yaml --train-fraction 0.001 --output-dir o/da-minilm/0.1pct --seeds 1 --methods vanilla",
+        "evaluate --task snli --split test --by-agreement --model-dir o/da-minilm/100pct/snli/smart/seed-1",
+    ]
+    kinds = [report.job_seconds(line, costs) for line in jobs]
+    # 90 examples (10 held out) × 3 epochs × cost, × 2 for SMART, plus 3 scorings of dev.
+    assert kinds[0] == ("single-task", pytest.approx(90 * 3 * 0.1 + 30))
+    assert kinds[1] == ("fine-tune after multi-task", pytest.approx(90 * 3 * 0.05 * 2 + 60))
+    assert kinds[2] == ("multitask", pytest.approx(90 * 3 * 0.1 * 2 + 30 + 90 * 3 * 0.05 * 2 + 60))
+    assert kinds[3] == ("domain adaptation", 1000.0)
+    assert kinds[4] == ("domain adaptation", 100.0)  # 0.1% priced as 1%
+    assert kinds[5] == ("evaluate", report.EVALUATE_S)
+    text = report.estimate(jobs + ["# a comment", ""], costs)
+    assert text.splitlines()[-2].split()[:2] == ["total", "6"]
+
+
+def test_study6_measured_costs_read_studies_4_and_5():
+    report = load(STUDY6)
+    costs = report.measured_costs()
+    assert {"rte", "mrpc", "stsb", "cola", "sst2"} <= set(costs["per_example"])
+    assert ("snli-100pct", "vanilla") in costs["snli"] and 1.5 < costs["smart_factor"] < 4.0

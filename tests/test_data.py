@@ -142,7 +142,7 @@ def test_snli_drops_rows_without_gold_label(split, rows, dropped, caplog):
     assert len(ds) == rows
     assert dropped_rows(ds) == dropped
     assert f"dropped {dropped} SNLI {split} rows" in caplog.text
-    assert ds.column_names == ["premise", "hypothesis", "label", "idx"]
+    assert ds.column_names == ["premise", "hypothesis", "label", "idx", "annotator_labels"]
     assert set(ds[:]["label"]) == {0, 1, 2}
     if split == "dev":  # published counts: entailment, neutral, contradiction
         assert Counter(ds[:]["label"]) == {0: 3329, 1: 3235, 2: 3278}

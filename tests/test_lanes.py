@@ -68,3 +68,12 @@ def test_sigusr1_drains_running_jobs_finish_and_no_new_one_starts(tmp_path):
     assert (tmp_path / "wait-1.done").exists() and (tmp_path / "wait-2.done").exists()  # not cut
     assert not (tmp_path / "c.started").exists()
     assert "drained, 1 job(s) not started" in process.stderr.read()
+
+
+def test_a_line_naming_a_command_runs_it_instead_of_compare(tmp_path):
+    process = lanes(tmp_path, ["a", "multitask m", "evaluate e"])
+    assert process.wait(timeout=60) == 0
+    assert sorted(p.stem for p in tmp_path.glob("*.done")) == ["a", "e", "m"]
+    logs = "".join(p.read_text() for p in (tmp_path / "logs").glob("lane-*.log"))
+    commands = sorted(line.split()[2:] for line in logs.splitlines())  # after "$ smart-tune"
+    assert commands == [["compare", "a"], ["evaluate", "e"], ["multitask", "m"]]

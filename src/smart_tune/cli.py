@@ -184,9 +184,23 @@ def cmd_evaluate(argv: list[str]) -> int:
 
     p = _scoring_parser("evaluate", "Score a fine-tuned model on a split.")
     p.add_argument("--split", default="dev", help="split to score (default dev)")
+    p.add_argument(
+        "--by-agreement",
+        action="store_true",
+        help="also the accuracy per annotator-agreement bucket (5/0/0, 4/1/0, 3/2/0, 3/1/1, other: the "
+        "paper's error analysis), for SNLI read from its files (--task snli --split test)",
+    )
     a = p.parse_args(argv)
     out = evaluate(
-        a.model_dir, a.task, a.split, a.data_dir, a.max_length, a.batch_size, a.trust_remote_code, a.tokenizer
+        a.model_dir,
+        a.task,
+        a.split,
+        a.data_dir,
+        a.max_length,
+        a.batch_size,
+        a.trust_remote_code,
+        a.tokenizer,
+        a.by_agreement,
     )
     print(json.dumps(out, indent=2))
     return 0

@@ -10,6 +10,11 @@ Every loaded split has the same columns, whatever its source:
   0-based row number among the rows returned, so that test predictions can be written in the GLUE
   submission format (``index<TAB>prediction``).
 
+SNLI splits read from the original files have one more column, ``annotator_labels``: each pair's
+annotators' labels as the file writes them (a list of label names, five for almost every dev/test
+pair, one for train), for the error analysis by agreement (:mod:`smart_tune.agreement`). Only
+evaluation reads it; tokenisation drops it like the text columns. The hub's SNLI has no such column.
+
 ``dataset.info.description`` records where a split came from and how many rows were dropped
 (``"smart_tune task=snli split=dev rows=9842 dropped=158 source=/path"``); :func:`dropped_rows`
 reads the count back. Only SNLI drops rows (those whose ``gold_label`` is ``-``).
@@ -56,6 +61,9 @@ _SPLIT_ALIASES = {
     "validation_matched": "dev_matched",
     "validation_mismatched": "dev_mismatched",
 }
+
+# SNLI's column of each pair's annotator labels (kept for smart_tune.agreement; see the module docstring).
+ANNOTATOR_LABELS = "annotator_labels"
 
 # Errors that reading a file can raise and that mean "this file is unusable", not a bug here.
 _READ_ERRORS = (OSError, UnicodeDecodeError, EOFError, csv.Error, zlib.error)
@@ -113,10 +121,11 @@ class _Columns:
     texts: list[list[str]]
     labels: list[int | float]
     idx: list[int]
+    annotators: list[list[str]] | None = None  # SNLI's annotator_labels, one list per row
 
     @classmethod
-    def empty(cls, n_text: int) -> _Columns:
-        return cls([[] for _ in range(n_text)], [], [])
+    def empty(cls, n_text: int, annotators: bool = False) -> _Columns:
+        return cls([[] for _ in range(n_text)], [], [], [] if annotators else None)
 
     def add(self, texts: Sequence[str], label: int | float, idx: int | None) -> None:
         for column, text in zip(self.texts, texts):
@@ -128,10 +137,12 @@ class _Columns:
         return len(self.labels)
 
 
-def _features(task: TaskSpec) -> datasets.Features:
+def _features(task: TaskSpec, annotators: bool = False) -> datasets.Features:
     features = {column: datasets.Value("string") for column in task.text_columns}
     features["label"] = datasets.Value("float32" if task.is_regression else "int64")
     features["idx"] = datasets.Value("int64")
+    if annotators:
+        features[ANNOTATOR_LABELS] = datasets.Sequence(datasets.Value("string"))
     return datasets.Features(features)
 
 
@@ -143,10 +154,12 @@ def _to_dataset(
     data: dict[str, list] = dict(zip(task.text_columns, rows.texts))
     data["label"] = rows.labels
     data["idx"] = rows.idx
+    if rows.annotators is not None:
+        data[ANNOTATOR_LABELS] = rows.annotators
     description = (
         f"smart_tune task={task.name} split={split} rows={len(rows)} dropped={dropped} source={source}"
     )
-    features = _features(task)
+    features = _features(task, rows.annotators is not None)
     info = datasets.DatasetInfo(description=description, features=features)
     logger.debug("loaded %s", description)
     # Building the Arrow table directly skips Dataset.from_dict's per-value encoding (the columns are
@@ -353,14 +366,25 @@ def _read_jsonl(
             continue
         label = _parse_label(task, obj[label_key], f"{path}, line {line}", index)
         rows.add([str(obj[key]) for key in keys], label, None)
+        if rows.annotators is not None:
+            rows.annotators.append(_annotator_labels(obj.get(ANNOTATOR_LABELS), f"{path}, line {line}"))
     return skipped
+
+
+def _annotator_labels(raw: Any, where: str) -> list[str]:
+    """One pair's annotator labels as strings ([] when the file has none for it)."""
+    if raw is None:
+        return []
+    if not isinstance(raw, list):
+        raise DataError(f"{where}: '{ANNOTATOR_LABELS}' is not a list")
+    return [str(label).strip() for label in raw]
 
 
 def _load_snli(task: TaskSpec, split: str, root: Path) -> datasets.Dataset:
     dirs = [root, root / "snli", root / "snli_1.0"]
     names = [f"snli_1.0_{split}.jsonl", f"snli_1.0_{split}.jsonl.gz"]
     path = _find_file([d / n for d in dirs for n in names], f"SNLI {split} file")
-    rows = _Columns.empty(2)
+    rows = _Columns.empty(2, annotators=True)
     # gold_label "-": the annotators reached no majority; standard practice drops these rows.
     dropped = _read_jsonl(task, path, ("sentence1", "sentence2"), "gold_label", rows, skip_label="-")
     if dropped:

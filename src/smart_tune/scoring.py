@@ -161,28 +161,46 @@ def evaluate(
     batch_size: int = 64,
     trust_remote_code: bool = False,
     tokenizer: str | None = None,
+    by_agreement: bool = False,
 ) -> dict[str, Any]:
     """Score a fine-tuned model on a labelled split: {"task", "split", "metrics", "num_examples"}.
-    ``tokenizer``: where the model's tokenizer is, when its folder lacks one."""
+    ``tokenizer``: where the model's tokenizer is, when its folder lacks one. ``by_agreement`` adds
+    ``"by_agreement": {bucket: {"accuracy", "num_examples"}}``, the accuracy per annotator-agreement
+    bucket (§5.2 of the paper; :mod:`smart_tune.agreement`), for a split with annotator labels (SNLI's
+    files); any other split is refused before the model is loaded."""
     from .data import check_split, load_split
     from .metrics import compute_metrics
+    from .tasks import get_task
 
     _check_scoring_options(max_length, batch_size)
+    buckets = None
+    if by_agreement:  # refused before the model loads: a split without annotator labels
+        from .agreement import agreement_buckets
+
+        task = get_task(task_name)
+        dataset = load_split(task, split, data_dir)
+        buckets = agreement_buckets(dataset, f"the {task.name} {split} split")
     quiet_libraries()
     task, model, tokenizer, order = _load_trained(
         model_dir, task_name, trust_remote_code, max_length, tokenizer
     )
-    dataset = load_split(task, split, data_dir)
+    if buckets is None:
+        dataset = load_split(task, split, data_dir)
     check_split(dataset, task, split)
     preds, labels = _predict_logits(model, tokenizer, dataset, task, max_length, batch_size, split)
     if order is not None:
         preds = preds[:, order]
-    return {
+    out = {
         "task": task.name,
         "split": split,
         "metrics": compute_metrics(task, preds, labels),
         "num_examples": len(dataset),
     }
+    if buckets is not None:
+        from .agreement import accuracy_by_bucket
+
+        out["by_agreement"] = accuracy_by_bucket(buckets, preds, labels)
+    return out
 
 
 # File names the GLUE leaderboard expects, per task and test split.

@@ -1,0 +1,149 @@
+#!/usr/bin/env bash
+# Study 6 (issue 21): SMART with multi-task learning and domain adaptation, the paper's §5.2-5.4 at the
+# scale two CPU cores finish. Resumable, across sessions; jobs on two lanes side by side with one torch
+# thread each (benchmarks/lanes.py). Three stages:
+#   1. (a) single-task against multi-task, RTE, MRPC, STS-B, CoLA, SST-2, seeds 1-3, plain and SMART:
+#      single/        smart-tune train per task (through compare);
+#      mt/M/seed-S/   smart-tune multitask --tasks rte,mrpc,stsb,cola,sst2 --method M (model kept).
+#      Every task capped at the same first CAP=1,000 training examples in every arm (10% of them held
+#      out to choose the kept epoch; dev only scores), 3 epochs, lr 5e-5, batch 16 (config.yaml).
+#      (b) with the packaged MiniLM as start: da-minilm/ (see 2).
+#   2. once mt/M/seed-S is done:
+#      mt-ft-M/       (a) per-task fine-tuning of the multi-task model, same method M as its multi-task
+#                     stage (MT-DNN then plain; MT-DNN-SMART then SMART), same cap and schedule;
+#      da-mt-M/       (b) domain adaptation as §5.4 / Study 4 from the multi-task model: fine-tune on
+#                     0.1%, 1%, 10%, 100% of SNLI dev (the pool, class-balanced, fixed per seed), score
+#                     SNLI test (config-snli.yaml), plain and SMART. The 100% models are kept for 3.
+#   3. (c) agreement analysis (§5.2) of every 100% model of (b): smart-tune evaluate --by-agreement on
+#      SNLI test, written to agreement.json beside the run's results.json; run here one at a time, with
+#      two threads. (The kept models, about 90 MB each, are ignored by git.)
+# Estimate (JOBS_ONLY=1 prints it, from Studies 4-5's measured train_runtime_s): 156 jobs, about
+# 23 lane-hours (SMART at 2.7x plain), so about 11.5 hours on the two lanes: four 3-hour sessions.
+# The multi-task arm without fine-tuning is read from mt/M/seed-S/results.json (each task's dev scores).
+# `report.py` writes summary.md (REPORT_ONLY=1 runs only that).
+#
+# Run from anywhere. STAGE=1|2|3 runs one stage only; JOBS_ONLY=1 prints every stage's jobs (as if the
+# stages before were done) and the estimate, and runs nothing. Overrides for a dry run: SEEDS ("1 2 3"),
+# TASKS ("rte mrpc stsb cola sst2"), FRACTIONS ("0.001 0.01 0.1 1.0"), CAP (1000), MODEL (a model to
+# start from instead of the packaged MiniLM), OUT (where runs go instead of this folder), EXTRA (options
+# added to every training job, e.g. "--max-steps 2").
+set -euo pipefail
+cd "$(dirname "$0")/../../.."
+st="${SMART_TUNE_VENV:-.venv}/bin/smart-tune"
+py="${SMART_TUNE_VENV:-.venv}/bin/python"
+here=benchmarks/results/study6_multitask
+out="${OUT:-$here}"
+SEEDS="${SEEDS:-1 2 3}"
+TASKS="${TASKS:-rte mrpc stsb cola sst2}"
+FRACTIONS="${FRACTIONS:-0.001 0.01 0.1 1.0}"
+CAP="${CAP:-1000}"
+EXTRA="${EXTRA:-}"
+model="${MODEL:+--model $MODEL}"
+METHODS="smart vanilla"  # the long SMART runs first in each seed
+tasks_csv=$(echo $TASKS | tr ' ' ,)
+
+pct() { python3 -c "import sys; print(f'{float(sys.argv[1]) * 100:g}pct')" "$1"; }  # 0.001 -> 0.1pct
+
+state() {  # what a run folder needs: done (results.json), --resume, --overwrite-output-dir (cut saves) or ""
+  local dir=$1
+  if [ -f "$dir/results.json" ]; then echo done; return; fi
+  if ls "$dir"/checkpoint-*/smart_tune_complete > /dev/null 2>&1; then echo --resume; return; fi
+  if ls -d "$dir"/checkpoint-* > /dev/null 2>&1; then echo --overwrite-output-dir; return; fi
+  echo ""
+}
+
+ready() {  # the multi-task model of method $1 and seed $2 is trained (always, for JOBS_ONLY's plan)
+  [ -n "${JOBS_ONLY:-}" ] || [ -f "$out/mt/$1/seed-$2/results.json" ]
+}
+
+mt_job() {  # multitask is not compare: the line itself says whether to resume
+  local method=$1 seed=$2 dir="$out/mt/$1/seed-$2" s=""
+  [ -z "${JOBS_ONLY:-}" ] && s=$(state "$dir")
+  [ "$s" = done ] && return 0
+  echo "multitask --config $here/config.yaml --tasks $tasks_csv --method $method --seed $seed" \
+    "--output-dir $dir --save-model --max-train-samples $CAP $model $EXTRA $s"
+}
+
+da_jobs() {  # (b) from start $1 (minilm, mt-vanilla, mt-smart), seed $2
+  local start=$1 seed=$2 from=$model
+  case $start in mt-*) from="--model $out/mt/${start#mt-}/seed-$seed" ;; esac
+  for fraction in $(echo $FRACTIONS | tr ' ' '\n' | sort -gr); do  # 100% first
+    local keep=""; [ "$(pct "$fraction")" = 100pct ] && keep="--save-model"
+    for method in $METHODS; do
+      echo "--no-report --config $here/config-snli.yaml $from --train-fraction $fraction" \
+        "--output-dir $out/da-$start/$(pct "$fraction") --seeds $seed --methods $method $keep $EXTRA"
+    done
+  done
+}
+
+stage1_jobs() {
+  for seed in $SEEDS; do
+    for method in $METHODS; do
+      mt_job "$method" "$seed"
+      for task in $TASKS; do
+        echo "--no-report --config $here/config.yaml --output-dir $out/single --task $task --seeds $seed" \
+          "--methods $method --max-train-samples $CAP $model $EXTRA"
+      done
+    done
+    da_jobs minilm "$seed"
+  done
+}
+
+stage2_jobs() {
+  for seed in $SEEDS; do
+    for mt in $METHODS; do
+      ready "$mt" "$seed" || continue
+      for task in $TASKS; do
+        echo "--no-report --config $here/config.yaml --model $out/mt/$mt/seed-$seed --output-dir $out/mt-ft-$mt" \
+          "--task $task --seeds $seed --methods $mt --max-train-samples $CAP $EXTRA"
+      done
+      da_jobs "mt-$mt" "$seed"
+    done
+  done
+}
+
+agreement_runs() {  # stage 3: the 100% models of (b); in JOBS_ONLY's plan, the ones stage 2 will make
+  for start in minilm mt-vanilla mt-smart; do
+    for method in $METHODS; do
+      for seed in $SEEDS; do
+        echo "$out/da-$start/100pct/snli/$method/seed-$seed"
+      done
+    done
+  done
+}
+
+agreement() {  # fails (after trying every model) when an evaluation failed
+  local dir failed=0
+  for dir in $(agreement_runs); do
+    [ -f "$dir/agreement.json" ] && continue
+    [ -f "$dir/results.json" ] && [ -f "$dir/config.json" ] || continue  # not trained (yet), or model gone
+    echo "agreement: $dir" >&2
+    if OMP_NUM_THREADS=2 "$st" evaluate --model-dir "$dir" --task snli --split test --data-dir ../shared/data \
+      --by-agreement > "$dir/agreement.json.tmp"; then
+      mv "$dir/agreement.json.tmp" "$dir/agreement.json"
+    else
+      echo "agreement: failed for $dir" >&2
+      rm -f "$dir/agreement.json.tmp"
+      failed=1
+    fi
+  done
+  return "$failed"
+}
+
+report() { "$py" "$here/report.py" "$out" > /dev/null && echo "summary: $out/summary.md" >&2; }
+
+if [ -n "${JOBS_ONLY:-}" ]; then
+  jobs=$( (stage1_jobs; stage2_jobs; agreement_runs | sed 's|^|evaluate --task snli --split test --data-dir ../shared/data --by-agreement --model-dir |') )
+  echo "$jobs"
+  echo "$jobs" | "$py" "$here/report.py" --estimate - >&2
+  exit 0
+fi
+if [ -n "${REPORT_ONLY:-}" ]; then report; exit 0; fi
+status=0
+run_jobs() { python3 benchmarks/lanes.py --log-dir "$out" || status=$?; }
+mkdir -p "$out"
+if [ -z "${STAGE:-}" ] || [ "$STAGE" = 1 ]; then stage1_jobs | run_jobs; fi
+if [ -z "${STAGE:-}" ] || [ "$STAGE" = 2 ]; then stage2_jobs | run_jobs; fi
+if [ -z "${STAGE:-}" ] || [ "$STAGE" = 3 ]; then agreement || status=$?; fi
+report || true
+exit "$status"

@@ -361,6 +361,32 @@ def test_every_task_is_scored_each_epoch_and_the_mean_main_metric_picks_the_best
     assert trainer.state.best_metric == pytest.approx(max(h["eval_mean_main"] for h in scores))
 
 
+def test_early_stopping_watches_the_mean_main_metric(tmp_out):
+    """EarlyStoppingCallback reads metric_for_best_model in on_evaluate: it must see eval_mean_main once
+    per evaluation (patience 1 and a threshold no epoch can clear: training stops after epoch 2 of 4)."""
+    from transformers import EarlyStoppingCallback
+
+    model = mt_model()
+    trainer = MultiTaskTrainer(
+        model=model,
+        args=args(
+            tmp_out,
+            num_train_epochs=4,
+            eval_strategy="epoch",
+            save_strategy="epoch",
+            metric_for_best_model="mean_main",
+            load_best_model_at_end=True,
+            smart_method="vanilla",
+        ),
+        train_dataset=train_set(model),
+        eval_dataset=eval_sets(model, task_sets(split_offset=10)),
+        task_metrics=task_metrics_for(SPECS),
+        callbacks=[EarlyStoppingCallback(early_stopping_patience=1, early_stopping_threshold=10.0)],
+    )
+    trainer.train()
+    assert [h["epoch"] for h in trainer.state.log_history if "eval_mean_main" in h] == [1.0, 2.0]
+
+
 # -- save, load, export ----------------------------------------------------------------------------
 
 

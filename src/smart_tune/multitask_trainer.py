@@ -138,6 +138,10 @@ class MultiTaskTrainer(SmartTrainer):
         if mains:
             metrics[f"{metric_key_prefix}_{MEAN_MAIN}"] = sum(mains) / len(mains)
             self.log({f"{metric_key_prefix}_{MEAN_MAIN}": metrics[f"{metric_key_prefix}_{MEAN_MAIN}"]})
+            # Each set's evaluation told the callbacks its own scores; one more call gives them all of
+            # them with the mean, so that a callback watching metric_for_best_model ("mean_main", e.g.
+            # EarlyStoppingCallback) sees it once per evaluation.
+            self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
         return metrics
 
     # -- saving: the task list travels with the weights ---------------------------------------------

@@ -336,3 +336,27 @@ def test_study6_measured_costs_read_studies_4_and_5():
     costs = report.measured_costs()
     assert {"rte", "mrpc", "stsb", "cola", "sst2"} <= set(costs["per_example"])
     assert ("snli-100pct", "vanilla") in costs["snli"] and 1.5 < costs["smart_factor"] < 4.0
+
+
+study5_target = load("benchmarks/results/study5_protocol/target.py")
+
+
+def test_study5_target_needs_a_point_five_seeds_no_task_below_half_a_point_and_r3f_behind():
+    plain = {"rte": [0.50, 0.60, 0.55, 0.52, 0.58], "cola": [0.30, 0.20, 0.25, 0.27, 0.22]}
+    r3f = {t: [v + 0.005 for v in vs] for t, vs in plain.items()}
+    # +2.5 on rte, -0.4 on cola: the mean is +1.05 (met), cola is above the -0.5 floor.
+    smart = {"rte": [v + 0.025 for v in plain["rte"]], "cola": [v - 0.004 for v in plain["cola"]]}
+    summary = summarise(runs({"vanilla": plain, "smart": smart, "r3f": r3f}))
+    rows = study5_target.checks(summary, "smart")
+    assert [met for _, _, met in rows] == [True, True, True, True, True], rows
+    assert rows[0][1].startswith("+1.05 ± 0.00, 95% interval [+1.05, +1.05], 5/5 seeds ahead")
+    assert rows[1][1] == "cola -0.40, rte +2.50"
+
+    # cola at -0.6: below the floor; three seeds only: not enough.
+    worse = {"rte": smart["rte"][:3], "cola": [v - 0.006 for v in plain["cola"][:3]]}
+    few = {t: vs[:3] for t, vs in plain.items()}
+    rows = study5_target.checks(summarise(runs({"vanilla": few, "smart": worse})), "smart")
+    assert rows[1][2] is False and "cola -0.60" in rows[1][1]
+    assert rows[2] == (rows[2][0], "no r3f runs", False) and rows[4][2] is False
+    text = study5_target.to_markdown(summarise(runs({"vanilla": few, "smart": worse})))
+    assert "## smart-fit" in text and "No runs of it in the summary." in text and "Target met: **no**" in text

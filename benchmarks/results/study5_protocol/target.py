@@ -1,0 +1,129 @@
+"""Issue 17's target, checked on Study 5's report, written before Study 5's method runs are in.
+
+The target, as the issue states it: default SMART − plain (each tuned on the same grid, selected on
+held-out data) ≥ +1.0 on the four-task mean over 5 seeds, no task with a mean paired Δ below −0.5, and
+ahead of R3F; seed std no larger than plain's. Each clause is one check on ``summary.json`` (``smart-tune
+report``'s output for ``full/``, where each method already stands at its grid point chosen on the
+held-out part, ``grid_choice.json``), with the numbers it rests on:
+
+- average: the paired difference CANDIDATE − vanilla of the per-seed four-task mean, mean ≥ +1.0, with
+  its 95% interval (Student's t over the seeds);
+- every task: the mean paired difference CANDIDATE − vanilla ≥ −0.5;
+- R3F: the mean paired difference CANDIDATE − r3f of the four-task mean > 0;
+- spread: the std over seeds of CANDIDATE's four-task mean ≤ vanilla's;
+- seeds: the comparison rests on 5 paired seeds (fewer: the table says so and the target is not met).
+
+The kept model only (its epoch chosen on the held-out part; dev scores it). CANDIDATE is ``smart`` (the
+paper-literal default) and, reported as extra tuning budget, ``smart-fit``. Prints a Markdown table and
+writes ``target.md`` beside the summary; exits 0 whether or not the target is met, 1 when the summary
+lacks what a check needs.
+
+    python3 benchmarks/results/study5_protocol/target.py [benchmarks/results/study5_protocol/full/summary.json]
+
+Reuses Study 2's reading of a summary (``study2_headline/target.py``); the interval is
+``smart_tune.report.paired_interval``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import statistics
+import sys
+from pathlib import Path
+
+from smart_tune.report import paired_interval
+
+_spec = importlib.util.spec_from_file_location(
+    "study2_target", Path(__file__).resolve().parents[1] / "study2_headline" / "target.py"
+)
+study2 = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(study2)
+
+AVERAGE, AVERAGE_METRIC = study2.AVERAGE, study2.AVERAGE_METRIC
+BASELINE, RIVAL = "vanilla", "r3f"
+CANDIDATES = ("smart", "smart-fit")
+MARGIN = 0.010  # +1.0 point on the four-task mean, in the summary's 0-1 scale
+FLOOR = -0.005  # no task's mean paired Δ below −0.5 points
+SEEDS = 5
+
+
+def checks(summary: dict, method: str) -> list[tuple[str, str, bool]]:
+    """(clause, the numbers, met) for each clause of the target, for one candidate."""
+    avg = AVERAGE_METRIC
+    mine, plain = study2.entry(summary, AVERAGE, method), study2.entry(summary, AVERAGE, BASELINE)
+    gain = mine.get("vs_vanilla", {}).get(avg)
+    if not gain:
+        raise KeyError(f"no '{avg}' of both {method} and {BASELINE} in the summary's '{AVERAGE}' group")
+    interval = paired_interval(gain["mean"], gain["std"], gain["n"])
+    shown = f"[{100 * interval[0]:+.2f}, {100 * interval[1]:+.2f}]" if interval else "n/a"
+    per_task = []
+    for task in study2.task_groups(summary):
+        metric = summary[task]["main_metric"]
+        diff = study2.entry(summary, task, method).get("vs_vanilla", {}).get(metric)
+        if diff:
+            per_task.append((task, diff["mean"]))
+    d = study2.paired(
+        study2.by_seed(summary, AVERAGE, method, avg), study2.by_seed(summary, AVERAGE, RIVAL, avg)
+    )
+    s_std, p_std = mine["metrics"][avg]["std"], plain["metrics"][avg]["std"]
+    return [
+        (
+            f"four-task mean: {method} − {BASELINE} ≥ +{100 * MARGIN:.1f}",
+            f"{100 * gain['mean']:+.2f} ± {100 * gain['std']:.2f}, 95% interval {shown}, {gain['wins']}/{gain['n']} seeds ahead",
+            gain["mean"] >= MARGIN,
+        ),
+        (
+            f"no task's mean paired Δ below {100 * FLOOR:+.1f}",
+            ", ".join(f"{t} {100 * m:+.2f}" for t, m in per_task),
+            bool(per_task) and all(m >= FLOOR for _, m in per_task),
+        ),
+        (
+            f"four-task mean: {method} ahead of {RIVAL}",
+            f"{100 * statistics.fmean(d):+.2f} ± {100 * study2.std(d):.2f} over {len(d)} seeds"
+            if d
+            else "no r3f runs",
+            bool(d) and statistics.fmean(d) > 0,
+        ),
+        (
+            f"spread of the four-task mean: std {method} ≤ std {BASELINE}",
+            f"{100 * s_std:.2f} vs {100 * p_std:.2f}",
+            s_std <= p_std + 1e-12,  # equal spreads may differ in the last bit
+        ),
+        (f"{SEEDS} paired seeds", f"{gain['n']}", gain["n"] >= SEEDS),
+    ]
+
+
+def to_markdown(summary: dict) -> str:
+    lines = [
+        "# Issue 17's target, checked on Study 5 (`target.py`)",
+        "",
+        "Points ×100 of each task's main metric on dev, each method at its grid point chosen on the held-out",
+        "part; Δ = paired difference on the same seeds (mean ± std, Student's t interval).",
+    ]
+    for method in CANDIDATES:
+        if not study2.entry(summary, AVERAGE, method):
+            lines += ["", f"## {method}", "", "No runs of it in the summary."]
+            continue
+        rows = checks(summary, method)
+        lines += ["", f"## {method}", "", "| clause | measured | met |", "|---|---|---|"]
+        lines += [f"| {clause} | {numbers} | {'yes' if met else '**no**'} |" for clause, numbers, met in rows]
+        lines += ["", f"Target met: {'yes' if all(met for _, _, met in rows) else '**no**'}."]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str]) -> int:
+    path = Path(argv[0] if argv else Path(__file__).with_name("full") / "summary.json")
+    try:
+        summary = json.loads(path.read_text())
+        text = to_markdown(summary)
+    except (OSError, ValueError, KeyError) as exc:
+        print(f"target.py: {path}: {exc}", file=sys.stderr)
+        return 1
+    path.with_name("target.md").write_text(text)
+    print(text, end="")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -23,6 +23,7 @@ from smart_tune.objective import SmartObjective
 from smart_tune.pooling import MeanPooler, apply_pooling
 from smart_tune.tasks import get_task
 from smart_tune.teacher import MeanTeacher
+from test_trainer import common_args
 
 SPECS = [get_task("mnli"), get_task("stsb"), get_task("rte")]  # 3 classes, regression, 2 classes
 SIZES = {"mnli": 8, "stsb": 4, "rte": 4}  # batches of 4: 2 + 1 + 1 = 4 per epoch
@@ -55,23 +56,9 @@ def task_batch(model: MultiTaskModel, name: str, n: int = 4, seed: int = 0) -> d
 
 
 def args(out, **kw):
-    base = dict(
-        output_dir=out,
-        num_train_epochs=2,
-        per_device_train_batch_size=4,
-        learning_rate=1e-3,
-        seed=0,
-        report_to="none",
-        save_strategy="no",
-        logging_steps=1,
-        use_cpu=True,
-        disable_tqdm=True,
-        dataloader_num_workers=0,
-        smart_epsilon=1e-2,
-        smart_sigma=1e-2,
-    )
-    base.update(kw)
-    return SmartTrainingArguments(**base)
+    """test_trainer's arguments, by epochs (the task batches' epochs matter here) and with a larger ε."""
+    mine = {"max_steps": -1, "num_train_epochs": 2, "smart_epsilon": 1e-2, "smart_sigma": 1e-2}
+    return SmartTrainingArguments(**common_args(out, **{**mine, **kw}))
 
 
 class ScaledPerturbation(FixedPerturbation):

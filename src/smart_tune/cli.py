@@ -101,14 +101,21 @@ def print_multitask_summary(results: dict[str, Any], output_dir: str) -> None:
         lines.append(f"  {name:<8} {main:<22} {shown}   on {entry['num_examples']} dev examples")
     for name, value in results["metrics"].items():
         lines.append(f"  {name:<31} {value:.4f}")
-    lines += [
+    lines += _summary_tail(
+        results, output_dir, f"  (train --model {output_dir} --task T fine-tunes one task)"
+    )
+    print("\n".join(lines))
+
+
+def _summary_tail(results: dict[str, Any], output_dir: str, saved_note: str = "") -> list[str]:
+    """The last lines of a run's summary: time, where the model and the results are."""
+    return [
         f"  train time   {results['train_runtime_s'] / 60:.1f} min ({results['global_steps']} steps)",
-        f"  model saved  {output_dir}  (train --model {output_dir} --task T fine-tunes one task)"
+        f"  model saved  {output_dir}{saved_note}"
         if results["arguments"]["run"]["save_model"]
         else "  model        not saved (--no-save-model)",
         f"  results      {os.path.join(output_dir, 'results.json')}",
     ]
-    print("\n".join(lines))
 
 
 def _end_process_group() -> None:
@@ -147,13 +154,7 @@ def print_run_summary(results: dict[str, Any], output_dir: str) -> None:
             "  in brackets: the score of always answering the most frequent training label, which a model "
             "that learned nothing gets"
         )
-    lines += [
-        f"  train time   {results['train_runtime_s'] / 60:.1f} min ({results['global_steps']} steps)",
-        f"  model saved  {output_dir}"
-        if results["arguments"]["run"]["save_model"]
-        else "  model        not saved (--no-save-model)",
-        f"  results      {os.path.join(output_dir, 'results.json')}",
-    ]
+    lines += _summary_tail(results, output_dir)
     print("\n".join(lines))
 
 

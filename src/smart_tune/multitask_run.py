@@ -22,12 +22,20 @@ from pathlib import Path
 from typing import Any
 
 from . import environment
-from .errors import Interrupted, SmartTuneError, first_line
-from .models import check_max_length, default_model_path, load_model_and_tokenizer, quiet_libraries, tokenize
-from .outputs import check_output_dir, is_main_process, missing_folders, remove_created
+from .errors import SmartTuneError, first_line
+from .models import check_max_length, default_model_path, load_model_and_tokenizer, tokenize
 from .recipe import HOLDOUT
-from .results import RESULTS, TRAIN_HOLDOUT, RunResults, write_json_atomic
-from .run import Fitted, PreparedRun, Scores, fit, resolve_task_and_data
+from .results import TRAIN_HOLDOUT, RunResults
+from .run import (
+    Fitted,
+    PreparedRun,
+    Scores,
+    claim_output_dir,
+    epoch_at,
+    resolve_task_and_data,
+    run_recipe,
+    write_results,
+)
 
 MEAN_MAIN = "mean_main"  # the mean over tasks of each task's main metric (x on dev, x_holdout held out)
 
@@ -36,29 +44,22 @@ def train_multitask(options) -> dict[str, Any]:
     """Train one encoder on several tasks at once (``options``: parsed
     :class:`~smart_tune.options.TrainOptions` of :class:`~smart_tune.options.MultiTaskOptions`); returns
     the results written to results.json. A failed run leaves nothing behind, as ``train``'s."""
-    created: list[Path] = []
-    try:
-        prepared = prepare(options, created)
-        fitted = fit(prepared)
-        return record(prepared, fitted, score(prepared))
-    except BaseException as exc:
-        if created and not isinstance(exc, Interrupted) and is_main_process():
-            remove_created(created)
-        raise
+    return run_recipe(options, prepare, score, record)
 
 
-def _load_tasks(run, seed: int) -> dict[str, tuple[Any, dict[str, Any]]]:
-    """{task name: (task, {split: Dataset})} with each task's train, dev and held-out part."""
-    loaded = {}
+def _load_tasks(run, seed: int) -> tuple[dict[str, Any], dict[str, tuple[str, Any]]]:
+    """({task name: task}, {split key: (task name, Dataset)}): each task's training split under its own
+    name, its dev set as ``<task>_dev`` and its held-out part as ``<task>_holdout``."""
+    tasks, splits = {}, {}
     for name in run.task_names():
         one = dataclasses.replace(run, tasks=None, task=name)
-        task, splits, eval_splits = resolve_task_and_data(one, seed)
-        loaded[name] = (task, {"train": splits["train"], "dev": splits[eval_splits[0]], **_held_out(splits)})
-    return loaded
-
-
-def _held_out(splits: dict[str, Any]) -> dict[str, Any]:
-    return {HOLDOUT: splits[HOLDOUT]} if HOLDOUT in splits else {}
+        task, loaded, eval_splits = resolve_task_and_data(one, seed)
+        tasks[name] = task
+        splits[name] = (name, loaded["train"])
+        splits[f"{name}_dev"] = (name, loaded[eval_splits[0]])
+        if HOLDOUT in loaded:
+            splits[f"{name}_{HOLDOUT}"] = (name, loaded[HOLDOUT])
+    return tasks, splits
 
 
 def _model(run, tasks: list[Any], model_name: str):
@@ -90,24 +91,21 @@ def prepare(options, created: list[Path]) -> PreparedRun:
     from .multitask_trainer import MultiTaskTrainer, task_metrics_for
 
     run, args = options.run, options.training
-    quiet_libraries()
-    output_dir = Path(args.output_dir)
-    created.extend(missing_folders(output_dir.absolute()))
-    check_output_dir(output_dir, run.resume, run.overwrite_output_dir)
-    loaded = _load_tasks(run, args.seed)
-    tasks = [task for task, _ in loaded.values()]
+    output_dir = claim_output_dir(options, created)
+    tasks, splits = _load_tasks(run, args.seed)
     model_name = run.model or default_model_path()
     set_seed(args.seed)  # the heads are drawn from torch's global RNG: one seed, one initial model
-    model, tokenizer = _model(run, tasks, model_name)
-    encoded = {
-        f"{name}{'' if part == 'train' else '_' + part}": tokenize(ds, task, tokenizer, run.max_length)
-        for name, (task, splits) in loaded.items()
-        for part, ds in splits.items()
-    }
+    model, tokenizer = _model(run, list(tasks.values()), model_name)
     names = model.task_names
-    train = MultiTaskDataset({n: encoded[n].remove_columns(["idx"]) for n in names}, names)
-    sets = {key: _one_task(key, encoded[key], names) for key in encoded if key not in names}
-    metrics = task_metrics_for(tasks)
+    encoded = {
+        key: tokenize(ds, tasks[name], tokenizer, run.max_length).remove_columns(["idx"])
+        for key, (name, ds) in splits.items()
+    }
+    train = MultiTaskDataset({n: encoded[n] for n in names}, names)
+    sets = {
+        key: MultiTaskDataset({name: encoded[key]}, names) for key, (name, _) in splits.items() if key != name
+    }
+    metrics = task_metrics_for(tasks.values())
     holdout = any(key.endswith(f"_{HOLDOUT}") for key in sets)
     trainer = MultiTaskTrainer(
         model=model,
@@ -116,38 +114,15 @@ def prepare(options, created: list[Path]) -> PreparedRun:
         eval_dataset=sets,
         processing_class=tokenizer,
         task_sampling=run.task_sampling,
-        task_metrics={key: metrics[_task_of(key)] for key in sets},
+        task_metrics={key: metrics[splits[key][0]] for key in sets},
         select_on=[key for key in sets if key.endswith(f"_{HOLDOUT}") == holdout],
     )
-    splits = {key: ds for name, (_, parts) in loaded.items() for key, ds in _named(name, parts).items()}
+    raw = {key: ds for key, (_, ds) in splits.items()}
+    what = "+".join(names)
+    encoded = {"train": train, **sets}
     return PreparedRun(
-        run,
-        args,
-        output_dir,
-        tasks,
-        splits,
-        {"train": train, **sets},
-        [],
-        {},
-        model_name,
-        trainer,
-        "+".join(names),
+        run, args, output_dir, list(tasks.values()), raw, encoded, [], {}, model_name, trainer, what
     )
-
-
-def _task_of(key: str) -> str:
-    """The task of an eval set's name: ``rte_dev`` and ``rte_holdout`` are rte's."""
-    return key.rsplit("_", 1)[0]
-
-
-def _named(name: str, parts: dict[str, Any]) -> dict[str, Any]:
-    return {name if part == "train" else f"{name}_{part}": ds for part, ds in parts.items()}
-
-
-def _one_task(key: str, dataset, names):
-    from .multitask_data import MultiTaskDataset
-
-    return MultiTaskDataset({_task_of(key): dataset.remove_columns(["idx"])}, names)
 
 
 def score(prepared: PreparedRun) -> Scores:
@@ -198,10 +173,6 @@ def _per_task(prepared: PreparedRun, scores: Scores) -> dict[str, Any]:
 
 def record(prepared: PreparedRun, fitted: Fitted, scores: Scores) -> dict[str, Any]:
     """results.json, by one process, after removing the checkpoints unless kept."""
-    import shutil
-
-    from .checkpoints import checkpoints_in
-    from .run import _epoch_at
 
     run, args, trainer = prepared.run, prepared.args, prepared.trainer
     state = trainer.state
@@ -224,7 +195,7 @@ def record(prepared: PreparedRun, fitted: Fitted, scores: Scores) -> dict[str, A
         train_loss=fitted.output.training_loss,
         best_checkpoint=state.best_model_checkpoint if run.keep_checkpoints else None,
         best_step=state.best_global_step,
-        best_epoch=_epoch_at(state, state.best_global_step),
+        best_epoch=epoch_at(state, state.best_global_step),
         selected_on=TRAIN_HOLDOUT if holdout else "dev",
         holdout_examples=sum(v for k, v in scores.num_examples.items() if k.endswith(f"_{HOLDOUT}")),
         dev_split="dev",
@@ -235,9 +206,5 @@ def record(prepared: PreparedRun, fitted: Fitted, scores: Scores) -> dict[str, A
         log_history=state.log_history,
         extra={"tasks": _per_task(prepared, scores), "task_sampling": run.task_sampling},
     ).to_dict()
-    if trainer.is_world_process_zero():
-        if not run.keep_checkpoints:
-            for ckpt in checkpoints_in(prepared.output_dir):
-                shutil.rmtree(ckpt, ignore_errors=True)
-        write_json_atomic(prepared.output_dir / RESULTS, results)
+    write_results(prepared, results)
     return results

@@ -177,6 +177,12 @@ def train(options) -> dict[str, Any]:
 
     A run that fails removes the folders it created, unless they hold a checkpoint to resume from (an
     interrupted run, or one stopped after some saves); bad input leaves nothing behind."""
+    return run_recipe(options, prepare, score, record)
+
+
+def run_recipe(options, prepare, score, record) -> dict[str, Any]:
+    """prepare → :func:`fit` → score → record, the steps of ``train`` (or of ``multitask``, which brings
+    its own prepare, score and record); a failure removes the folders the run created (see ``train``)."""
     created: list[Path] = []
     try:
         prepared = prepare(options, created)
@@ -188,6 +194,16 @@ def train(options) -> dict[str, Any]:
         raise
 
 
+def claim_output_dir(options, created: list[Path]) -> Path:
+    """The run's output folder, checked against ``--resume``/``--overwrite-output-dir`` before anything
+    loads; the folders it needs and lacks go into ``created`` (removed again if the run fails)."""
+    quiet_libraries()
+    output_dir = Path(options.training.output_dir)
+    created.extend(missing_folders(output_dir.absolute()))
+    check_output_dir(output_dir, options.run.resume, options.run.overwrite_output_dir)
+    return output_dir
+
+
 def prepare(options, created: list[Path]) -> PreparedRun:
     """Check the output folder, load the data and the model, tokenize, build the Trainer. Everything
     that can fail on bad input fails here, before anything is written. ``created``: the folders that
@@ -195,10 +211,7 @@ def prepare(options, created: list[Path]) -> PreparedRun:
     from transformers import set_seed
 
     run, args = options.run, options.training
-    quiet_libraries()
-    output_dir = Path(args.output_dir)
-    created.extend(missing_folders(output_dir.absolute()))
-    check_output_dir(output_dir, run.resume, run.overwrite_output_dir)
+    output_dir = claim_output_dir(options, created)
     task, splits, eval_splits = resolve_task_and_data(run, args.seed)
     also = resolve_also_evaluate(run, task)
     model_name = run.model or default_model_path()
@@ -345,7 +358,7 @@ def record(prepared: PreparedRun, fitted: Fitted, scores: Scores) -> dict[str, A
         # The saved model's evaluation: its step and epoch; its checkpoint folder only if kept.
         best_checkpoint=state.best_model_checkpoint if run.keep_checkpoints else None,
         best_step=state.best_global_step,
-        best_epoch=_epoch_at(state, state.best_global_step),
+        best_epoch=epoch_at(state, state.best_global_step),
         # What chose the kept epoch: the held-out part of train, or dev (which then also scores it).
         selected_on=TRAIN_HOLDOUT if holdout else ("dev" if main else "none"),
         holdout_examples=len(prepared.encoded[HOLDOUT]) if holdout else 0,
@@ -356,12 +369,18 @@ def record(prepared: PreparedRun, fitted: Fitted, scores: Scores) -> dict[str, A
         environment=environment.capture(),
         log_history=state.log_history,
     ).to_dict()
-    if trainer.is_world_process_zero():
-        if not run.keep_checkpoints:
+    write_results(prepared, results)
+    return results
+
+
+def write_results(prepared: PreparedRun, results: dict[str, Any]) -> None:
+    """results.json, by one process (every process computed the same scores), after removing the
+    checkpoints unless kept."""
+    if prepared.trainer.is_world_process_zero():
+        if not prepared.run.keep_checkpoints:
             for ckpt in checkpoints_in(prepared.output_dir):
                 shutil.rmtree(ckpt, ignore_errors=True)
         write_json_atomic(prepared.output_dir / RESULTS, results)
-    return results
 
 
 def majority_baseline(task, train, dev) -> dict[str, Any] | None:
@@ -390,7 +409,7 @@ def _logged_evaluation(state, args, main_metric: str) -> dict[str, Any] | None:
     return None
 
 
-def _epoch_at(state, step: int | None) -> float | None:
+def epoch_at(state, step: int | None) -> float | None:
     """The epoch (a float, as the Trainer counts it) at which a step was logged."""
     if step is None:
         return None

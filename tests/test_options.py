@@ -95,3 +95,21 @@ def test_multitask_options():
 def test_train_does_not_take_multitask_flags():
     with pytest.raises(SystemExit):
         parse("--task", "rte", "--tasks", "rte,mrpc")
+
+
+def test_both_spellings_parse_help_shows_dashes_and_errors_stay_short(capsys):
+    dashed = parse("--task", "rte", "--max-train-samples", "8", "--smart-lambda", "3")
+    underscored = parse("--task", "rte", "--max_train_samples", "8", "--smart_lambda", "3")
+    assert dashed.run.max_train_samples == underscored.run.max_train_samples == 8
+    assert dashed.training.smart_lambda == underscored.training.smart_lambda == 3
+    parser = training_parser("smart-tune train", "", "")
+    shown = parser.format_help()
+    assert "--max-train-samples" in shown and "--max_train_samples" not in shown
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--bogus"])
+    err = capsys.readouterr().err.strip().splitlines()
+    # The usage line and the error: not the 60 options argparse would list above it.
+    assert err == [
+        "usage: smart-tune train --task TASK [options]",
+        "smart-tune train: error: unrecognized arguments: --bogus",
+    ]

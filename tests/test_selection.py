@@ -43,7 +43,7 @@ def test_holdout_of_a_regression_set_is_random_and_leaves_each_class_a_row():
         holdout_split(tiny, 1.0, seed=0)
 
 
-def test_train_selects_on_the_holdout_and_reports_dev(tiny_model_dir, tmp_path):
+def test_train_selects_on_the_holdout_and_reports_dev(tiny_model_dir, tmp_path, capsys):
     out = tmp_path / "run"
     args = ["train", "--task", "rte", "--data-dir", GLUE, "--model", tiny_model_dir, "--method", "vanilla"]
     args += ["--max-train-samples", "64", "--epochs", "2", "--batch-size", "16", "--disable-tqdm", "true"]
@@ -60,6 +60,9 @@ def test_train_selects_on_the_holdout_and_reports_dev(tiny_model_dir, tmp_path):
     assert set(last) == {"last_epoch_accuracy", "last_epoch_accuracy_holdout"}
     # The kept model's held-out score is the best epoch's: the held-out part picked it.
     assert r["metrics"]["accuracy_holdout"] == pytest.approx(max(e["eval_holdout_accuracy"] for e in evals))
+    # The summary counts each score's own examples: dev in full, the held-out part of train apart.
+    summary = capsys.readouterr().out
+    assert "on 277 dev examples" in summary and "on 16 holdout examples" in summary
 
     plain = tmp_path / "plain"
     assert main([*args, "--output-dir", str(plain), "--no-save-model"]) == 0

@@ -81,6 +81,7 @@ def cmd_multitask(argv: list[str]) -> int:
         "Train one encoder on several tasks at once (MT-DNN), with SMART, R3F or plainly.",
         MULTITASK_EXAMPLES,
         MultiTaskOptions,
+        usage="%(prog)s --tasks TASK,TASK[,...] [options]",
     )
     options = parse_train_options(
         parser, argv, environment.show_progress(), has_accelerator(), MultiTaskOptions
@@ -136,8 +137,10 @@ def print_run_summary(results: dict[str, Any], output_dir: str) -> None:
         f"smart-tune: {results['task']} with {results['method']} (seed {results['seed']}) finished",
         f"  model        {results['model']}",
     ]
-    by_split = results.get("num_examples_by_split") or {}
+    by_split = dict(results.get("num_examples_by_split") or {})
     main_split = next(iter(by_split), "dev")
+    if results.get("holdout_examples"):  # the held-out part of train that selected the kept epoch
+        by_split["holdout"] = results["holdout_examples"]
     baseline = results.get("baseline") or {}
     for name, value in results["metrics"].items():
         # A metric of another split than the main one ends in "_<split>" (see run.train).
@@ -239,6 +242,7 @@ def compare_parser():
         "smart-tune compare",
         "Run methods side by side over tasks and seeds, resumably, then summarise.",
         COMPARE_EXAMPLES,
+        usage="%(prog)s --task TASK[,TASK...] --methods METHOD,METHOD[,...] [options]",
     )
     parser.add_argument(
         "--methods", default=argparse.SUPPRESS, help="comma-separated methods or variant names"

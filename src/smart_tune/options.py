@@ -243,19 +243,25 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
 
 
 def training_parser(
-    prog: str, description: str, epilog: str, options_class: type[RunOptions] = RunOptions
+    prog: str,
+    description: str,
+    epilog: str,
+    options_class: type[RunOptions] = RunOptions,
+    usage: str = "%(prog)s --task TASK [options]",
 ) -> HfArgumentParser:
     """A parser of :class:`RunOptions` and every TrainingArguments and smart_* field (dashes or
     underscores), with ``--epochs`` and ``--batch-size`` beside their long names.
 
     Every default is suppressed: parsed as built, the namespace holds exactly what the user typed, which
     :func:`parse_train_options` needs to stack the layers (and to tell ``--method`` from a default).
+    ``usage`` is the one line shown above an error: argparse's own would list some 60 options there.
     """
     parser = HfArgumentParser(
         (options_class, SmartTrainingArguments),
         prog=prog,
         description=description,
         epilog=epilog,
+        usage=usage,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--epochs", type=float, help="training epochs (default 3)")
@@ -263,6 +269,10 @@ def training_parser(
     defaults = {f.name: f.default for f in dataclasses.fields(SmartTrainingArguments)}
     for action in parser._actions:
         action.default = argparse.SUPPRESS
+        # Both spellings parse (the parser maps each); --help shows the dashed one our docs use.
+        dashed = [s for s in action.option_strings if "_" not in s]
+        if dashed and len(dashed) < len(action.option_strings):
+            action.option_strings = dashed
         dest = action.dest
         if dest in TRAINING_FIELDS and not dest.startswith("smart_") and dest not in SHOWN_HELP:
             action.help = argparse.SUPPRESS  # 120 fields: accepted, documented by transformers, not listed

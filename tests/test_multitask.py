@@ -458,3 +458,50 @@ def test_from_encoder_takes_a_pretrained_encoder_or_a_multitask_models(tiny_base
     again = MultiTaskModel.from_encoder(path, [get_task("cola")])
     assert again.task_names == ("cola",)
     assert torch.equal(again.bert.pooler.dense.weight, model.bert.pooler.dense.weight)
+
+
+REMOTE_CODE = """
+from transformers import BertConfig, BertForSequenceClassification
+
+
+class TinyRemoteConfig(BertConfig):
+    model_type = "tiny-remote-bert"
+
+
+class TinyRemoteModel(BertForSequenceClassification):
+    config_class = TinyRemoteConfig
+"""
+
+
+def test_an_encoder_with_its_own_code_loads_only_when_trusted(tiny_model_dir, tmp_path):
+    """A model whose config names its own code (auto_map): --trust-remote-code reaches every place a
+    multi-task model builds its heads, and nothing runs that code without it."""
+    import json
+    import shutil
+
+    from smart_tune.errors import SmartTuneError
+    from smart_tune.models import load_model_and_tokenizer
+
+    remote = tmp_path / "remote"
+    shutil.copytree(tiny_model_dir, remote)
+    (remote / "custom.py").write_text(REMOTE_CODE)
+    config = json.loads((remote / "config.json").read_text())
+    config["model_type"] = "tiny-remote-bert"
+    config["auto_map"] = {
+        "AutoConfig": "custom.TinyRemoteConfig",
+        "AutoModelForSequenceClassification": "custom.TinyRemoteModel",
+    }
+    (remote / "config.json").write_text(json.dumps(config))
+    with pytest.raises(Exception, match="custom code|trust_remote_code"):
+        MultiTaskModel.from_encoder(str(remote), SPECS)
+    model = MultiTaskModel.from_encoder(str(remote), SPECS, trust_remote_code=True)
+    assert type(model.task_model("rte")).__name__ == "TinyRemoteModel"
+    saved = tmp_path / "mt"
+    model.save_pretrained(saved)
+    for name in ("custom.py", "tokenizer.json"):
+        shutil.copy(remote / name, saved / name)
+    with pytest.raises(SmartTuneError, match="contains custom code"):
+        load_model_and_tokenizer(str(saved), get_task("stsb"))
+    for task in ("stsb", "mrpc"):  # its own head, then a fresh one on the shared encoder
+        loaded, _ = load_model_and_tokenizer(str(saved), get_task(task), trust_remote_code=True)
+        assert type(loaded).__name__ == "TinyRemoteModel" and loaded.num_labels == get_task(task).num_labels

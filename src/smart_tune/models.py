@@ -48,7 +48,12 @@ def _load_model(name_or_path: str, task, kwargs: dict[str, Any]):
 
     if is_multitask_dir(name_or_path):
         return load_task_model(
-            name_or_path, task.name, task.num_labels, task.problem_type, task.id2label or None
+            name_or_path,
+            task.name,
+            task.num_labels,
+            task.problem_type,
+            task.id2label or None,
+            trust_remote_code=kwargs.get("trust_remote_code", False),
         )
     return AutoModelForSequenceClassification.from_pretrained(name_or_path, **kwargs)
 

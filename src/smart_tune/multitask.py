@@ -96,14 +96,18 @@ class TaskHead:
         return task_config
 
 
-def build_task_module(config, task: TaskHead, encoder: nn.Module | None) -> tuple[nn.Module, nn.Module]:
+def build_task_module(
+    config, task: TaskHead, encoder: nn.Module | None, trust_remote_code: bool = False
+) -> tuple[nn.Module, nn.Module]:
     """Task ``task``'s ``XForSequenceClassification`` for ``config``, its own encoder cut out.
 
     Returns (the head module, the encoder it now points at): ``encoder`` when given, else the one it was
     built with. The encoder is an attribute of the head module, not a registered submodule, so that the
     head's parameters and state dict are its head layers alone.
     """
-    module = AutoModelForSequenceClassification.from_config(task.config_for(config))
+    module = AutoModelForSequenceClassification.from_config(
+        task.config_for(config), trust_remote_code=trust_remote_code
+    )
     prefix = module.base_model_prefix
     own = module._modules.pop(prefix)
     encoder = encoder if encoder is not None else own
@@ -127,7 +131,13 @@ class MultiTaskModel(nn.Module):
     # The loss is each head's batch mean; the Trainer must not normalise it by num_items_in_batch.
     accepts_loss_kwargs = False
 
-    def __init__(self, config, tasks: Sequence[Any], encoder: nn.Module | None = None):
+    def __init__(
+        self,
+        config,
+        tasks: Sequence[Any],
+        encoder: nn.Module | None = None,
+        trust_remote_code: bool = False,
+    ):
         super().__init__()
         self.tasks = tuple(TaskHead.of(t) for t in tasks)
         self.task_names = tuple(t.name for t in self.tasks)
@@ -138,7 +148,7 @@ class MultiTaskModel(nn.Module):
         self.config.architectures = [type(self).__name__]
         heads = {}
         for task in self.tasks:
-            heads[task.name], encoder = build_task_module(self.config, task, encoder)
+            heads[task.name], encoder = build_task_module(self.config, task, encoder, trust_remote_code)
         self.base_model_prefix = next(iter(heads.values())).base_model_prefix
         self.add_module(self.base_model_prefix, encoder)
         self.heads = nn.ModuleDict(heads)
@@ -149,28 +159,32 @@ class MultiTaskModel(nn.Module):
     def from_encoder(cls, name_or_path: str, tasks: Sequence[Any], **kwargs) -> MultiTaskModel:
         """The pre-trained encoder at ``name_or_path`` (a hub name, a folder, or a multi-task folder,
         whose encoder is taken) with a fresh head per task. ``kwargs`` go to ``from_pretrained``."""
+        trust = bool(kwargs.get("trust_remote_code", False))
         if is_multitask_dir(name_or_path):
-            source = cls.from_pretrained(name_or_path)
+            source = cls.from_pretrained(name_or_path, trust_remote_code=trust)
             config = copy.deepcopy(source.config)
             delattr(config, TASKS_KEY)
-            model = cls(config, tasks, encoder=source.encoder)
+            model = cls(config, tasks, encoder=source.encoder, trust_remote_code=trust)
         else:
             head = TaskHead.of(tasks[0])
             kwargs.setdefault("ignore_mismatched_sizes", True)
             loaded = AutoModelForSequenceClassification.from_pretrained(
                 name_or_path, num_labels=head.num_labels, **kwargs
             )
-            model = cls(loaded.config, tasks, encoder=loaded.base_model)
+            model = cls(loaded.config, tasks, encoder=loaded.base_model, trust_remote_code=trust)
         return apply_pooling(model, pooling_of(model))
 
     @classmethod
-    def from_pretrained(cls, path: str | os.PathLike, **config_kwargs) -> MultiTaskModel:
-        """A model saved by :meth:`save_pretrained` (or a MultiTaskTrainer checkpoint)."""
-        config = AutoConfig.from_pretrained(path, **config_kwargs)
+    def from_pretrained(
+        cls, path: str | os.PathLike, trust_remote_code: bool = False, **config_kwargs
+    ) -> MultiTaskModel:
+        """A model saved by :meth:`save_pretrained` (or a MultiTaskTrainer checkpoint).
+        ``trust_remote_code``: the encoder's own code (its config's ``auto_map``) may run."""
+        config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code, **config_kwargs)
         tasks = getattr(config, TASKS_KEY, None)
         if not tasks:
             raise ConfigError(f"{path} holds no multi-task model (no {TASKS_KEY} in its config.json)")
-        model = cls(config, tasks)
+        model = cls(config, tasks, trust_remote_code=trust_remote_code)
         # Mean pooling first: its pooler has no weights, so the saved state dict has none for it.
         apply_pooling(model, pooling_of(model))
         model.load_state_dict(_load_weights(path), strict=True)
@@ -306,6 +320,7 @@ def load_task_model(
     num_labels: int | None = None,
     problem_type: str | None = None,
     id2label: Mapping[int, str] | None = None,
+    trust_remote_code: bool = False,
 ) -> nn.Module:
     """One task of the multi-task model saved in ``path`` as a standard sequence-classification model.
 
@@ -314,7 +329,7 @@ def load_task_model(
     (default: regression for one output, else single-label) and ``id2label``. Mean pooling, when the
     model was trained with it, is kept.
     """
-    model = MultiTaskModel.from_pretrained(path)
+    model = MultiTaskModel.from_pretrained(path, trust_remote_code=trust_remote_code)
     own = model.tasks[model.task_names.index(task_name)] if task_name in model.task_names else None
     if own is not None and (num_labels is None or num_labels == own.num_labels):
         return model.task_model(task_name)
@@ -324,7 +339,9 @@ def load_task_model(
         )
     problem_type = problem_type or (REGRESSION if num_labels == 1 else SINGLE_LABEL)
     head = TaskHead(task_name, num_labels, problem_type, dict(id2label or {}))
-    fresh = AutoModelForSequenceClassification.from_config(head.config_for(model.config))
+    fresh = AutoModelForSequenceClassification.from_config(
+        head.config_for(model.config), trust_remote_code=trust_remote_code
+    )
     apply_pooling(fresh, pooling_of(fresh))  # before loading: a mean pooler has no weights
     getattr(fresh, model.base_model_prefix).load_state_dict(model.encoder.state_dict(), strict=True)
     return fresh

@@ -69,7 +69,8 @@ def _model(run, tasks: list[Any], model_name: str):
 
     first, tokenizer = load_model_and_tokenizer(model_name, tasks[0], run.trust_remote_code)
     try:
-        model = MultiTaskModel(first.config, [TaskHead.of(t) for t in tasks], encoder=first.base_model)
+        heads = [TaskHead.of(t) for t in tasks]
+        model = MultiTaskModel(first.config, heads, first.base_model, run.trust_remote_code)
     except Exception as exc:  # a model family whose heads cannot be built from its config
         raise SmartTuneError(
             f"cannot build a multi-task model from '{model_name}': {first_line(exc)}"

@@ -365,3 +365,47 @@ def test_paired_interval_is_students_t_over_the_seeds():
     assert lo == pytest.approx(0.02 - 2.776 * 0.01 / 5**0.5, abs=1e-5)
     assert hi == pytest.approx(0.02 + 2.776 * 0.01 / 5**0.5, abs=1e-5)
     assert paired_interval(0.02, 0.0, 1) is None
+
+
+def test_fit_gives_the_last_epochs_task_loss_and_the_kept_epoch():
+    from smart_tune.report import kept_epoch, training_fit
+
+    def fitted(method, seed, task_losses, best_step):
+        r = run("rte", method, seed, {"accuracy": 0.6}, "accuracy")
+        # 2 epochs of 4 steps, a log every 2 steps; SMART logs its total F as "loss", L apart.
+        r["log_history"] = [
+            {
+                "loss": 9.0,
+                **({"smart_task_loss": task} if method == "smart" else {}),
+                "epoch": step / 4,
+                "step": step,
+            }
+            for step, task in zip((2, 4, 6, 8), task_losses)
+        ]
+        if method == "vanilla":
+            for e, task in zip(r["log_history"], task_losses):
+                e["loss"] = task
+        r["log_history"][1:1] = [{"eval_holdout_accuracy": 0.6, "epoch": 1.0, "step": 4}]
+        r["log_history"].append({"eval_holdout_accuracy": 0.5, "epoch": 2.0, "step": 8})
+        r["log_history"].append({"train_runtime": 1.0, "epoch": 2.0, "step": 8})
+        r["best_checkpoint"] = f"runs/x/checkpoint-{best_step}"
+        return r
+
+    smart = fitted("smart", 1, [0.7, 0.6, 0.5, 0.3], best_step=4)
+    fit = training_fit(smart)
+    # L over the last epoch only (steps 6 and 8), read from smart_task_loss, not the total F.
+    assert fit == pytest.approx(
+        {"task_loss_last_epoch": 0.4, "epochs": 2.0, "kept_epoch": 1.0, "kept_last_epoch": 0.0}
+    )
+    assert kept_epoch({**smart, "best_checkpoint": None}) == 2.0  # no checkpoint named: the last evaluation
+    assert training_fit({"log_history": []}) == {}
+
+    runs = [smart, fitted("smart", 2, [0.7, 0.6, 0.6, 0.4], best_step=8)]
+    runs += [fitted("vanilla", s, [0.6, 0.4, 0.3, 0.1], best_step=8) for s in (1, 2)]
+    summary = summarise(runs)["rte"]["methods"]
+    assert summary["smart"]["fit"] == pytest.approx(
+        {"task_loss_last_epoch": 0.45, "kept_epoch": 1.5, "epochs": 2.0, "kept_last_epoch": 1, "n": 2}
+    )
+    assert summary["vanilla"]["fit"]["task_loss_last_epoch"] == pytest.approx(0.2)
+    text = to_markdown(summarise(runs))
+    assert "| smart | 0.4500 | 1.50 | 1/2 |" in text and "| vanilla | 0.2000 | 2.00 | 2/2 |" in text

@@ -4,8 +4,10 @@ Input: every ``results.json`` under a folder (as ``compare`` lays them out, or a
 Per task and method, for each metric: mean ± sample std over seeds, the best run, n; the paired
 difference to ``vanilla`` on the seeds both have (mean ± std of the per-seed differences); and the
 mean training time per run. Each metric comes twice: as ``train`` kept the model (the best of the
-end-of-epoch evaluations on dev) and as ``last_epoch_<metric>`` (the model training ended with). The
-chart shows each task's main metric: bars with error bars (std) and one dot per seed.
+end-of-epoch evaluations on dev) and as ``last_epoch_<metric>`` (the model training ended with). Beside
+the scores: the SMART terms each method logged, and how far it fitted (the training task loss over the
+last epoch, the epoch it kept). The chart shows each task's main metric: bars with error bars (std) and
+one dot per seed.
 
 Runs trained on a fraction of their training split (``--train-fraction``) form their own group,
 ``"snli (1% train)"``; when one task has several fractions, ``curve.png`` plots the main metric against
@@ -297,6 +299,52 @@ def training_terms(result: dict[str, Any]) -> dict[str, float]:
     return out
 
 
+def kept_epoch(result: dict[str, Any]) -> float | None:
+    """The epoch of the model a run kept: its best checkpoint's evaluation (selection on held-out data
+    or dev), else the last evaluation; None when the log has no evaluation."""
+    history = result.get("log_history") or []
+    evals = [e for e in history if "epoch" in e and any(k.startswith("eval_") for k in e)]
+    if not evals:
+        return None
+    best = result.get("best_checkpoint")
+    step = best.rstrip("/").rsplit("checkpoint-", 1)[-1] if best and "checkpoint-" in best else None
+    if step is not None and step.isdigit():
+        matching = [e for e in evals if e.get("step") == int(step)]
+        if matching:
+            return float(matching[-1]["epoch"])
+    return float(evals[-1]["epoch"])
+
+
+def training_fit(result: dict[str, Any]) -> dict[str, float]:
+    """How far a run fitted its training data: the task loss L over its last epoch (the mean of the
+    values logged there; L alone, without λ_s·R_s or μ·D_Breg, so that methods compare), the epoch it
+    kept, and whether that was the last one (a run still improving when training stopped). Empty when
+    nothing was logged."""
+    history = result.get("log_history") or []
+    train = [e for e in history if "loss" in e and "epoch" in e]
+    if not train:
+        return {}
+    epochs = math.ceil(float(train[-1]["epoch"]) - 1e-6)
+    losses = [float(e.get("smart_task_loss", e["loss"])) for e in train if float(e["epoch"]) > epochs - 1]
+    fit = {"task_loss_last_epoch": sum(losses) / len(losses), "epochs": float(epochs)}
+    kept = kept_epoch(result)
+    if kept is not None:
+        fit["kept_epoch"] = kept
+        fit["kept_last_epoch"] = float(math.ceil(kept - 1e-6) >= epochs)
+    return fit
+
+
+def _fit_summary(runs: list[dict[str, Any]]) -> dict[str, float]:
+    """Mean over seeds of :func:`training_fit` (``kept_last_epoch``: how many seeds kept the last)."""
+    fits = [training_fit(r) for r in runs]
+    keys = [k for k in ("task_loss_last_epoch", "kept_epoch", "epochs") if fits and all(k in f for f in fits)]
+    out = {k: sum(f[k] for f in fits) / len(fits) for k in keys}
+    if fits and all("kept_last_epoch" in f for f in fits):
+        out["kept_last_epoch"] = sum(f["kept_last_epoch"] for f in fits)
+        out["n"] = len(fits)
+    return out
+
+
 def run_seconds(result: dict[str, Any]) -> float | None:
     """Training time of a whole run, or None when unknown.
 
@@ -414,6 +462,7 @@ def _method_summary(
     entry["terms"] = {
         key: sum(t[key] for t in terms) / len(terms) for key, _, _ in TERMS if all(key in t for t in terms)
     }
+    entry["fit"] = _fit_summary([by_seed[s] for s in seeds])
     times = [run_seconds(by_seed[s]) for s in seeds]
     known = [t for t in times if t is not None]
     # Unknown times (see run_seconds) are left out of the mean; none known: None.
@@ -466,6 +515,7 @@ def to_markdown(summary: dict[str, Any]) -> str:
         lines += _group_notes(data)
         lines += _scores_table(data)
         lines += _terms_table(data)
+        lines += _fit_table(data)
     return "\n".join(lines)
 
 
@@ -553,6 +603,27 @@ def _terms_table(data: dict[str, Any]) -> list[str]:
     ]
     for method, t in with_terms.items():
         lines.append(f"| {method} | " + " | ".join(f"{t[k]:.3g}" if k in t else "–" for k, _ in keys) + " |")
+    lines.append("")
+    return lines
+
+
+def _fit_table(data: dict[str, Any]) -> list[str]:
+    """How far each method fitted its training data (see training_fit); none logged: no table."""
+    fitted = {m: e["fit"] for m, e in data["methods"].items() if e.get("fit", {}).get("task_loss_last_epoch")}
+    if not fitted:
+        return []
+    lines = [
+        "Fit: the training task loss L over the last epoch (without the regularisers; mean over seeds), "
+        "and the epoch each run kept. A method whose L stays high and whose runs keep their last epoch "
+        "was still learning when training stopped.",
+        "",
+        "| method | L, last epoch | kept epoch (mean) | kept the last epoch |",
+        "|---|---:|---:|---:|",
+    ]
+    for method, f in fitted.items():
+        kept = f"{f['kept_epoch']:.2f}" if "kept_epoch" in f else "–"
+        last = f"{int(f['kept_last_epoch'])}/{int(f['n'])}" if "n" in f else "–"
+        lines.append(f"| {method} | {f['task_loss_last_epoch']:.4f} | {kept} | {last} |")
     lines.append("")
     return lines
 

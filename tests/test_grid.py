@@ -111,3 +111,33 @@ def test_grid_file_gathers_the_methods_of_separate_jobs(tmp_path):
     assert read_grid(tmp_path / "two") == two
     with pytest.raises(ConfigError, match="another grid"):
         write_grid(tmp_path, {"smart": [{"name": "smart@lr=2", "settings": {"learning_rate": 2}}]})
+
+
+TWO_POINTS = {"smart": [{"name": "smart@lr=5e-05", "settings": {"learning_rate": 5e-5}},
+                        {"name": "smart@lr=1e-05", "settings": {"learning_rate": 1e-5}}]}  # fmt: skip
+
+
+def test_a_tie_goes_to_the_first_point_of_the_grid_whatever_order_the_runs_come_in():
+    # The report reads runs in path order, where lr=1e-05 comes before lr=5e-05 (the grid's second).
+    results = [run("smart@lr=1e-05", 1, dev=0.5, held=0.6), run("smart@lr=5e-05", 1, dev=0.7, held=0.6)]
+    for order in (results, results[::-1]):
+        c = select(order, TWO_POINTS, lambda r: r["task"])[1]["rte"]["smart"]
+        assert c["chosen"] == "smart@lr=5e-05"
+        assert [row["name"] for row in c["grid"]] == ["smart@lr=5e-05", "smart@lr=1e-05"]
+
+
+def test_a_grid_with_held_out_scores_on_some_runs_only_is_refused_not_chosen_on_dev():
+    # A point's mean of a dev score (0.9) and a held-out one would beat the better held-out point.
+    no_holdout = {**run("smart@lr=5e-05", 2, dev=0.9, held=0.0), "metrics": {"accuracy": 0.9}}
+    results = [
+        run("smart@lr=5e-05", 1, dev=0.9, held=0.50),
+        no_holdout,
+        run("smart@lr=1e-05", 1, dev=0.1, held=0.60),
+        run("smart@lr=1e-05", 2, dev=0.1, held=0.60),
+    ]
+    with pytest.raises(ConfigError, match="held-out score and some do not"):
+        select(results, TWO_POINTS, lambda r: r["task"])
+    # Runs without any held-out score are still chosen on dev, and the choice says so.
+    dev_only = [{**r, "metrics": {"accuracy": r["metrics"]["accuracy"]}} for r in results]
+    c = select(dev_only, TWO_POINTS, lambda r: r["task"])[1]["rte"]["smart"]
+    assert c["chosen"] == "smart@lr=5e-05" and c["selected_on"] == "dev"

@@ -409,3 +409,33 @@ def test_fit_gives_the_last_epochs_task_loss_and_the_kept_epoch():
     assert summary["vanilla"]["fit"]["task_loss_last_epoch"] == pytest.approx(0.2)
     text = to_markdown(summarise(runs))
     assert "| smart | 0.4500 | 1.50 | 1/2 |" in text and "| vanilla | 0.2000 | 2.00 | 2/2 |" in text
+
+
+def test_a_method_s_own_runs_beside_its_grid_s_chosen_point_are_refused_not_overwritten():
+    from smart_tune.grid import select
+
+    index = {"smart": [{"name": "smart@lr=1", "settings": {"learning_rate": 1}}]}
+    held = {"accuracy": 0.5, "accuracy_holdout": 0.5}
+    runs = [
+        {**run("rte", "smart", 1, {"accuracy": 0.9}, "accuracy"), "_path": "other/smart/seed-1"},
+        run("rte", "smart@lr=1", 1, held, "accuracy"),
+        run("rte", "vanilla", 1, held, "accuracy"),
+    ]
+    kept, _ = select(runs, index, lambda r: r["task"])
+    with pytest.raises(
+        ConfigError, match="rte/smart/seed 1 is there twice: other/smart/seed-1 and smart@lr=1"
+    ):
+        summarise(kept)
+
+
+def test_the_average_says_how_its_tasks_were_selected_and_which_model_they_kept():
+    runs = [
+        {**run(t, m, 1, {"accuracy": 0.5}, "accuracy"), "selected_on": "train-holdout"}
+        for t in ("rte", "mrpc")
+        for m in ("vanilla", "smart")
+    ]
+    summary = summarise(runs)
+    assert summary["rte"]["selected_on"] == summary["average"]["selected_on"] == ["train-holdout"]
+    assert summary["average"]["kept"] == ["best"]
+    last = [{**r, "arguments": {"run": {}, "training": {"load_best_model_at_end": False}}} for r in runs]
+    assert summarise(last)["average"]["kept"] == ["last"]

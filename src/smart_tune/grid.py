@@ -176,8 +176,12 @@ def select(
     metric over the seeds is best, renamed to the method. Returns (runs to report, the choices).
 
     The mean is over the seeds every point of that method finished, so points are compared on the same
-    seeds. Runs without a held-out score (no ``--validation-from-train``) are selected on their dev
-    score instead, and the choice says so: that is selection on the reported split.
+    seeds; points are scored in grid order (``index``), so that a tie goes to the first point of the
+    grid whatever order the runs were read in. Runs without a held-out score (no
+    ``--validation-from-train``) are selected on their dev score instead, and the choice says so: that
+    is selection on the reported split. A method whose compared runs have a held-out score on some
+    seeds or points and not on others is refused (:class:`ConfigError`): a mean over both would let
+    dev scores into a held-out choice.
     """
     owner = {p["name"]: (m, p["settings"]) for m, pts in index.items() for p in pts}
     kept = [r for r in results if r["method"] not in owner]
@@ -191,19 +195,28 @@ def select(
         common = set.intersection(*({int(r["seed"]) for r in runs} for runs in runs_by_point.values()))
         if len(runs_by_point) < len(index[method]) or not common:
             continue  # the grid is not complete on any seed yet: nothing to choose from
-        table, on = [], TRAIN_HOLDOUT
-        for name, runs in runs_by_point.items():
-            main = runs[0]["main_metric"]
-            scores = []
-            for r in runs:
-                if int(r["seed"]) not in common:
-                    continue
-                held = r["metrics"].get(main + HOLDOUT_SUFFIX)
-                if held is None:
-                    on, held = "dev", r["metrics"].get(main)
-                scores.append(held)
-            mean = sum(scores) / len(scores)
-            table.append({"name": name, "settings": owner[name][1], "selection_score": mean})
+        compared = {
+            p["name"]: [r for r in runs_by_point[p["name"]] if int(r["seed"]) in common]
+            for p in index[method]  # grid order
+        }
+        held = [
+            r["metrics"].get(r["main_metric"] + HOLDOUT_SUFFIX) is not None
+            for rs in compared.values()
+            for r in rs
+        ]
+        if any(held) and not all(held):
+            raise ConfigError(
+                f"grid of {method} in {group}: some of its runs on seeds {sorted(common)} have a held-out "
+                "score and some do not (--validation-from-train on some runs only): the choice would mix "
+                "held-out and dev scores"
+            )
+        on, suffix = (TRAIN_HOLDOUT, HOLDOUT_SUFFIX) if all(held) else ("dev", "")
+        table = []
+        for name, runs in compared.items():
+            scores = [r["metrics"][r["main_metric"] + suffix] for r in runs]
+            table.append(
+                {"name": name, "settings": owner[name][1], "selection_score": sum(scores) / len(scores)}
+            )
         best = max(table, key=lambda row: row["selection_score"])  # ties: the first in grid order
         for r in runs_by_point[best["name"]]:
             kept.append({**r, "method": method, "grid_point": best["name"]})

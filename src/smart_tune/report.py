@@ -382,15 +382,10 @@ def summarise(results: list[dict[str, Any]]) -> dict[str, Any]:
         task: _group_summary(grouped[task])
         for task in sorted(grouped, key=lambda g: _group_order(g, grouped[g]))
     }
-    if AVERAGE in summary:  # the average inherits every averaged task's differences
-        summary[AVERAGE]["differs_in"] = sorted(
-            {
-                k
-                for g, d in summary.items()
-                if g != AVERAGE and d["train_fraction"] is None
-                for k in d["differs_in"]
-            }
-        )
+    if AVERAGE in summary:  # the average inherits every averaged task's differences and selection
+        tasks = [d for g, d in summary.items() if g != AVERAGE and d["train_fraction"] is None]
+        for key in ("differs_in", "kept", "selected_on"):
+            summary[AVERAGE][key] = sorted({k for d in tasks for k in d[key]})
     return summary
 
 
@@ -400,7 +395,16 @@ def _group_runs(results: list[dict[str, Any]]) -> dict[str, GroupRuns]:
     grouped: dict[str, GroupRuns] = defaultdict(lambda: defaultdict(dict))
     for r in results + task_average(results):
         r = {**r, "metrics": {**r["metrics"], **last_epoch_metrics(r)}}
-        grouped[group_name(r)][r["method"]][int(r["seed"])] = r
+        group, method, seed = group_name(r), r["method"], int(r["seed"])
+        if seed in grouped[group][method]:
+            # e.g. a method's own runs beside its grid's chosen point (renamed to it by grid.select):
+            # one would silently replace the other.
+            other = grouped[group][method][seed]
+            raise ConfigError(
+                f"run {group}/{method}/seed {seed} is there twice: "
+                f"{other.get('grid_point') or other.get('_path', '?')} and {r.get('grid_point') or r.get('_path', '?')}"
+            )
+        grouped[group][method][seed] = r
     return grouped
 
 

@@ -358,8 +358,14 @@ def test_study5_target_needs_a_point_five_seeds_no_task_below_half_a_point_and_r
     gains = {"rte": 0.025, "mrpc": 0.025, "cola": -0.004, "stsb": -0.002}
     smart = {t: [v + gains[t] for v in vs] for t, vs in plain.items()}
     summary = summarise(held_out(runs({"vanilla": plain, "smart": smart, "r3f": r3f})))
-    rows = study5_target.checks(summary, "smart")
-    assert [met for _, _, met in rows] == [True] * 7, rows
+    grid = [{"name": "x", "settings": {"learning_rate": lr}} for lr in (2e-5, 5e-5)]
+    grids = {"vanilla": grid, "r3f": grid, "smart": grid}
+    rows = study5_target.checks(summary, "smart", grids)
+    assert [met for _, _, met in rows] == [True] * 8, rows
+    assert rows[7][1] == 'all three: {"learning_rate": 2e-05}, {"learning_rate": 5e-05}'
+    # A grid of one point for plain, or no grid.json at all: not the same tuning budget.
+    assert study5_target.checks(summary, "smart", {**grids, "vanilla": grid[:1]})[7][2] is False
+    assert study5_target.checks(summary, "smart")[7] == (rows[7][0], "no grid.json", False)
     assert rows[0][1].startswith("+1.10 ± 0.00, 95% interval [+1.10, +1.10], 5/5 seeds ahead")
     assert rows[1][1] == "cola -0.40, mrpc +2.50, rte +2.50, stsb -0.20"
 

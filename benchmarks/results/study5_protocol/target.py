@@ -18,7 +18,9 @@ held-out part, ``grid_choice.json``), with the numbers it rests on:
   tasks that are there);
 - held-out selection: every run of the four tasks chose its kept epoch on the held-out part of train
   (``selected_on``), so each grid point was chosen on held-out scores too (``grid.select`` refuses to
-  mix them with dev scores).
+  mix them with dev scores);
+- the same grid: CANDIDATE, plain and R3F were each tuned over the same grid points (``grid.json``
+  beside the summary; missing: not met).
 
 The kept model only (its epoch chosen on the held-out part; dev scores it). CANDIDATE is ``smart`` (the
 paper-literal default) and, reported as extra tuning budget, ``smart-fit``. Prints a Markdown table and
@@ -57,8 +59,22 @@ SEEDS = 5
 TASKS = ("cola", "mrpc", "rte", "stsb")
 
 
-def checks(summary: dict, method: str) -> list[tuple[str, str, bool]]:
-    """(clause, the numbers, met) for each clause of the target, for one candidate."""
+def same_grid(grids: dict | None, method: str) -> tuple[str, bool]:
+    """Whether ``method``, plain and R3F were tuned over the same grid points (``grid.json``)."""
+    if grids is None:
+        return "no grid.json", False
+    points = {
+        m: sorted(json.dumps(p["settings"], sort_keys=True) for p in grids.get(m, []))
+        for m in (method, BASELINE, RIVAL)
+    }
+    met = all(points.values()) and len({tuple(v) for v in points.values()}) == 1
+    shown = "; ".join(f"{m}: {', '.join(v) or 'none'}" for m, v in points.items())
+    return (f"all three: {', '.join(points[method])}" if met else shown), met
+
+
+def checks(summary: dict, method: str, grids: dict | None = None) -> list[tuple[str, str, bool]]:
+    """(clause, the numbers, met) for each clause of the target, for one candidate; ``grids`` is
+    ``grid.json`` (method → its grid points), None when there is none."""
     avg = AVERAGE_METRIC
     mine, plain = study2.entry(summary, AVERAGE, method), study2.entry(summary, AVERAGE, BASELINE)
     gain = mine.get("vs_vanilla", {}).get(avg)
@@ -77,6 +93,7 @@ def checks(summary: dict, method: str) -> list[tuple[str, str, bool]]:
         study2.by_seed(summary, AVERAGE, method, avg), study2.by_seed(summary, AVERAGE, RIVAL, avg)
     )
     s_std, p_std = mine["metrics"][avg]["std"], plain["metrics"][avg]["std"]
+    grid_shown, grid_met = same_grid(grids, method)
     return [
         (
             f"four-task mean: {method} − {BASELINE} ≥ +{100 * MARGIN:.1f}",
@@ -115,10 +132,11 @@ def checks(summary: dict, method: str) -> list[tuple[str, str, bool]]:
             "; ".join(f"{t} {', '.join(v) or 'missing'}" for t, v in selected.items()),
             all(v == [TRAIN_HOLDOUT] for v in selected.values()),
         ),
+        (f"{method}, {BASELINE} and {RIVAL} tuned over the same grid", grid_shown, grid_met),
     ]
 
 
-def to_markdown(summary: dict) -> str:
+def to_markdown(summary: dict, grids: dict | None = None) -> str:
     lines = [
         "# Issue 17's target, checked on Study 5 (`target.py`)",
         "",
@@ -129,7 +147,7 @@ def to_markdown(summary: dict) -> str:
         if not study2.entry(summary, AVERAGE, method):
             lines += ["", f"## {method}", "", "No runs of it in the summary."]
             continue
-        rows = checks(summary, method)
+        rows = checks(summary, method, grids)
         lines += ["", f"## {method}", "", "| clause | measured | met |", "|---|---|---|"]
         lines += [f"| {clause} | {numbers} | {'yes' if met else '**no**'} |" for clause, numbers, met in rows]
         lines += ["", f"Target met: {'yes' if all(met for _, _, met in rows) else '**no**'}."]
@@ -140,7 +158,9 @@ def main(argv: list[str]) -> int:
     path = Path(argv[0] if argv else Path(__file__).with_name("full") / "summary.json")
     try:
         summary = json.loads(path.read_text())
-        text = to_markdown(summary)
+        grid_file = path.with_name("grid.json")
+        grids = json.loads(grid_file.read_text()) if grid_file.is_file() else None
+        text = to_markdown(summary, grids)
     except (OSError, ValueError, KeyError) as exc:
         print(f"target.py: {path}: {exc}", file=sys.stderr)
         return 1

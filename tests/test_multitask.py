@@ -569,3 +569,23 @@ def test_processes_share_out_every_task_batch_once_per_epoch(tmp_out, world):
 
 def bisect_task(train: MultiTaskDataset, index: int) -> int:
     return max(k for k, offset in enumerate(train.offsets) if offset <= index)
+
+
+def test_a_resumed_process_sees_the_batches_of_an_uninterrupted_one(tmp_out):
+    """Under two processes, resuming in the second epoch (the Trainer skips the trained batches of a
+    loader accelerate has wrapped twice) must deal that epoch's batches, not the first epoch's."""
+    from accelerate import skip_first_batches
+
+    model = mt_model()
+    trainer = MultiTaskTrainer(model=model, args=args(tmp_out, per_device_train_batch_size=2),
+                               train_dataset=train_set(model))  # fmt: skip
+    for rank in (0, 1):
+        loader = shard_like_a_trainer(trainer, 2, rank)
+        set_epoch_like_the_trainer(loader, 1)
+        uninterrupted = indices_of(loader)
+        set_epoch_like_the_trainer(loader, 0)
+        assert indices_of(loader) != uninterrupted  # the epochs differ
+        resumed = shard_like_a_trainer(trainer, 2, rank)  # a fresh process: its sampler at epoch 0
+        skipped = skip_first_batches(resumed, 1)
+        set_epoch_like_the_trainer(skipped, 1)
+        assert indices_of(skipped) == uninterrupted[1:]

@@ -505,3 +505,87 @@ def test_an_encoder_with_its_own_code_loads_only_when_trusted(tiny_model_dir, tm
     for task in ("stsb", "mrpc"):  # its own head, then a fresh one on the shared encoder
         loaded, _ = load_model_and_tokenizer(str(saved), get_task(task), trust_remote_code=True)
         assert type(loaded).__name__ == "TinyRemoteModel" and loaded.num_labels == get_task(task).num_labels
+
+
+# -- several processes (accelerate's sharding of the task batches) ---------------------------------
+
+
+def shard_like_a_trainer(trainer: MultiTaskTrainer, num_processes: int, process_index: int):
+    """``trainer.get_train_dataloader()`` as process ``process_index`` of ``num_processes`` builds it:
+    accelerate's own sharding (``prepare_data_loader``), without a process group."""
+    from accelerate.data_loader import prepare_data_loader
+
+    def prepare(loader):
+        return prepare_data_loader(
+            loader, num_processes=num_processes, process_index=process_index, put_on_device=False
+        )
+
+    trainer.accelerator.prepare = prepare
+    return trainer.get_train_dataloader()
+
+
+def set_epoch_like_the_trainer(loader, epoch: int) -> None:
+    """What ``Trainer._run_epoch`` (transformers 5) does to a train loader before iterating it."""
+    if hasattr(loader, "set_epoch"):
+        loader.set_epoch(epoch)
+    underlying = getattr(getattr(loader, "batch_sampler", None), "batch_sampler", None)
+    if hasattr(underlying, "set_epoch"):
+        underlying.set_epoch(epoch)
+
+
+def indices_of(loader) -> list[list[int]]:
+    """The dataset indices of each batch the loader deals (its batch sampler's)."""
+    return [list(b) for b in loader.batch_sampler]
+
+
+@pytest.mark.parametrize("world", [2, 3])
+def test_processes_share_out_every_task_batch_once_per_epoch(tmp_out, world):
+    """Each task's last batch is short (18 = 8 + 8 + 2): accelerate's sharding must neither drop the
+    steps around such a batch nor deal fewer batches than the loader's length says."""
+    model = mt_model()
+    sets = {
+        "mnli": ToyDataset(18, num_labels=3, seed=0),
+        "stsb": ToyDataset(18, regression=True, seed=1),
+        "rte": ToyDataset(30, num_labels=2, seed=2),
+    }
+    train = MultiTaskDataset(sets, model.task_names)
+    trainer = MultiTaskTrainer(model=model, args=args(tmp_out, per_device_train_batch_size=8),
+                               train_dataset=train)  # fmt: skip
+    for epoch in (0, 1):
+        shards = []
+        for rank in range(world):
+            loader = shard_like_a_trainer(trainer, world, rank)
+            set_epoch_like_the_trainer(loader, epoch)
+            shards.append(indices_of(loader))
+            assert len(shards[-1]) == len(loader)  # the Trainer's steps per epoch are the loader's length
+        assert len({len(s) for s in shards}) == 1  # every process takes the same number of steps
+        dealt = [i for batches in shards for b in batches for i in b]
+        assert set(dealt) == set(range(len(train)))  # every example of every task
+        assert len(dealt) - len(train) < world * 8  # repeated: at most the padding of the last step
+        for batches in shards:
+            for b in batches:
+                assert len({bisect_task(train, i) for i in b}) == 1
+
+
+def bisect_task(train: MultiTaskDataset, index: int) -> int:
+    return max(k for k, offset in enumerate(train.offsets) if offset <= index)
+
+
+def test_a_resumed_process_sees_the_batches_of_an_uninterrupted_one(tmp_out):
+    """Under two processes, resuming in the second epoch (the Trainer skips the trained batches of a
+    loader accelerate has wrapped twice) must deal that epoch's batches, not the first epoch's."""
+    from accelerate import skip_first_batches
+
+    model = mt_model()
+    trainer = MultiTaskTrainer(model=model, args=args(tmp_out, per_device_train_batch_size=2),
+                               train_dataset=train_set(model))  # fmt: skip
+    for rank in (0, 1):
+        loader = shard_like_a_trainer(trainer, 2, rank)
+        set_epoch_like_the_trainer(loader, 1)
+        uninterrupted = indices_of(loader)
+        set_epoch_like_the_trainer(loader, 0)
+        assert indices_of(loader) != uninterrupted  # the epochs differ
+        resumed = shard_like_a_trainer(trainer, 2, rank)  # a fresh process: its sampler at epoch 0
+        skipped = skip_first_batches(resumed, 1)
+        set_epoch_like_the_trainer(skipped, 1)
+        assert indices_of(skipped) == uninterrupted[1:]

@@ -99,7 +99,15 @@ class TaskBatchSampler(Sampler[list[int]]):
         drop_last: drop each task's last incomplete batch.
 
     Yields lists of dataset indices; ``len()`` is the number of batches per epoch, Σ_k ⌈n_k / b⌉.
+
+    Its ``batch_size`` attribute is None (b is ``examples_per_batch``): a short batch may come anywhere
+    in the order, and accelerate, sharding the batches over processes, must take them as batches of
+    varying size. Told a size, it drops every round of batches that ends with a short one (the
+    Trainer's epoch then ends early: data unseen, and resumed runs skip the wrong number of batches)
+    and fills a short last batch up with examples of other tasks.
     """
+
+    batch_size = None  # read by accelerate's BatchSamplerShard: see the class docstring
 
     def __init__(
         self,
@@ -111,7 +119,7 @@ class TaskBatchSampler(Sampler[list[int]]):
     ):
         if batch_size < 1 or not sizes or min(sizes) < 1:
             raise ConfigError("task batches need batch_size >= 1 and at least one example per task")
-        self.sizes, self.batch_size, self.seed = list(sizes), batch_size, seed
+        self.sizes, self.examples_per_batch, self.seed = list(sizes), batch_size, seed
         self.sampling, self.temperature = sampling, parse_sampling(sampling)
         self.drop_last = drop_last
         self.offsets = [sum(self.sizes[:i]) for i in range(len(self.sizes))]
@@ -122,7 +130,7 @@ class TaskBatchSampler(Sampler[list[int]]):
         self.epoch = epoch
 
     def batches_of(self, task: int) -> int:
-        n, b = self.sizes[task], self.batch_size
+        n, b = self.sizes[task], self.examples_per_batch
         return max(n // b, 1) if self.drop_last else math.ceil(n / b)
 
     def __len__(self) -> int:
@@ -139,8 +147,9 @@ class TaskBatchSampler(Sampler[list[int]]):
     def _task_batches(self, task: int, generator: torch.Generator) -> list[list[int]]:
         """Task ``task``'s examples, shuffled, cut into batches of b (dataset indices)."""
         order = (torch.randperm(self.sizes[task], generator=generator) + self.offsets[task]).tolist()
-        batches = [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]
-        if self.drop_last and len(batches) > 1 and len(batches[-1]) < self.batch_size:
+        b = self.examples_per_batch
+        batches = [order[i : i + b] for i in range(0, len(order), b)]
+        if self.drop_last and len(batches) > 1 and len(batches[-1]) < b:
             batches.pop()
         return batches
 

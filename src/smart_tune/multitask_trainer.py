@@ -93,9 +93,10 @@ class MultiTaskTrainer(SmartTrainer):
         if not isinstance(self.train_dataset, MultiTaskDataset):
             return super().get_train_dataloader()
         collator = self._get_collator_with_removed_columns(self.data_collator, description="Training")
+        sampler = self._task_batch_sampler(self.train_dataset)
         loader = DataLoader(
             self.train_dataset,
-            batch_sampler=self._task_batch_sampler(self.train_dataset),
+            batch_sampler=sampler,
             collate_fn=collator,
             num_workers=self.args.dataloader_num_workers,
             pin_memory=self.args.dataloader_pin_memory,
@@ -105,7 +106,9 @@ class MultiTaskTrainer(SmartTrainer):
                 seed_worker, num_workers=self.args.dataloader_num_workers, rank=self.args.process_index
             ),
         )
-        return self.accelerator.prepare(loader)
+        prepared = self.accelerator.prepare(loader)
+        reach_epoch(prepared, sampler)
+        return prepared
 
     # -- evaluation: every task's dev set, and the mean of the main metrics -------------------------
 
@@ -153,6 +156,18 @@ class MultiTaskTrainer(SmartTrainer):
         model = self.accelerator.unwrap_model(self.model)
         if self.args.should_save and isinstance(model, MultiTaskModel):
             model.config.save_pretrained(output_dir if output_dir is not None else self.args.output_dir)
+
+
+def reach_epoch(loader, sampler: TaskBatchSampler) -> None:
+    """Let the Trainer's ``set_epoch`` reach ``sampler`` under several processes, also on resume.
+
+    accelerate wraps the sampler in a ``BatchSamplerShard``, which has no ``set_epoch``; on resume the
+    Trainer wraps that again (``skip_first_batches``) and sets the epoch on the wrapper's wrapped
+    sampler: the shard. Without this, a process resumed in epoch e > 0 would deal epoch 0's order.
+    """
+    shard = getattr(loader, "batch_sampler", None)
+    if shard is not None and shard is not sampler and not hasattr(shard, "set_epoch"):
+        shard.set_epoch = sampler.set_epoch
 
 
 def eval_sets(model: MultiTaskModel, datasets: Mapping[str, Any]) -> dict[str, MultiTaskDataset]:

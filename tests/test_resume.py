@@ -124,6 +124,7 @@ def assert_same_history(a, b):
     [
         (8, 1, 2),  # mid-epoch 2
         (9, 4, 2),  # mid-epoch 2, between two logs
+        (6, 4, 2),  # the last step of epoch 1: after its evaluation
     ],
 )
 def test_a_run_stopped_by_sigterm_and_resumed_equals_one_left_alone(

@@ -125,6 +125,7 @@ def assert_same_history(a, b):
         (8, 1, 2),  # mid-epoch 2
         (9, 4, 2),  # mid-epoch 2, between two logs
         (6, 4, 2),  # the last step of epoch 1: after its evaluation
+        (8, 1, 1),  # save_total_limit=1: the Trainer's end-of-training clean-up keeps the checkpoint
     ],
 )
 def test_a_run_stopped_by_sigterm_and_resumed_equals_one_left_alone(

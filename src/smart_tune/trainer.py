@@ -342,6 +342,17 @@ class SmartTrainer(Trainer):
         self.guard._in_a_row = saved["skipped_in_a_row"]
         self.objective.dropped_count = saved["nonfinite"]
 
+    def _finalize_training(self, trial, num_train_samples, start_time):
+        # With save_total_limit=1 the Trainer deletes every checkpoint but the best when training ends,
+        # also the one a run stopped early (a signal) saved to be resumed from: not then.
+        limit = self.args.save_total_limit
+        if limit == 1 and self.state.global_step < self.state.max_steps:
+            self.args.save_total_limit = None
+        try:
+            return super()._finalize_training(trial, num_train_samples, start_time)
+        finally:
+            self.args.save_total_limit = limit
+
     # ---------------------------------------------------------------------------------------------
     # Logging: each term's mean since the last log, beside the Trainer's own loss.
 

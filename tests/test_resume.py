@@ -162,3 +162,83 @@ def test_a_run_stopped_by_sigterm_and_resumed_equals_one_left_alone(
         assert resumed.teacher.beta == full.teacher.beta and resumed.teacher.beta < 0.999  # horizon's β
         for p, q in zip(full.teacher.model.parameters(), resumed.teacher.model.parameters()):
             assert (p - q).abs().max().item() <= 1e-6
+
+
+# --------------------------------------------------------------------------------------------------
+# The command line: results.json of a run stopped by SIGTERM and resumed with --resume.
+
+
+def cli_run(tiny_model_dir, out, method, signal_after=None):
+    from conftest import shared_data_dir
+    from smart_tune import run as run_module
+    from smart_tune.cli import main
+    from smart_tune.errors import Interrupted
+
+    args = [
+        "train",
+        "--task",
+        "rte",
+        "--data-dir",
+        str(shared_data_dir() / "glue"),
+        "--model",
+        tiny_model_dir,
+    ]
+    args += ["--output-dir", str(out), "--method", method, "--max-train-samples", "48"]
+    args += [
+        "--validation-from-train",
+        "0.25",
+        "--num-train-epochs",
+        "2",
+        "--per-device-train-batch-size",
+        "8",
+    ]
+    args += ["--logging-steps", "3", "--disable-tqdm", "true", "--seed", "3", "--no-save-model"]
+    if method == "smart":
+        args += ["--smart-teacher-horizon", "0.5"]
+    start_line = run_module.start_line
+
+    class SignalAfter(TrainerCallback):  # added after the stop: seen at the end of the next step
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step == signal_after:
+                os.kill(os.getpid(), signal.SIGTERM)
+
+    def with_signal(*a):
+        return SignalAfter() if signal_after is not None else start_line(*a)
+
+    run_module.start_line = with_signal
+    try:
+        code = main(args)
+    finally:
+        run_module.start_line = start_line
+    if signal_after is not None:
+        assert code == Interrupted(".", signal.SIGTERM).exit_code
+        return main([*args, "--resume"])
+    return code
+
+
+@pytest.mark.parametrize("method", ["vanilla", "smart"])
+def test_results_of_a_resumed_cli_run_equal_those_of_one_left_alone(tiny_model_dir, tmp_path, method, capsys):
+    import json
+
+    assert cli_run(tiny_model_dir, tmp_path / "full", method) == 0
+    assert cli_run(tiny_model_dir, tmp_path / "cut", method, signal_after=6) == 0  # stops at 7 of 10
+    capsys.readouterr()
+    full, cut = (json.loads((tmp_path / d / "results.json").read_text()) for d in ("full", "cut"))
+    assert cut["resumed_at_step"] == 7 and full["global_steps"] == cut["global_steps"] == 10
+    for key in (
+        "metrics",
+        "best_step",
+        "best_epoch",
+        "selected_on",
+        "smart_nonfinite",
+        "smart_skipped_steps",
+    ):
+        assert cut[key] == full[key], key
+    assert cut["train_loss"] == pytest.approx(full["train_loss"], abs=1e-6)
+    strip = [
+        [{k: v for k, v in h.items() if not k.endswith(TIMING)} for h in r["log_history"]]
+        for r in (full, cut)
+    ]
+    assert [sorted(h) for h in strip[0]] == [sorted(h) for h in strip[1]]
+    for a, b in zip(*strip):
+        assert a == pytest.approx(b, abs=1e-6)

@@ -19,6 +19,7 @@ from .errors import first_line
 CHECKPOINT_COMPLETE = "smart_tune_complete"  # written last into a checkpoint folder: the save finished
 TEACHER_WEIGHTS = "smart_teacher.safetensors"  # the mean teacher's weights in a checkpoint folder
 TEACHER_STATE = "smart_teacher_state.json"  # and its clock (optimizer steps, updates)
+RESUME_STATE = "smart_resume_state_{}.json"  # per process: what the Trainer's own state lacks to log on
 
 
 def is_complete_checkpoint(folder: str | os.PathLike) -> bool:
@@ -123,6 +124,22 @@ def load_teacher(folder: str | os.PathLike, teacher, device) -> bool:
         clock = json.load(f)
     teacher.load_state_dict({"model": load_file(weights, device=str(device)), **clock})
     return True
+
+
+def save_resume_state(folder: str | os.PathLike, process_index: int, state: dict) -> None:
+    """Write one process's resume state (:data:`RESUME_STATE`: plain numbers) into a checkpoint folder."""
+    os.makedirs(folder, exist_ok=True)
+    with open(os.path.join(folder, RESUME_STATE.format(process_index)), "w") as f:
+        json.dump(state, f)
+
+
+def load_resume_state(folder: str | os.PathLike, process_index: int) -> dict | None:
+    """One process's resume state from a checkpoint folder; None when it holds none (an older one)."""
+    path = os.path.join(folder, RESUME_STATE.format(process_index))
+    if not os.path.isfile(path):
+        return None
+    with open(path) as f:
+        return json.load(f)
 
 
 def remove_cut_short_after(output_dir: str | os.PathLike, checkpoint: str) -> None:

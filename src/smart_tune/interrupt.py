@@ -2,8 +2,8 @@
 
 A cluster's scheduler sends SIGTERM before it kills a job; a person presses Ctrl-C. Either way the
 default ends the process wherever it is: mid-step, or mid-way through writing a checkpoint. Here the
-signal only sets a flag; at the end of the current optimizer step the callback asks the Trainer to
-save a checkpoint and stop, and the caller then raises :class:`~smart_tune.errors.Interrupted`, which
+signal only sets a flag; at the end of the current optimizer step (the last of an epoch: after the
+epoch's evaluation) the callback asks the Trainer to save a checkpoint and stop, and the caller then raises :class:`~smart_tune.errors.Interrupted`, which
 names the checkpoint. A second signal stops at once (the checkpoint being written, if any, is
 removed; the newest complete one stays).
 
@@ -35,6 +35,12 @@ from transformers import TrainerCallback
 from .errors import Interrupted
 
 SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+def ends_epoch(state) -> bool:
+    """Whether the step just taken is the last of its epoch (the Trainer sets ``state.epoch`` to
+    ``epoch + steps done / steps in the epoch``: a whole number exactly then)."""
+    return state.epoch is not None and float(state.epoch).is_integer()
 
 
 class StopOnSignal(TrainerCallback):
@@ -101,18 +107,24 @@ class StopOnSignal(TrainerCallback):
                     file=sys.stderr,
                     flush=True,
                 )
-            control.should_save = True
             control.should_training_stop = True
+            # At the last step of an epoch the save waits for the epoch's evaluation (on_epoch_end), as
+            # in a run left alone: saved before it, the resumed run would start the next epoch and that
+            # epoch would never be scored (nor be a candidate for the best). save_strategy="best" may
+            # skip the save after the evaluation: it saves at the step.
+            if not (ends_epoch(state) and args.save_strategy != "best"):
+                control.should_save = True
 
     def on_save(self, args, state, control, **kwargs):
         if self.signum is not None:
             self.saved_step = state.global_step
 
     def on_epoch_end(self, args, state, control, **kwargs):
-        # Stopping ends the epoch early: no end-of-epoch evaluation, and a save only if the step's own
-        # save did not happen (save_strategy="best" saves only on a better metric).
+        # Stopping mid-epoch ends the epoch early: no end-of-epoch evaluation. A save only if the step's
+        # own save did not happen (an epoch's last step: after the epoch's evaluation).
         if self.signum is not None:
-            control.should_evaluate = False
+            if not ends_epoch(state):
+                control.should_evaluate = False
             control.should_save = self.saved_step != state.global_step
 
     # -- the result --------------------------------------------------------------------------------

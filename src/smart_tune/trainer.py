@@ -31,9 +31,11 @@ from .checkpoints import (  # noqa: F401  (TEACHER_*: importable from here too)
     TEACHER_WEIGHTS,
     checkpoint_step,
     complete_or_absent,
+    load_resume_state,
     load_teacher,
     newest_resumable,
     resumed_step,
+    save_resume_state,
     save_teacher,
 )
 from .config import (  # noqa: F401  (SmartTrainingArguments and METHODS: importable from here too)
@@ -106,6 +108,17 @@ class _TeacherCallback(TrainerCallback):
         self.trainer.objective.step_teacher(self.trainer.accelerator.unwrap_model(model))
 
 
+class _ResumeCallback(TrainerCallback):
+    """Restores, when training starts from a checkpoint, what the Trainer's own checkpoint lacks (see
+    :meth:`SmartTrainer._resume_state`). Added after the guard, whose ``on_train_begin`` resets it."""
+
+    def __init__(self, trainer: SmartTrainer):
+        self.trainer = trainer
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.trainer._restore_resume_state()
+
+
 class SmartTrainer(Trainer):
     """``transformers.Trainer`` that trains with SMART, R3F or plain fine-tuning (``args.smart_method``).
 
@@ -141,6 +154,8 @@ class SmartTrainer(Trainer):
         self.resumed_at_step = 0  # the checkpoint step the last train() call started from
         self.guard = NonfiniteStepGuard(self.args.smart_max_nonfinite_steps, self._grad_scaler_enabled)
         self.add_callback(self.guard)
+        self.add_callback(_ResumeCallback(self))
+        self._loss_sum_resumed = False  # _total_loss_scalar covers the steps before the resumed one
         if self.args.smart_method != "vanilla":
             check_accepts_inputs_embeds(self.accelerator.unwrap_model(self.model))
             self.add_callback(_TeacherCallback(self))
@@ -268,8 +283,13 @@ class SmartTrainer(Trainer):
             resume_from_checkpoint = newest_resumable(self.args.output_dir, tidy=self.args.should_save)
         # Where this call starts: its run time covers only the steps after it (results.json says so).
         self.resumed_at_step = resumed_step(resume_from_checkpoint)
+        self._resume_dir = resume_from_checkpoint if isinstance(resume_from_checkpoint, str) else None
+        self._loss_sum_resumed = False
         try:
-            return super().train(resume_from_checkpoint=resume_from_checkpoint, trial=trial, **kwargs)
+            output = super().train(resume_from_checkpoint=resume_from_checkpoint, trial=trial, **kwargs)
+            if self._loss_sum_resumed:  # the mean over every step, as log() wrote it (see there)
+                output = output._replace(training_loss=output.metrics["train_loss"])
+            return output
         except pickle.UnpicklingError:
             if resume_from_checkpoint is None:
                 raise
@@ -286,12 +306,61 @@ class SmartTrainer(Trainer):
         with complete_or_absent(folder, self.state.global_step, writes, self.accelerator.wait_for_everyone):
             if self.teacher is not None and writes:
                 save_teacher(folder, self.teacher)
+            save_resume_state(folder, self.args.process_index, self._resume_state())
             super()._save_checkpoint(model, trial)
+
+    def _resume_state(self) -> dict[str, Any]:
+        """What a resumed run needs, beyond the Trainer's checkpoint, to go on as the run left alone and
+        log what it would have logged: the losses and SMART terms summed since the last log (a stop
+        between two logs), the sum of the logged losses (``train_loss``: the mean over every step), and
+        the counts of skipped steps and dropped terms. Per process (the unlogged sums are)."""
+        return {
+            "global_step": self.state.global_step,
+            "unlogged_loss": float(self._tr_loss.item()),
+            "last_logged_step": self._globalstep_last_logged,
+            "logged_loss_sum": self._total_loss_scalar,
+            "term_sums": self.term_means.sums,
+            "term_counts": self.term_means.counts,
+            "skipped_steps": self.guard.skipped_steps,
+            "skipped_in_a_row": self.guard._in_a_row,
+            "nonfinite": self.objective.dropped_count,
+        }
+
+    def _restore_resume_state(self) -> None:
+        """At train begin (after the Trainer reset its loss sums): the resume state of the checkpoint
+        resumed from, if it holds one of this step (an older checkpoint: the Trainer's behaviour)."""
+        saved = load_resume_state(self._resume_dir, self.args.process_index) if self._resume_dir else None
+        if saved is None or saved["global_step"] != self.state.global_step:
+            return
+        self._tr_loss.fill_(saved["unlogged_loss"])
+        self._globalstep_last_logged = saved["last_logged_step"]
+        self._total_loss_scalar = saved["logged_loss_sum"]
+        self._loss_sum_resumed = True
+        self.term_means.sums.update(saved["term_sums"])
+        self.term_means.counts.update(saved["term_counts"])
+        self.guard.skipped_steps = saved["skipped_steps"]
+        self.guard._in_a_row = saved["skipped_in_a_row"]
+        self.objective.dropped_count = saved["nonfinite"]
+
+    def _finalize_training(self, trial, num_train_samples, start_time):
+        # With save_total_limit=1 the Trainer deletes every checkpoint but the best when training ends,
+        # also the one a run stopped early (a signal) saved to be resumed from: not then.
+        limit = self.args.save_total_limit
+        if limit == 1 and self.state.global_step < self.state.max_steps:
+            self.args.save_total_limit = None
+        try:
+            return super()._finalize_training(trial, num_train_samples, start_time)
+        finally:
+            self.args.save_total_limit = limit
 
     # ---------------------------------------------------------------------------------------------
     # Logging: each term's mean since the last log, beside the Trainer's own loss.
 
     def log(self, logs: dict[str, float], *args: Any, **kwargs: Any) -> None:
+        if "train_loss" in logs and self._loss_sum_resumed:
+            # Resumed, the Trainer divides by the steps of this call only; the sum restored from the
+            # checkpoint covers every step since the first.
+            logs["train_loss"] = self._total_loss_scalar / max(self.state.global_step, 0.001)
         if "loss" in logs:
             logs["smart_skipped_steps"] = self.skipped_steps
         if "loss" in logs and self.args.smart_method != "vanilla":

@@ -1,0 +1,244 @@
+"""A run stopped by SIGTERM and resumed equals the same run left alone: the same batches, the same RNG
+streams, the same mean teacher, optimizer and schedule, the same best-epoch selection on a held-out
+part, and the same logged history. Tiny BERTs from configs, length-grouped batches, dropout on."""
+
+import os
+import signal
+
+import numpy as np
+import pytest
+import torch
+from transformers import TrainerCallback
+
+from conftest import tiny_model
+from smart_tune import SmartTrainer, SmartTrainingArguments
+from smart_tune.interrupt import StopOnSignal
+from test_reliability import SignalAt
+from test_sampling import LengthToyDataset
+
+TIMING = ("_runtime", "_per_second")  # logged keys that end so are timings
+
+
+def collate(rows):
+    width = max(len(r["input_ids"]) for r in rows)
+    out = {}
+    for key, pad in (("input_ids", 1), ("attention_mask", 0), ("token_type_ids", 0)):
+        out[key] = torch.stack(
+            [torch.nn.functional.pad(r[key], (0, width - len(r[key])), value=pad) for r in rows]
+        )
+    out["labels"] = torch.stack([r["labels"] for r in rows])
+    return out
+
+
+def accuracy(prediction):
+    return {"accuracy": float((np.argmax(prediction.predictions, -1) == prediction.label_ids).mean())}
+
+
+class Recording(SmartTrainer):
+    """Notes the input ids of every training batch."""
+
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        self.seen.append(tuple(map(tuple, inputs["input_ids"].tolist())))
+        return super().training_step(model, inputs, num_items_in_batch)
+
+
+class CountsSkips(TrainerCallback):
+    """At step 3, counts a skipped step and two dropped terms, as a NaN/Inf there would: the logged
+    cumulative counts must carry over a resume."""
+
+    def __init__(self, trainer):
+        self.trainer = trainer
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step == 3:
+            self.trainer.guard.skipped_steps += 1
+            self.trainer.objective.dropped_count += 2
+
+
+def run(out, method, stop_at=None, resume=False, seed=0, **kw):
+    """A run of 3 epochs of 6 steps that keeps the best epoch on a held-out part (as
+    ``--validation-from-train`` does); SIGTERM at the end of step ``stop_at``, or resumed."""
+    smart = dict(smart_epsilon=1e-2, smart_teacher_horizon=0.5) if method == "smart" else {}
+    args = SmartTrainingArguments(
+        output_dir=out,
+        num_train_epochs=3,
+        per_device_train_batch_size=4,
+        per_device_eval_batch_size=8,
+        learning_rate=1e-3,
+        warmup_steps=0.1,
+        seed=7,
+        report_to="none",
+        use_cpu=True,
+        disable_tqdm=True,
+        dataloader_num_workers=0,
+        logging_steps=kw.pop("logging_steps", 1),
+        eval_strategy="epoch",
+        save_strategy="epoch",
+        save_total_limit=kw.pop("save_total_limit", 2),
+        load_best_model_at_end=True,
+        metric_for_best_model="eval_holdout_accuracy",
+        greater_is_better=True,
+        train_sampling_strategy="group_by_length",
+        smart_method=method,
+        **smart,
+        **kw,
+    )
+    trainer = Recording(
+        model=tiny_model("bert", dropout=0.1, seed=seed),
+        args=args,
+        train_dataset=LengthToyDataset(24),
+        eval_dataset={"holdout": LengthToyDataset(10), "dev": LengthToyDataset(12)},
+        data_collator=collate,
+        compute_metrics=accuracy,
+    )
+    trainer.seen = []
+    trainer.add_callback(CountsSkips(trainer))
+    if stop_at is not None:
+        trainer.add_callback(SignalAt(stop_at, [signal.SIGTERM]))  # before the stop: seen this step
+    stop = StopOnSignal()
+    trainer.add_callback(stop)
+    with stop:
+        trainer.output = trainer.train(resume_from_checkpoint=True if resume else None)
+    trainer.stop = stop
+    return trainer
+
+
+def history(trainer):
+    return [{k: v for k, v in h.items() if not k.endswith(TIMING)} for h in trainer.state.log_history]
+
+
+def assert_same_history(a, b):
+    ha, hb = history(a), history(b)
+    assert [sorted(h) for h in ha] == [sorted(h) for h in hb]
+    for x, y in zip(ha, hb):
+        for key in x:
+            if isinstance(x[key], float):
+                assert x[key] == pytest.approx(y[key], abs=1e-6), (x["step"], key)
+            else:
+                assert x[key] == y[key], (x["step"], key)
+
+
+@pytest.mark.parametrize("method", ["vanilla", "smart"])
+@pytest.mark.parametrize(
+    "stop_at,logging_steps,limit",
+    [
+        (8, 1, 2),  # mid-epoch 2
+        (9, 4, 2),  # mid-epoch 2, between two logs
+        (6, 4, 2),  # the last step of epoch 1: after its evaluation
+        (8, 1, 1),  # save_total_limit=1: the Trainer's end-of-training clean-up keeps the checkpoint
+    ],
+)
+def test_a_run_stopped_by_sigterm_and_resumed_equals_one_left_alone(
+    tmp_path, method, stop_at, logging_steps, limit
+):
+    kw = dict(logging_steps=logging_steps, save_total_limit=limit)
+    full = run(str(tmp_path / "full"), method, **kw)
+    out = str(tmp_path / "cut")
+    cut = run(out, method, stop_at=stop_at, **kw)
+    assert cut.stop.signum == signal.SIGTERM and cut.state.global_step == stop_at
+    assert cut.stop.saved_step == stop_at and os.path.isdir(os.path.join(out, f"checkpoint-{stop_at}"))
+    resumed = run(
+        out, method, resume=True, seed=5, **kw
+    )  # another init: everything comes from the checkpoint
+
+    assert resumed.state.global_step == full.state.global_step == 18
+    # the same batches, in the same order: those consumed before the stop are skipped exactly
+    assert cut.seen + resumed.seen == full.seen
+    # the same weights (the best epoch's, loaded at the end) and the same selection
+    for p, q in zip(full.model.parameters(), resumed.model.parameters()):
+        assert (p - q).abs().max().item() <= 1e-6
+    assert resumed.state.best_metric == full.state.best_metric
+    assert resumed.state.best_global_step == full.state.best_global_step
+    assert os.path.basename(resumed.state.best_model_checkpoint) == os.path.basename(
+        full.state.best_model_checkpoint
+    )
+    assert os.path.isdir(resumed.state.best_model_checkpoint)  # save_total_limit kept it
+    assert_same_history(full, resumed)
+    assert resumed.output.training_loss == pytest.approx(full.output.training_loss, abs=1e-6)  # results.json
+    assert resumed.skipped_steps == full.skipped_steps == 1
+    assert resumed.nonfinite_total() == full.nonfinite_total() == 2
+    if method == "smart":
+        assert resumed.teacher.optimizer_steps == full.teacher.optimizer_steps == 18
+        assert resumed.teacher.beta == full.teacher.beta and resumed.teacher.beta < 0.999  # horizon's β
+        for p, q in zip(full.teacher.model.parameters(), resumed.teacher.model.parameters()):
+            assert (p - q).abs().max().item() <= 1e-6
+
+
+# --------------------------------------------------------------------------------------------------
+# The command line: results.json of a run stopped by SIGTERM and resumed with --resume.
+
+
+def cli_run(tiny_model_dir, out, method, signal_after=None):
+    from conftest import shared_data_dir
+    from smart_tune import run as run_module
+    from smart_tune.cli import main
+    from smart_tune.errors import Interrupted
+
+    args = [
+        "train",
+        "--task",
+        "rte",
+        "--data-dir",
+        str(shared_data_dir() / "glue"),
+        "--model",
+        tiny_model_dir,
+    ]
+    args += ["--output-dir", str(out), "--method", method, "--max-train-samples", "48"]
+    args += [
+        "--validation-from-train",
+        "0.25",
+        "--num-train-epochs",
+        "2",
+        "--per-device-train-batch-size",
+        "8",
+    ]
+    args += ["--logging-steps", "3", "--disable-tqdm", "true", "--seed", "3", "--no-save-model"]
+    if method == "smart":
+        args += ["--smart-teacher-horizon", "0.5"]
+    start_line = run_module.start_line
+
+    class SignalAfter(TrainerCallback):  # added after the stop: seen at the end of the next step
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step == signal_after:
+                os.kill(os.getpid(), signal.SIGTERM)
+
+    def with_signal(*a):
+        return SignalAfter() if signal_after is not None else start_line(*a)
+
+    run_module.start_line = with_signal
+    try:
+        code = main(args)
+    finally:
+        run_module.start_line = start_line
+    if signal_after is not None:
+        assert code == Interrupted(".", signal.SIGTERM).exit_code
+        return main([*args, "--resume"])
+    return code
+
+
+@pytest.mark.parametrize("method", ["vanilla", "smart"])
+def test_results_of_a_resumed_cli_run_equal_those_of_one_left_alone(tiny_model_dir, tmp_path, method, capsys):
+    import json
+
+    assert cli_run(tiny_model_dir, tmp_path / "full", method) == 0
+    assert cli_run(tiny_model_dir, tmp_path / "cut", method, signal_after=6) == 0  # stops at 7 of 10
+    capsys.readouterr()
+    full, cut = (json.loads((tmp_path / d / "results.json").read_text()) for d in ("full", "cut"))
+    assert cut["resumed_at_step"] == 7 and full["global_steps"] == cut["global_steps"] == 10
+    for key in (
+        "metrics",
+        "best_step",
+        "best_epoch",
+        "selected_on",
+        "smart_nonfinite",
+        "smart_skipped_steps",
+    ):
+        assert cut[key] == full[key], key
+    assert cut["train_loss"] == pytest.approx(full["train_loss"], abs=1e-6)
+    strip = [
+        [{k: v for k, v in h.items() if not k.endswith(TIMING)} for h in r["log_history"]]
+        for r in (full, cut)
+    ]
+    assert [sorted(h) for h in strip[0]] == [sorted(h) for h in strip[1]]
+    for a, b in zip(*strip):
+        assert a == pytest.approx(b, abs=1e-6)

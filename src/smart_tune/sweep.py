@@ -144,7 +144,8 @@ def settings_changed(run_dir: Path, options: dict[str, Any]) -> str | None:
         # Only settings known then and now: a field a newer transformers adds changes nothing that ran.
         changed = sorted(k for k in set(before) & set(after) if before[k] != after[k])
         if changed:
-            return f"the defaults under its options changed since it started ({_differences(before, after, changed)})"
+            shown = _differences(before, after, changed)
+            return f"the defaults under its options changed since it started ({shown})"
     return None
 
 

@@ -81,11 +81,12 @@ class Lanes:
     def __init__(self, jobs: list[list[str]], executable: str, log_dir: Path):
         self.jobs, self.executable, self.log_dir = jobs, executable, log_dir
         self.stopping = threading.Event()  # SIGTERM/SIGINT: running jobs checkpoint and stop
+        self.stop_signal = signal.SIGTERM  # the one that set it, passed on
         self.draining = threading.Event()  # SIGUSR1: running jobs finish, no new one starts
         self.running: set[subprocess.Popen] = set()
         self.failed: list[str] = []
         self.taken: set[int] = set()  # jobs a lane of this process has started (each runs once here)
-        self.lock = threading.Lock()
+        self.lock = threading.RLock()  # RLock: a second signal may come while stop() holds it
 
     def lane(self, number: int) -> None:
         env = dict(os.environ)
@@ -112,6 +113,8 @@ class Lanes:
                     )
                     with self.lock:
                         self.running.add(process)
+                        if self.stopping.is_set():  # the signal came while it started: stop() missed it
+                            process.send_signal(self.stop_signal)
                     code = process.wait()
                     with self.lock:
                         self.running.discard(process)
@@ -121,8 +124,9 @@ class Lanes:
 
     def stop(self, signum, _frame) -> None:
         """Pass the signal on once: each running job checkpoints and stops; no lane starts another."""
-        self.stopping.set()
-        with self.lock:
+        with self.lock:  # with the lane's check after its start: each job gets the signal exactly once
+            self.stop_signal = signum
+            self.stopping.set()
             for process in self.running:
                 process.send_signal(signum)
 

@@ -141,3 +141,13 @@ def test_a_grid_with_held_out_scores_on_some_runs_only_is_refused_not_chosen_on_
     dev_only = [{**r, "metrics": {"accuracy": r["metrics"]["accuracy"]}} for r in results]
     c = select(dev_only, TWO_POINTS, lambda r: r["task"])[1]["rte"]["smart"]
     assert c["chosen"] == "smart@lr=5e-05" and c["selected_on"] == "dev"
+
+
+def test_a_grid_listing_one_value_twice_is_refused():
+    # Two spellings of one number give two points of one name: counted twice in the equal budget, and
+    # never both finished, so select() would drop the method from the report without a word.
+    for spec in ("lr=2e-5,2.0e-5", "epochs=3,3.0", "smart:smart_lambda=1,1"):
+        with pytest.raises(ConfigError, match="twice"):
+            expand(["smart"], normalise_grids([spec]), {}, TRAINING_FIELDS)
+    with pytest.raises(ConfigError, match="twice"):
+        expand(["smart"], normalise_grids({"smart": {"learning_rate": [2e-5, 2e-5]}}), {}, TRAINING_FIELDS)

@@ -77,3 +77,28 @@ def test_a_line_naming_a_command_runs_it_instead_of_compare(tmp_path):
     logs = "".join(p.read_text() for p in (tmp_path / "logs").glob("lane-*.log"))
     commands = sorted(line.split()[2:] for line in logs.splitlines())  # after "$ smart-tune"
     assert commands == [["compare", "a"], ["evaluate", "e"], ["multitask", "m"]]
+
+
+def test_a_sigterm_that_comes_while_a_job_starts_still_reaches_it(tmp_path, monkeypatch):
+    import importlib.util
+    from types import SimpleNamespace
+
+    spec = importlib.util.spec_from_file_location("lanes_under_test", ROOT / "benchmarks/lanes.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    monkeypatch.setattr(module, "LOCK_DIR", tmp_path / "locks")
+    job = tmp_path / "smart-tune"
+    job.write_text(f"#!{sys.executable}\nimport time\ntime.sleep(30)\n")  # a long run, stopped by the signal
+    job.chmod(0o755)
+    queue = module.Lanes([["a"]], str(job), tmp_path)
+
+    def popen_then_signal(*args, **kwargs):  # the signal lands between the job's start and its record
+        process = subprocess.Popen(*args, **kwargs)
+        queue.stop(signal.SIGTERM, None)
+        return process
+
+    monkeypatch.setattr(module, "subprocess", SimpleNamespace(Popen=popen_then_signal))
+    started = time.time()
+    queue.lane(1)
+    assert time.time() - started < 15, "the job never got the SIGTERM: it ran to its end"
+    assert queue.failed == []

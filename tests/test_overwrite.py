@@ -83,3 +83,40 @@ def test_overwrite_replaces_the_old_run_once_data_and_model_are_loaded(tmp_path,
     assert (out / "model.safetensors").read_bytes() != b"old weights"
     assert not (out / "predictions").exists() and not list(out.glob("checkpoint-*"))
     assert (out / "notes.txt").read_text() == "mine"
+
+
+def test_a_run_killed_while_it_writes_its_results_keeps_its_checkpoint(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from smart_tune.checkpoints import CHECKPOINT_COMPLETE
+
+    out = tmp_path / "run"
+    (out / "checkpoint-4").mkdir(parents=True)
+    (out / "checkpoint-4" / CHECKPOINT_COMPLETE).write_text("{}")
+    prepared = SimpleNamespace(
+        trainer=SimpleNamespace(is_world_process_zero=lambda: True),
+        run=SimpleNamespace(keep_checkpoints=False),
+        output_dir=out,
+    )
+
+    def killed(*_):
+        raise OSError("no space left on device")  # or SIGTERM: the process ends here
+
+    monkeypatch.setattr(run_module, "write_json_atomic", killed)
+    with pytest.raises(OSError):
+        run_module.write_results(prepared, {"task": "rte"})
+    assert (out / "checkpoint-4").is_dir()  # resumable, not a finished run to train again from nothing
+    monkeypatch.undo()
+    run_module.write_results(prepared, {"task": "rte"})
+    assert (out / "results.json").exists() and not (out / "checkpoint-4").exists()
+
+
+def test_a_failed_run_leaves_a_folder_holding_finished_results(tmp_path):
+    from smart_tune.outputs import missing_folders, remove_created
+
+    out = tmp_path / "a" / "run"
+    created = missing_folders(out)
+    out.mkdir(parents=True)
+    (out / "results.json").write_text("{}")  # another process's run in the folder finished meanwhile
+    remove_created(created)
+    assert (out / "results.json").exists()

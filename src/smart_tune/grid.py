@@ -116,6 +116,12 @@ def expand(
         bad = sorted(k for k in axes if k not in known_fields)
         if bad:
             raise ConfigError(f"--grid of {m}: unknown setting(s) {', '.join(bad)}")
+        for key, values in axes.items():
+            # 2e-5 and 2.0e-5 (or 3 and 3.0): one setting, counted twice in the budget; two points of one
+            # name would never both finish, and the method would drop out of the report.
+            twice = [v for n, v in enumerate(values) if v in values[:n]]
+            if twice:
+                raise ConfigError(f"--grid of {m}: {key} lists {twice[0]!r} twice (give each value once)")
     sizes = {m: len(points(axes)) if axes else 1 for m, axes in per_method.items()}
     if len(set(sizes.values())) > 1:
         shown = ", ".join(f"{m} {n}" for m, n in sizes.items())

@@ -124,11 +124,14 @@ def missing_folders(path: Path) -> list[Path]:
 
 def remove_created(folders: list[Path]) -> None:
     """Remove the folders a failed run created, innermost first: the output directory unless it holds a
-    complete checkpoint to resume from, then each parent only while empty (another run may use it)."""
+    complete checkpoint to resume from or a finished run's results, then each parent only while empty
+    (another run may use it)."""
     from .checkpoints import is_complete_checkpoint
 
     output_dir, parents = folders[0], folders[1:]
     if not output_dir.is_dir() or any(is_complete_checkpoint(p) for p in checkpoints_in(output_dir)):
+        return
+    if (output_dir / RESULTS).exists():  # a finished run's (another process's, in the same folder)
         return
     shutil.rmtree(output_dir, ignore_errors=True)
     for folder in parents:

@@ -374,13 +374,14 @@ def record(prepared: PreparedRun, fitted: Fitted, scores: Scores) -> dict[str, A
 
 
 def write_results(prepared: PreparedRun, results: dict[str, Any]) -> None:
-    """results.json, by one process (every process computed the same scores), after removing the
-    checkpoints unless kept."""
+    """results.json, by one process (every process computed the same scores), then the checkpoints
+    removed unless kept: in that order, so that a run killed (or out of disk) in between still holds
+    its results or the checkpoint to resume from, never neither (a finished run trained again)."""
     if prepared.trainer.is_world_process_zero():
+        write_json_atomic(prepared.output_dir / RESULTS, results)
         if not prepared.run.keep_checkpoints:
             for ckpt in checkpoints_in(prepared.output_dir):
                 shutil.rmtree(ckpt, ignore_errors=True)
-        write_json_atomic(prepared.output_dir / RESULTS, results)
 
 
 def majority_baseline(task, train, dev) -> dict[str, Any] | None:

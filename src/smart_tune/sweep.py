@@ -2,13 +2,18 @@
 
 Each run lives in ``OUTPUT_DIR/<task>/<method>/seed-<seed>/`` with its own ``run_config.json`` (the
 exact options), ``train.log`` and, once finished, ``results.json``. A run with a results file is done
-and skipped; a run with checkpoints is resumed; so a killed sweep picks up where it stopped. Each run
+and skipped; a run with checkpoints is resumed; so a killed sweep picks up where it stopped. A run is
+resumed only with the options it started with, and over the same defaults (``run_config.resolved.json``):
+else it is refused (a failed run), never finished with other settings. While a sweep runs a run, it
+holds the run folder's lock, so that another sweep naming the same run leaves it alone. Each run
 is a child process (``python -m smart_tune train --config run_config.json``): a crash or leak in one
 run cannot take the sweep down, and every run can be repeated by hand from its folder.
 """
 
 from __future__ import annotations
 
+import fcntl
+import json
 import signal
 import subprocess
 import sys
@@ -22,6 +27,12 @@ from .presets import PRESETS
 from .results import RESULTS, read_results, write_json_atomic
 
 RUN_CONFIG = "run_config.json"
+# Beside it: every option the run got once the defaults were stacked under run_config.json's, when it
+# started (a resumed run is refused if they changed since).
+RESOLVED = "run_config.resolved.json"
+# Held by the sweep running the run: two compare jobs naming the same run (overlapping --seeds or --grid
+# lists, on lanes side by side) never train it at once in one folder.
+RUN_LOCK = ".run.lock"
 
 
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child
@@ -82,6 +93,62 @@ def plan_runs(
     return runs
 
 
+def resolved_options(options: dict[str, Any]) -> dict[str, Any]:
+    """Every option a run's ``run_config.json`` gives it once the defaults are stacked under it (the
+    dataclasses', the recipe's, the preset's), as JSON reads it back: what a resumed run must train
+    with again. The machine's own defaults (progress bars, pinned memory) are left at one value."""
+    import dataclasses
+
+    from .config import SmartTrainingArguments
+    from .options import RUN_DEFAULTS, field_names, layered
+
+    defaults = {
+        f.name: f.default
+        for f in dataclasses.fields(SmartTrainingArguments)
+        if f.init and f.default is not dataclasses.MISSING
+    }
+    return _as_json({**RUN_DEFAULTS, **defaults, **layered(field_names(options))})
+
+
+def _as_json(data: Any) -> Any:
+    """``data`` as it reads back from its JSON file."""
+    return json.loads(json.dumps(data, default=str))
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def _differences(before: dict[str, Any], now: dict[str, Any], keys) -> str:
+    return "; ".join(f"{k}: {before.get(k, '(unset)')!r} then, {now.get(k, '(unset)')!r} now" for k in keys)
+
+
+def settings_changed(run_dir: Path, options: dict[str, Any]) -> str | None:
+    """Why a run cut short may not resume with ``options``: they differ from those it started with (its
+    ``run_config.json``), or the defaults stacked under them do (``run_config.resolved.json``): a
+    resumed run would finish with other settings than it started with. None when they are the same."""
+    started = _read_json(run_dir / RUN_CONFIG)
+    now = _as_json(options)
+    if not isinstance(started, dict):
+        return f"its {RUN_CONFIG} cannot be read back, so the settings it started with are unknown"
+    unset = object()
+    changed = sorted(k for k in set(started) | set(now) if started.get(k, unset) != now.get(k, unset))
+    if changed:
+        return f"its options changed since it started ({_differences(started, now, changed)})"
+    before = _read_json(run_dir / RESOLVED)
+    if isinstance(before, dict):  # absent for a run started before the file was written
+        after = resolved_options(options)
+        # Only settings known then and now: a field a newer transformers adds changes nothing that ran.
+        changed = sorted(k for k in set(before) & set(after) if before[k] != after[k])
+        if changed:
+            shown = _differences(before, after, changed)
+            return f"the defaults under its options changed since it started ({shown})"
+    return None
+
+
 def run_sweep(
     output_dir: str | Path,
     tasks: list[str],
@@ -102,35 +169,67 @@ def run_sweep(
             echo(f"{label}: done already")
             continue
         run_dir.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(run_dir / RUN_CONFIG, r["options"])
-        cmd = [sys.executable, "-m", "smart_tune", "train", "--config", str(run_dir / RUN_CONFIG)]
-        if last_complete_checkpoint(run_dir):
-            cmd.append("--resume")
-        elif checkpoints_in(run_dir):  # only saves cut short (a kill mid-save): nothing to resume
-            cmd.append("--overwrite-output-dir")
-        echo(f"{label}: {'resuming' if '--resume' in cmd else 'training'} in {run_dir}")
-        started = time.time()
-        with open(run_dir / "train.log", "a", encoding="utf-8") as log:
-            log.write(f"$ {' '.join(cmd)}\n")
-            log.flush()
-            child = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
+        with open(run_dir / RUN_LOCK, "w") as lock:
             try:
-                code, terminated = wait_passing_sigterm(child)
-            except KeyboardInterrupt:
-                # Ctrl-C reached the run too (same process group): let it finish its checkpoint, so
-                # that the next compare resumes it, then stop the sweep.
-                child.wait()
-                raise
-        if terminated:
-            raise Interrupted(
-                f"{label}: stopped by SIGTERM (exit {code}); run compare again to resume it", signal.SIGTERM
-            )
-        minutes = (time.time() - started) / 60
-        if code == 0 and (run_dir / RESULTS).exists():
-            metrics = read_results(run_dir / RESULTS).metrics
-            shown = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())
-            echo(f"{label}: finished in {minutes:.1f} min: {shown}")
-        else:
-            echo(f"{label}: FAILED (exit {code}); see {run_dir / 'train.log'}")
-            failures.append(r)
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                echo(f"{label}: running in another process (its {RUN_LOCK} is held); left to it")
+                continue
+            if (run_dir / RESULTS).exists():  # finished by that process just now
+                echo(f"{label}: done already")
+                continue
+            if not _run_one(r, label, echo):
+                failures.append(r)
     return failures
+
+
+def _run_one(r: dict[str, Any], label: str, echo) -> bool:
+    """Train (or resume) one run in a child process, its folder locked; whether it finished."""
+    run_dir: Path = r["dir"]
+    resume = last_complete_checkpoint(run_dir) is not None
+    if resume:
+        why = settings_changed(run_dir, r["options"])
+        if why is not None:
+            why = (
+                f"not resumed: {why}; restore the settings it started with, or remove its checkpoint-* "
+                "folders to train it again from the start"
+            )
+            with open(run_dir / "train.log", "a", encoding="utf-8") as log:
+                log.write(f"smart-tune compare: {why}\n")
+            echo(f"{label}: FAILED: {why} ({run_dir})")
+            return False
+        if not (run_dir / RESOLVED).exists():
+            write_json_atomic(run_dir / RESOLVED, resolved_options(r["options"]))
+    else:
+        write_json_atomic(run_dir / RUN_CONFIG, r["options"])
+        write_json_atomic(run_dir / RESOLVED, resolved_options(r["options"]))
+    cmd = [sys.executable, "-m", "smart_tune", "train", "--config", str(run_dir / RUN_CONFIG)]
+    if resume:
+        cmd.append("--resume")
+    elif checkpoints_in(run_dir):  # only saves cut short (a kill mid-save): nothing to resume
+        cmd.append("--overwrite-output-dir")
+    echo(f"{label}: {'resuming' if resume else 'training'} in {run_dir}")
+    started = time.time()
+    with open(run_dir / "train.log", "a", encoding="utf-8") as log:
+        log.write(f"$ {' '.join(cmd)}\n")
+        log.flush()
+        child = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
+        try:
+            code, terminated = wait_passing_sigterm(child)
+        except KeyboardInterrupt:
+            # Ctrl-C reached the run too (same process group): let it finish its checkpoint, so
+            # that the next compare resumes it, then stop the sweep.
+            child.wait()
+            raise
+    if terminated:
+        raise Interrupted(
+            f"{label}: stopped by SIGTERM (exit {code}); run compare again to resume it", signal.SIGTERM
+        )
+    minutes = (time.time() - started) / 60
+    if code == 0 and (run_dir / RESULTS).exists():
+        metrics = read_results(run_dir / RESULTS).metrics
+        shown = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())
+        echo(f"{label}: finished in {minutes:.1f} min: {shown}")
+        return True
+    echo(f"{label}: FAILED (exit {code}); see {run_dir / 'train.log'}")
+    return False

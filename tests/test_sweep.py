@@ -1,0 +1,77 @@
+"""smart-tune compare's runs (sweep.run_sweep), with a stand-in for each run's child process: a run cut
+short resumes only with the settings it started with, and a run is trained by one sweep at a time."""
+
+import fcntl
+import json
+
+import pytest
+
+from smart_tune import options, sweep
+from smart_tune.checkpoints import CHECKPOINT_COMPLETE
+
+
+class FakeRun:
+    """Stands in for `python -m smart_tune train`: records its command line; the first run saves a
+    complete checkpoint and crashes (exit 1), so that the next sweep has a run to resume."""
+
+    started: list = []
+
+    def __init__(self, cmd, **_):
+        FakeRun.started.append(cmd)
+        run_dir = sweep.Path(cmd[cmd.index("--config") + 1]).parent
+        (run_dir / "checkpoint-2").mkdir(exist_ok=True)
+        (run_dir / "checkpoint-2" / CHECKPOINT_COMPLETE).write_text("{}")
+
+    def wait(self):
+        return 1
+
+    def send_signal(self, _signum):
+        pass
+
+
+@pytest.fixture
+def fake_runs(monkeypatch):
+    FakeRun.started = []
+    monkeypatch.setattr(sweep.subprocess, "Popen", FakeRun)
+    return FakeRun.started
+
+
+def sweep_once(out, lr, lines=None):
+    shared = {"data_dir": "nowhere", "learning_rate": lr, "validation_from_train": 0.1}
+    echo = (lines if lines is not None else []).append
+    return sweep.run_sweep(out, ["rte"], ["smart"], [1], shared, echo=echo)
+
+
+def test_a_run_cut_short_resumes_only_with_the_settings_it_started_with(tmp_path, fake_runs, monkeypatch):
+    out, run_dir = tmp_path / "cmp", tmp_path / "cmp" / "rte" / "smart" / "seed-1"
+    assert len(sweep_once(out, 5e-5)) == 1 and "--resume" not in fake_runs[0]  # started, then crashed
+    started_with = json.loads((run_dir / "run_config.json").read_text())
+
+    lines = []
+    assert len(sweep_once(out, 2e-5, lines)) == 1, lines  # config.yaml or a flag changed in between: refused
+    assert len(fake_runs) == 1, ("resumed with another learning rate", lines)
+    assert "learning_rate: 5e-05 then, 2e-05 now" in lines[-1]
+    assert json.loads((run_dir / "run_config.json").read_text()) == started_with
+    assert "not resumed" in (run_dir / "train.log").read_text()
+
+    monkeypatch.setitem(options.RECIPE, "weight_decay", 0.0)  # a default under the options changed
+    lines = []
+    assert len(sweep_once(out, 5e-5, lines)) == 1 and len(fake_runs) == 1
+    assert "defaults under its options changed" in lines[-1] and "weight_decay" in lines[-1]
+
+    monkeypatch.undo()
+    monkeypatch.setattr(sweep.subprocess, "Popen", FakeRun)
+    sweep_once(out, 5e-5)  # the same settings: resumed
+    assert len(fake_runs) == 2 and "--resume" in fake_runs[1]
+
+
+def test_a_run_another_sweep_is_running_is_left_to_it(tmp_path, fake_runs):
+    run_dir = tmp_path / "cmp" / "rte" / "smart" / "seed-1"
+    run_dir.mkdir(parents=True)
+    with open(run_dir / sweep.RUN_LOCK, "w") as held:  # another compare job (overlapping --seeds) runs it
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        lines = []
+        assert sweep_once(tmp_path / "cmp", 5e-5, lines) == []
+    assert fake_runs == [] and "running in another process" in lines[-1]
+    sweep_once(tmp_path / "cmp", 5e-5)  # once it lets go, the run is trained
+    assert len(fake_runs) == 1

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -183,3 +185,19 @@ class FixedPerturbation:
         adv_logits = model(inputs_embeds=1.05 * embeds, **rest).logits
         per_example = smoothness_divergence(adv_logits, clean_logits, problem_type)
         return RegularizerOutput(per_example.mean(), per_example, torch.tensor(0.0))
+
+
+def with_own_code(model_dir, folder, code: str, name: str) -> Path:
+    """A copy of ``model_dir`` in ``folder`` whose config names code of its own (``auto_map``): the
+    module ``custom.py`` holding ``code``, with classes ``<name>Config`` and ``<name>Model``."""
+    folder = Path(folder)
+    shutil.copytree(model_dir, folder)
+    config = json.loads((folder / "config.json").read_text())
+    config["model_type"] = f"{name.lower()}-bert"
+    config["auto_map"] = {
+        "AutoConfig": f"custom.{name}Config",
+        "AutoModelForSequenceClassification": f"custom.{name}Model",
+    }
+    (folder / "config.json").write_text(json.dumps(config))
+    (folder / "custom.py").write_text(code)
+    return folder

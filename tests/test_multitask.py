@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from transformers import TrainerCallback
 
-from conftest import FixedPerturbation, ToyDataset, tiny_config, toy_batch
+from conftest import FixedPerturbation, ToyDataset, tiny_config, toy_batch, with_own_code
 from smart_tune import SmartTrainingArguments
 from smart_tune.errors import ConfigError
 from smart_tune.multitask import MultiTaskModel, TaskHead, is_multitask_dir, load_task_model
@@ -465,7 +465,7 @@ from transformers import BertConfig, BertForSequenceClassification
 
 
 class TinyRemoteConfig(BertConfig):
-    model_type = "tiny-remote-bert"
+    model_type = "tinyremote-bert"
 
 
 class TinyRemoteModel(BertForSequenceClassification):
@@ -476,22 +476,12 @@ class TinyRemoteModel(BertForSequenceClassification):
 def test_an_encoder_with_its_own_code_loads_only_when_trusted(tiny_model_dir, tmp_path):
     """A model whose config names its own code (auto_map): --trust-remote-code reaches every place a
     multi-task model builds its heads, and nothing runs that code without it."""
-    import json
     import shutil
 
     from smart_tune.errors import SmartTuneError
     from smart_tune.models import load_model_and_tokenizer
 
-    remote = tmp_path / "remote"
-    shutil.copytree(tiny_model_dir, remote)
-    (remote / "custom.py").write_text(REMOTE_CODE)
-    config = json.loads((remote / "config.json").read_text())
-    config["model_type"] = "tiny-remote-bert"
-    config["auto_map"] = {
-        "AutoConfig": "custom.TinyRemoteConfig",
-        "AutoModelForSequenceClassification": "custom.TinyRemoteModel",
-    }
-    (remote / "config.json").write_text(json.dumps(config))
+    remote = with_own_code(tiny_model_dir, tmp_path / "remote", REMOTE_CODE, "TinyRemote")
     with pytest.raises(Exception, match="custom code|trust_remote_code"):
         MultiTaskModel.from_encoder(str(remote), SPECS)
     model = MultiTaskModel.from_encoder(str(remote), SPECS, trust_remote_code=True)

@@ -21,7 +21,7 @@ import safetensors.torch
 import torch
 from transformers import TrainerCallback
 
-from conftest import ToyDataset, shared_data_dir, tiny_model
+from conftest import ToyDataset, shared_data_dir, tiny_model, with_own_code
 from smart_tune import ConfigError, SmartTrainer, symmetric_kl
 from smart_tune.checkpoints import CHECKPOINT_COMPLETE, is_complete_checkpoint, last_complete_checkpoint
 from smart_tune.cli import main
@@ -462,16 +462,8 @@ def test_resume_refuses_a_pickle_with_code(tmp_out, tmp_path):
 
 def test_model_code_is_not_run_without_trust_remote_code(tiny_model_dir, tmp_path, capsys):
     marker = tmp_path / "code-ran"
-    model_dir = tmp_path / "custom"
-    shutil.copytree(tiny_model_dir, model_dir)
-    config = json.loads((model_dir / "config.json").read_text())
-    config["model_type"] = "custom-bert"
-    config["auto_map"] = {
-        "AutoConfig": "custom.CustomConfig",
-        "AutoModelForSequenceClassification": "custom.CustomModel",
-    }
-    (model_dir / "config.json").write_text(json.dumps(config))
-    (model_dir / "custom.py").write_text(f"open({str(marker)!r}, 'w').close()\n")
+    code = f"open({str(marker)!r}, 'w').close()\n"
+    model_dir = with_own_code(tiny_model_dir, tmp_path / "custom", code, "Custom")
 
     code = main(["evaluate", "--model-dir", str(model_dir), "--task", "rte", "--data-dir", GLUE])
     err = capsys.readouterr().err.strip()

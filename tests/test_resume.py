@@ -7,27 +7,15 @@ import signal
 
 import numpy as np
 import pytest
-import torch
 from transformers import TrainerCallback
 
 from conftest import tiny_model
 from smart_tune import SmartTrainer, SmartTrainingArguments
 from smart_tune.interrupt import StopOnSignal
 from test_reliability import SignalAt
-from test_sampling import LengthToyDataset
+from test_sampling import LengthToyDataset, collate
 
 TIMING = ("_runtime", "_per_second")  # logged keys that end so are timings
-
-
-def collate(rows):
-    width = max(len(r["input_ids"]) for r in rows)
-    out = {}
-    for key, pad in (("input_ids", 1), ("attention_mask", 0), ("token_type_ids", 0)):
-        out[key] = torch.stack(
-            [torch.nn.functional.pad(r[key], (0, width - len(r[key])), value=pad) for r in rows]
-        )
-    out["labels"] = torch.stack([r["labels"] for r in rows])
-    return out
 
 
 def accuracy(prediction):

@@ -31,6 +31,18 @@ class RecordingTrainer(SmartTrainer):
         return super().training_step(model, inputs, num_items_in_batch)
 
 
+def collate(rows):
+    """Pad a list of LengthToyDataset rows to the longest one (pad id 1) and stack them."""
+    width = max(len(r["input_ids"]) for r in rows)
+    out = {}
+    for key, pad in (("input_ids", 1), ("attention_mask", 0), ("token_type_ids", 0)):
+        out[key] = torch.stack(
+            [torch.nn.functional.pad(r[key], (0, width - len(r[key])), value=pad) for r in rows]
+        )
+    out["labels"] = torch.stack([r["labels"] for r in rows])
+    return out
+
+
 def batches_seen(tmp_path, method: str, strategy: str) -> list:
     args = SmartTrainingArguments(
         output_dir=str(tmp_path / f"{method}-{strategy}"),
@@ -46,16 +58,6 @@ def batches_seen(tmp_path, method: str, strategy: str) -> list:
         smart_method=method,
         smart_epsilon=1e-2,
     )
-
-    def collate(rows):
-        width = max(len(r["input_ids"]) for r in rows)
-        out = {}
-        for key, pad in (("input_ids", 1), ("attention_mask", 0), ("token_type_ids", 0)):
-            out[key] = torch.stack(
-                [torch.nn.functional.pad(r[key], (0, width - len(r[key])), value=pad) for r in rows]
-            )
-        out["labels"] = torch.stack([r["labels"] for r in rows])
-        return out
 
     trainer = RecordingTrainer(
         model=tiny_model("bert", dropout=0.1),

@@ -86,10 +86,7 @@ def checks(summary: dict, last_epoch: bool) -> list[tuple[str, str, bool]]:
         ),
         (
             f"four-task average: {METHOD} beats {RIVAL}",
-            f"{100 * statistics.fmean(d):+.2f} ± {100 * std(d):.2f} over {len(d)} seeds"
-            if d
-            else "no r3f runs",
-            bool(d) and statistics.fmean(d) > 0,
+            *ahead(d),
         ),
         (
             f"spread of the four-task average: std {METHOD} ≤ std {BASELINE}",
@@ -130,6 +127,15 @@ def glue_note(summary: dict, last_epoch: bool) -> str:
 def paired(a: dict[int, float], b: dict[int, float]) -> list[float]:
     """a − b on the seeds both have, in seed order."""
     return [a[seed] - b[seed] for seed in sorted(a) if seed in b]
+
+
+def ahead(d: list[float]) -> tuple[str, bool]:
+    """The paired differences ``d`` to R3F shown (mean ± std over n seeds), and whether they are ahead."""
+    if not d:
+        return "no r3f runs", False
+    return f"{100 * statistics.fmean(d):+.2f} ± {100 * std(d):.2f} over {len(d)} seeds", statistics.fmean(
+        d
+    ) > 0
 
 
 def std(values: list[float]) -> float:

@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import statistics
 import sys
 from pathlib import Path
 
@@ -107,10 +106,7 @@ def checks(summary: dict, method: str, grids: dict | None = None) -> list[tuple[
         ),
         (
             f"four-task mean: {method} ahead of {RIVAL}",
-            f"{100 * statistics.fmean(d):+.2f} ± {100 * study2.std(d):.2f} over {len(d)} seeds"
-            if d
-            else "no r3f runs",
-            bool(d) and statistics.fmean(d) > 0,
+            *study2.ahead(d),
         ),
         (
             f"spread of the four-task mean: std {method} ≤ std {BASELINE}",

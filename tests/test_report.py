@@ -398,6 +398,8 @@ def test_fit_gives_the_last_epochs_task_loss_and_the_kept_epoch():
         {"task_loss_last_epoch": 0.4, "epochs": 2.0, "kept_epoch": 1.0, "kept_last_epoch": 0.0}
     )
     assert kept_epoch({**smart, "best_checkpoint": None}) == 2.0  # no checkpoint named: the last evaluation
+    # train records the kept epoch itself (and names no checkpoint it does not keep): that comes first.
+    assert kept_epoch({**smart, "best_checkpoint": None, "best_epoch": 1.0}) == 1.0
     assert training_fit({"log_history": []}) == {}
 
     runs = [smart, fitted("smart", 2, [0.7, 0.6, 0.6, 0.4], best_step=8)]

@@ -300,8 +300,11 @@ def training_terms(result: dict[str, Any]) -> dict[str, float]:
 
 
 def kept_epoch(result: dict[str, Any]) -> float | None:
-    """The epoch of the model a run kept: its best checkpoint's evaluation (selection on held-out data
-    or dev), else the last evaluation; None when the log has no evaluation."""
+    """The epoch of the model a run kept: ``best_epoch`` as ``train`` records it; for a results file
+    older than that field, its best checkpoint's evaluation (selection on held-out data or dev), else
+    the last evaluation; None when the log has no evaluation."""
+    if result.get("best_epoch") is not None:
+        return float(result["best_epoch"])
     history = result.get("log_history") or []
     evals = [e for e in history if "epoch" in e and any(k.startswith("eval_") for k in e)]
     if not evals:

@@ -113,3 +113,23 @@ def test_where_a_run_is_kept_and_a_default_spelled_out_do_not_block_its_resume(t
     assert sweep.settings_changed(run_dir, same) is None  # the recipe's weight decay, typed out
     why = sweep.settings_changed(run_dir, {**options, "weight_decay": 0.1})
     assert why == "its options changed since it started (weight_decay: 0.01 then, 0.1 now)"
+
+
+def test_a_compare_run_passes_the_check_its_train_process_makes(tmp_path):
+    """compare's run is `train --config run_config.json [--resume]`: what train records of its options is
+    what compare wrote, so train's own check on --resume (run.check_resume) lets it through."""
+    from smart_tune.run import check_resume
+    from smart_tune.run_record import recorded_options
+
+    shared = {"data_dir": "nowhere", "learning_rate": 5e-5, "validation_from_train": 0.1}
+    (r,) = sweep.plan_runs(
+        tmp_path, ["rte"], ["smart-eps"], [1], shared, {"smart-eps": {"smart_epsilon": 1e-3}}
+    )
+    r["dir"].mkdir(parents=True)
+    sweep.write_run_record(r["dir"], r["options"])
+    config = str(r["dir"] / sweep.RUN_CONFIG)
+    parser = options.training_parser("smart-tune train", "", "")
+    train = options.parse_train_options(parser, ["--config", config, "--resume"])
+    recorded = recorded_options(train.chosen, train.training.output_dir)
+    assert recorded == json.loads((r["dir"] / sweep.RUN_CONFIG).read_text())
+    assert check_resume(r["dir"], recorded) is None  # not refused; started at this very commit

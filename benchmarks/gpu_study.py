@@ -5,7 +5,12 @@ jobs served by ``--workers`` processes (the small MiniLM leaves an H200 mostly i
 torch once and runs its jobs in-process with ``smart_tune.cli.main``), in priority order, with a
 deadline after which no job starts and a hard stop that ends what still runs. Every run writes its own
 ``results.json`` at once, in the layout of ``smart-tune compare`` (``FOLDER/task/method/seed-N``), so
-what finished is usable whatever is cut, and ``smart-tune report`` reads it.
+what finished is usable whatever is cut, and ``smart-tune report`` reads it. As it starts, each run
+(``train``, which writes it) records the ``run_config.json`` that compare writes for the same job (and
+the defaults and code revision under it, :mod:`smart_tune.run_record`), so that ``smart-tune compare``
+over the same folder, with the same options, takes a run the hard stop cut for its own rather than
+refusing it. (Its checkpoints hold the model only, ``--save-only-model``: no optimizer, schedule or RNG
+state for a resume to continue from.)
 
 Phases, in order:
 

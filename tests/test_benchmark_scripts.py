@@ -398,3 +398,37 @@ def test_study5_target_is_not_met_on_fewer_tasks_r3f_seeds_or_runs_selected_on_d
     on_dev = runs({"vanilla": four, "smart": {t: [v + 0.02 for v in vs] for t, vs in four.items()}})
     rows = study5_target.checks(summarise(on_dev), "smart")  # epochs (and grid points) chosen on dev
     assert rows[5][2] is True and rows[6][2] is False and "rte dev" in rows[6][1]
+
+
+def test_gpu_study_runs_record_what_compare_records_for_the_same_job(tmp_path, tiny_model_dir):
+    """A run folder of gpu_study.py (the tiny plan's flags, one Study 5 grid point of a SMART variant)
+    holds the run_config.json that `smart-tune compare` writes for the same job, and the defaults under
+    it: compare resumes a run the GPU's time cut, rather than refusing it, and report reads both alike."""
+    from conftest import shared_data_dir
+    from smart_tune.cli import COMPARE_KEYS, _compare_plan, compare_parser
+    from smart_tune.grid import expand
+    from smart_tune.options import TRAINING_FIELDS, chosen_options
+    from smart_tune.run_record import RESOLVED, RUN_CONFIG, settings_changed
+    from smart_tune.sweep import plan_runs
+
+    gpu = load("benchmarks/gpu_study.py")
+    root = tmp_path / "gpu"
+    base = ["--data-dir", str(shared_data_dir() / "glue"), *gpu.COMMON, "--model", tiny_model_dir]
+    base += ["--max-steps", "2", "--max-train-samples", "60"]  # main's, for --plan tiny
+    jobs = gpu.study5_jobs(root, base, "cls", ("rte",), {}, (1,))
+    spec = next(j for j in jobs if Path(j["dir"]).parent.name.startswith("smart-fit@"))
+    assert gpu._run(spec)["code"] == 0, (Path(spec["dir"]) / "train.log").read_text()[-2000:]
+
+    config = tmp_path / "study5.json"  # compare takes variants from a config file
+    config.write_text(json.dumps({"variants": gpu.VARIANTS}))
+    argv = ["--config", str(config), "--task", "rte", "--methods", ",".join(gpu.METHODS), "--seeds", "1"]
+    argv += ["--grid", *gpu.GRID, "--output-dir", str(root / "study5_full"), *base, *gpu.STUDY5]
+    chosen = chosen_options(compare_parser(), [*argv, "--pooling", "cls"], COMPARE_KEYS)
+    plan = _compare_plan(chosen)  # as cmd_compare plans its runs
+    methods, variants, _ = expand(plan["methods"], plan["grids"], plan["variants"], TRAINING_FIELDS)
+    runs = plan_runs(Path(plan["output_dir"]), plan["tasks"], methods, plan["seeds"], chosen, variants)
+    (same_job,) = [r for r in runs if str(r["dir"]) == spec["dir"]]
+
+    run_dir = Path(spec["dir"])
+    assert json.loads((run_dir / RUN_CONFIG).read_text()) == json.loads(json.dumps(same_job["options"]))
+    assert (run_dir / RESOLVED).exists() and settings_changed(run_dir, same_job["options"]) is None

@@ -77,7 +77,8 @@ def test_overwrite_replaces_the_old_run_once_data_and_model_are_loaded(tmp_path,
     assert main([*args, "--output-dir", str(out), "--overwrite-output-dir", *FAST]) == 0
 
     assert seen["old results when the model loads"] == '{"earlier": true}'
-    assert seen["left when training starts"] == ["notes.txt"]  # the old run gone, the user's file kept
+    # The old run gone, the user's file kept, the new run's record of its start written.
+    assert seen["left when training starts"] == ["notes.txt", "run_config.json", "run_config.resolved.json"]
     results = json.loads((out / "results.json").read_text())
     assert results["task"] == "rte" and results["global_steps"] == 4
     assert (out / "model.safetensors").read_bytes() != b"old weights"

@@ -230,3 +230,72 @@ def test_results_of_a_resumed_cli_run_equal_those_of_one_left_alone(tiny_model_d
     assert [sorted(h) for h in strip[0]] == [sorted(h) for h in strip[1]]
     for a, b in zip(*strip):
         assert a == pytest.approx(b, abs=1e-6)
+
+
+# --------------------------------------------------------------------------------------------------
+# `train --resume` checks the settings the run started with (its run_config.json, as compare does) and
+# records a resume under another commit of smart-tune.
+
+
+def test_train_resume_refuses_other_settings_and_records_another_commit(
+    tiny_model_dir, tmp_path, capsys, monkeypatch
+):
+    import json
+
+    from conftest import shared_data_dir
+    from smart_tune import environment
+    from smart_tune.cli import main
+
+    out = tmp_path / "run"
+    args = [
+        "train",
+        "--task",
+        "rte",
+        "--data-dir",
+        str(shared_data_dir() / "glue"),
+        "--model",
+        tiny_model_dir,
+    ]
+    args += ["--method", "vanilla", "--max-train-samples", "32", "--max-steps", "4", "--logging-steps", "1"]
+    args += ["--disable-tqdm", "true", "--output-dir", str(out), "--keep-checkpoints"]  # saves at steps 2, 4
+    started, fixed = "b" * 40, "c" * 40
+    monkeypatch.setattr(environment, "running_source", lambda: {"commit": started, "dirty": False})
+    assert main(args) == 0
+    recorded = json.loads((out / "run_config.json").read_text())
+    assert recorded["method"] == "vanilla" and recorded["output_dir"] == str(out)
+    assert "resume" not in recorded and "config" not in recorded  # how it was called, not what it trains
+    resolved = json.loads((out / "run_config.resolved.json").read_text())
+    assert resolved["learning_rate"] == 2e-5 and resolved["_source"]["commit"] == started
+    (out / "results.json").unlink()  # as if stopped after its last save
+    capsys.readouterr()
+
+    def snapshot():
+        return {str(p.relative_to(out)): p.read_bytes() if p.is_file() else None for p in out.rglob("*")}
+
+    before = snapshot()
+    assert main([*args, "--learning-rate", "1e-3", "--resume"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "Traceback" not in err, err
+    assert err.startswith(f"error: --resume: {out} not resumed: its options changed"), err
+    assert "learning_rate: 2e-05 then, 0.001 now" in err and "--overwrite-output-dir" in err
+    assert snapshot() == before  # nothing removed, nothing rewritten
+
+    # The same settings (a default spelled out changes nothing), under a fix committed since: resumed,
+    # with a warning naming both commits, and results.json records the one it started at.
+    monkeypatch.setattr(environment, "running_source", lambda: {"commit": fixed, "dirty": False})
+    assert main([*args, "--weight-decay", "0.01", "--resume"]) == 0
+    err = capsys.readouterr().err
+    warning = [line for line in err.splitlines() if "warning" in line]
+    assert len(warning) == 1 and started in warning[0] and fixed in warning[0], err
+    results = json.loads((out / "results.json").read_text())
+    assert results["resumed_at_step"] == 4
+    assert results["environment"]["source"] == {"commit": fixed, "dirty": False, "started_at_commit": started}
+    assert json.loads((out / "run_config.json").read_text()) == recorded  # still what it started with
+
+    # A folder from before train recorded its options: resumed as before, with a note.
+    for name in ("results.json", "run_config.json", "run_config.resolved.json"):
+        (out / name).unlink()
+    assert main([*args, "--learning-rate", "1e-3", "--resume"]) == 0
+    err = capsys.readouterr().err
+    assert "note:" in err and "no run_config.json" in err and "Traceback" not in err, err
+    assert json.loads((out / "results.json").read_text())["resumed_at_step"] == 4

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from smart_tune import options, sweep
+from smart_tune import environment, options, sweep
 from smart_tune.checkpoints import CHECKPOINT_COMPLETE
 
 
@@ -32,6 +32,7 @@ class FakeRun:
 @pytest.fixture
 def fake_runs(monkeypatch):
     FakeRun.started = []
+    environment.running_source()  # read once per process, by git: before processes are stood in for
     monkeypatch.setattr(sweep.subprocess, "Popen", FakeRun)
     return FakeRun.started
 
@@ -75,3 +76,60 @@ def test_a_run_another_sweep_is_running_is_left_to_it(tmp_path, fake_runs):
     assert fake_runs == [] and "running in another process" in lines[-1]
     sweep_once(tmp_path / "cmp", 5e-5)  # once it lets go, the run is trained
     assert len(fake_runs) == 1
+
+
+COMMIT = "a" * 40
+
+
+def test_a_run_resumed_under_another_commit_is_warned_about_and_started_at_its_own(
+    tmp_path, fake_runs, monkeypatch, capsys
+):
+    out, run_dir = tmp_path / "cmp", tmp_path / "cmp" / "rte" / "smart" / "seed-1"
+    monkeypatch.setattr(environment, "running_source", lambda: {"commit": COMMIT, "dirty": False})
+    sweep_once(out, 5e-5)  # started at COMMIT, then crashed
+    assert json.loads((run_dir / sweep.RESOLVED).read_text())["_source"] == {"commit": COMMIT, "dirty": False}
+    assert capsys.readouterr().err == ""
+
+    sweep_once(out, 5e-5)  # the same code: resumed without a word
+    assert "--resume" in fake_runs[-1] and capsys.readouterr().err == ""
+
+    fixed = "b" * 40  # a fix committed between two sessions: resumed, but said
+    monkeypatch.setattr(environment, "running_source", lambda: {"commit": fixed, "dirty": True})
+    lines = []
+    sweep_once(out, 5e-5, lines)
+    assert len(fake_runs) == 3 and "--resume" in fake_runs[-1], lines
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "warning" in err and COMMIT in err and fixed in err, err
+    # The record still says what the run started at (the run records the resumed one in results.json).
+    assert json.loads((run_dir / sweep.RESOLVED).read_text())["_source"]["commit"] == COMMIT
+
+
+def test_where_a_run_is_kept_and_a_default_spelled_out_do_not_block_its_resume(tmp_path):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    options = {"task": "rte", "seed": 1, "learning_rate": 5e-5, "output_dir": str(run_dir)}
+    sweep.write_run_record(run_dir, options)
+    same = {**options, "output_dir": str(run_dir.resolve()) + "/", "weight_decay": 0.01, "resume": True}
+    assert sweep.settings_changed(run_dir, same) is None  # the recipe's weight decay, typed out
+    why = sweep.settings_changed(run_dir, {**options, "weight_decay": 0.1})
+    assert why == "its options changed since it started (weight_decay: 0.01 then, 0.1 now)"
+
+
+def test_a_compare_run_passes_the_check_its_train_process_makes(tmp_path):
+    """compare's run is `train --config run_config.json [--resume]`: what train records of its options is
+    what compare wrote, so train's own check on --resume (run.check_resume) lets it through."""
+    from smart_tune.run import check_resume
+    from smart_tune.run_record import recorded_options
+
+    shared = {"data_dir": "nowhere", "learning_rate": 5e-5, "validation_from_train": 0.1}
+    (r,) = sweep.plan_runs(
+        tmp_path, ["rte"], ["smart-eps"], [1], shared, {"smart-eps": {"smart_epsilon": 1e-3}}
+    )
+    r["dir"].mkdir(parents=True)
+    sweep.write_run_record(r["dir"], r["options"])
+    config = str(r["dir"] / sweep.RUN_CONFIG)
+    parser = options.training_parser("smart-tune train", "", "")
+    train = options.parse_train_options(parser, ["--config", config, "--resume"])
+    recorded = recorded_options(train.chosen, train.training.output_dir)
+    assert recorded == json.loads((r["dir"] / sweep.RUN_CONFIG).read_text())
+    assert check_resume(r["dir"], recorded) is None  # not refused; started at this very commit

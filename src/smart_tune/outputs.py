@@ -73,9 +73,12 @@ def damaged_checkpoints(output_dir: Path) -> list[tuple[str, str, str]]:
     return damaged
 
 
-# What a run leaves in its output directory besides results.json and checkpoint-* folders: the saved
-# model and tokenizer (``Trainer.save_model``) and the files of ``smart-tune predict``.
+# What a run leaves in its output directory besides results.json and checkpoint-* folders: the record
+# of its start (:mod:`smart_tune.run_record`), the saved model and tokenizer (``Trainer.save_model``) and
+# the files of ``smart-tune predict``.
 RUN_FILES = (
+    "run_config.json",
+    "run_config.resolved.json",
     "config.json",
     "generation_config.json",
     "model.safetensors",
@@ -96,7 +99,7 @@ RUN_FILES = (
 
 
 def clear_previous_run(output_dir: Path) -> None:
-    """--overwrite-output-dir: remove the previous run's results, checkpoints, model and predictions.
+    """--overwrite-output-dir: remove the previous run's results, checkpoints, record, model and predictions.
     Called once the new run has loaded its data and model and is about to train; rank 0 only (the other
     processes of a multi-process run share the folder). Other files in the folder are left alone."""
     if not output_dir.is_dir() or not is_main_process():

@@ -110,7 +110,10 @@ class RunResults:
     arguments: dict[str, Any] | None = None
     """The options trained with: ``{"run": {...}, "training": {...}}``."""
     environment: dict[str, Any] | None = None
-    """Versions, processor and accelerator the run trained on (run times compare only on the same)."""
+    """Versions, processor and accelerator the run trained on (run times compare only on the same), and
+    ``source``: the git commit of smart_tune's code and whether it had uncommitted changes
+    (``{"commit", "dirty"}``; null outside a git checkout, or before the field), with
+    ``started_at_commit`` when the run was resumed under another commit than it started at."""
     log_history: list[dict[str, Any]] = field(default_factory=list)
     """The Trainer's log: training losses, evaluations, SMART's terms."""
     extra: dict[str, Any] = field(default_factory=dict, repr=False)

@@ -2,7 +2,9 @@
 
     prepare  options → task and data (``data``) → model and tokenizer (``models``) → tokenized splits
              → ``SmartTrainer``
-    fit      train (resuming from the last sound checkpoint) → the best or last model, saved
+    fit      record how the run starts (``run_config.json``, :mod:`smart_tune.run_record`), or check
+             that a resumed run is given the settings it started with; train (resuming from the last
+             sound checkpoint) → the best or last model, saved
     score    the kept model on dev, the other splits asked for, the held-out part
     record   results.json
 
@@ -54,6 +56,14 @@ from .results import (  # noqa: F401  (the writers: importable from here too)
     atomic_path,
     write_json_atomic,
     write_text_atomic,
+)
+from .run_record import (
+    RUN_CONFIG,
+    recorded_options,
+    revision_warning,
+    settings_changed,
+    started_at_commit,
+    write_run_record,
 )
 from .scoring import evaluate, predict  # noqa: F401  (importable from here too)
 
@@ -142,6 +152,10 @@ class PreparedRun:
     model_name: str
     trainer: Any
     what: str = ""  # what trains, for the start line (default: the task); multitask: "rte+mrpc+..."
+    # The options run_config.json records at the run's start (None: none recorded, multitask), and the
+    # commit a resumed run started at when this process runs another (None: the same, or unknown).
+    recorded: dict[str, Any] | None = None
+    started_at_commit: str | None = None
 
     @property
     def main_split(self) -> str | None:
@@ -212,6 +226,8 @@ def prepare(options, created: list[Path]) -> PreparedRun:
 
     run, args = options.run, options.training
     output_dir = claim_output_dir(options, created)
+    recorded = recorded_options(options.chosen, args.output_dir)
+    commit_then = check_resume(output_dir, recorded) if run.resume else None
     task, splits, eval_splits = resolve_task_and_data(run, args.seed)
     also = resolve_also_evaluate(run, task)
     model_name = run.model or default_model_path()
@@ -226,7 +242,37 @@ def prepare(options, created: list[Path]) -> PreparedRun:
     check_max_length(run.max_length, model, model_name)
     encoded = {name: tokenize(ds, task, tokenizer, run.max_length) for name, ds in splits.items()}
     trainer = _trainer(args, task, encoded, eval_splits, model, tokenizer)
-    return PreparedRun(run, args, output_dir, task, splits, encoded, eval_splits, also, model_name, trainer)
+    prepared = PreparedRun(
+        run, args, output_dir, task, splits, encoded, eval_splits, also, model_name, trainer
+    )
+    return dataclasses.replace(prepared, recorded=recorded, started_at_commit=commit_then)
+
+
+def check_resume(output_dir: Path, recorded: dict[str, Any]) -> str | None:
+    """``--resume``: refuse, in one line and touching nothing, a run whose ``run_config.json`` records
+    other settings than ``recorded`` (those given now) in a way that changes what it trains: compare's
+    check (:func:`~smart_tune.run_record.settings_changed`). A folder without the file (a run started
+    before ``train`` recorded its options) resumes unchecked, with a note. Returns the commit the run
+    started at when this process runs another (a warning on stderr; results.json records it)."""
+    if not (output_dir / RUN_CONFIG).exists():
+        if is_main_process():
+            print(
+                f"note: {output_dir} has no {RUN_CONFIG} (a run started before smart-tune recorded its "
+                "options): resumed without checking that its settings are those it started with",
+                file=sys.stderr,
+            )
+        return None
+    why = settings_changed(output_dir, recorded)
+    if why is not None:
+        raise ConfigError(
+            f"--resume: {output_dir} not resumed: {why}; give the settings it started with "
+            f"(smart-tune train --config {output_dir / RUN_CONFIG} --resume), or --overwrite-output-dir "
+            "instead of --resume to train it again from the start"
+        )
+    commit_then = started_at_commit(output_dir)
+    if commit_then is not None and is_main_process():
+        print(revision_warning(output_dir, commit_then), file=sys.stderr, flush=True)
+    return commit_then
 
 
 def _trainer(args, task, encoded, eval_splits: list[str], model, tokenizer):
@@ -262,6 +308,8 @@ def fit(prepared: PreparedRun) -> Fitted:
     if run.overwrite_output_dir:
         clear_previous_run(output_dir)  # only now: a run that failed before this left the old one whole
     output_dir.mkdir(parents=True, exist_ok=True)
+    if prepared.recorded is not None and not run.resume and is_main_process():
+        write_run_record(output_dir, prepared.recorded)  # what a later --resume is checked against
     resume_from = _resume_point(output_dir) if run.resume else None
     started = time.time()
     stop = StopOnSignal()
@@ -366,11 +414,20 @@ def record(prepared: PreparedRun, fitted: Fitted, scores: Scores) -> dict[str, A
         smart_nonfinite=trainer.nonfinite_total(),  # every rank calls it: a collective
         smart_skipped_steps=getattr(trainer, "skipped_steps", 0),
         arguments={"run": {**dataclasses.asdict(run), "seed": args.seed}, "training": args.to_dict()},
-        environment=environment.capture(),
+        environment=run_environment(prepared),
         log_history=state.log_history,
     ).to_dict()
     write_results(prepared, results)
     return results
+
+
+def run_environment(prepared: PreparedRun) -> dict[str, Any]:
+    """results.json's ``environment``; a run resumed under another commit than it started at records
+    that one too, as ``source.started_at_commit``."""
+    captured = environment.capture()
+    if prepared.started_at_commit is not None and captured["source"] is not None:
+        captured["source"]["started_at_commit"] = prepared.started_at_commit
+    return captured
 
 
 def write_results(prepared: PreparedRun, results: dict[str, Any]) -> None:

@@ -3,8 +3,9 @@
 Each run lives in ``OUTPUT_DIR/<task>/<method>/seed-<seed>/`` with its own ``run_config.json`` (the
 exact options), ``train.log`` and, once finished, ``results.json``. A run with a results file is done
 and skipped; a run with checkpoints is resumed; so a killed sweep picks up where it stopped. A run is
-resumed only with the options it started with, and over the same defaults (``run_config.resolved.json``):
-else it is refused (a failed run), never finished with other settings. While a sweep runs a run, it
+resumed only with the options it started with, and over the same defaults (``run_config.resolved.json``,
+see :mod:`smart_tune.run_record`): else it is refused (a failed run), never finished with other
+settings; resumed under another commit of smart_tune, it is warned about. While a sweep runs a run, it
 holds the run folder's lock, so that another sweep naming the same run leaves it alone. Each run
 is a child process (``python -m smart_tune train --config run_config.json``): a crash or leak in one
 run cannot take the sweep down, and every run can be repeated by hand from its folder.
@@ -13,7 +14,6 @@ run cannot take the sweep down, and every run can be repeated by hand from its f
 from __future__ import annotations
 
 import fcntl
-import json
 import signal
 import subprocess
 import sys
@@ -25,11 +25,16 @@ from .checkpoints import checkpoints_in, last_complete_checkpoint
 from .errors import ConfigError, Interrupted
 from .presets import PRESETS
 from .results import RESULTS, read_results, write_json_atomic
+from .run_record import (  # noqa: F401  (the run's record: importable from here too)
+    RESOLVED,
+    RUN_CONFIG,
+    resolved_options,
+    revision_warning,
+    settings_changed,
+    started_at_commit,
+    write_run_record,
+)
 
-RUN_CONFIG = "run_config.json"
-# Beside it: every option the run got once the defaults were stacked under run_config.json's, when it
-# started (a resumed run is refused if they changed since).
-RESOLVED = "run_config.resolved.json"
 # Held by the sweep running the run: two compare jobs naming the same run (overlapping --seeds or --grid
 # lists, on lanes side by side) never train it at once in one folder.
 RUN_LOCK = ".run.lock"
@@ -93,62 +98,6 @@ def plan_runs(
     return runs
 
 
-def resolved_options(options: dict[str, Any]) -> dict[str, Any]:
-    """Every option a run's ``run_config.json`` gives it once the defaults are stacked under it (the
-    dataclasses', the recipe's, the preset's), as JSON reads it back: what a resumed run must train
-    with again. The machine's own defaults (progress bars, pinned memory) are left at one value."""
-    import dataclasses
-
-    from .config import SmartTrainingArguments
-    from .options import RUN_DEFAULTS, field_names, layered
-
-    defaults = {
-        f.name: f.default
-        for f in dataclasses.fields(SmartTrainingArguments)
-        if f.init and f.default is not dataclasses.MISSING
-    }
-    return _as_json({**RUN_DEFAULTS, **defaults, **layered(field_names(options))})
-
-
-def _as_json(data: Any) -> Any:
-    """``data`` as it reads back from its JSON file."""
-    return json.loads(json.dumps(data, default=str))
-
-
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-
-
-def _differences(before: dict[str, Any], now: dict[str, Any], keys) -> str:
-    return "; ".join(f"{k}: {before.get(k, '(unset)')!r} then, {now.get(k, '(unset)')!r} now" for k in keys)
-
-
-def settings_changed(run_dir: Path, options: dict[str, Any]) -> str | None:
-    """Why a run cut short may not resume with ``options``: they differ from those it started with (its
-    ``run_config.json``), or the defaults stacked under them do (``run_config.resolved.json``): a
-    resumed run would finish with other settings than it started with. None when they are the same."""
-    started = _read_json(run_dir / RUN_CONFIG)
-    now = _as_json(options)
-    if not isinstance(started, dict):
-        return f"its {RUN_CONFIG} cannot be read back, so the settings it started with are unknown"
-    unset = object()
-    changed = sorted(k for k in set(started) | set(now) if started.get(k, unset) != now.get(k, unset))
-    if changed:
-        return f"its options changed since it started ({_differences(started, now, changed)})"
-    before = _read_json(run_dir / RESOLVED)
-    if isinstance(before, dict):  # absent for a run started before the file was written
-        after = resolved_options(options)
-        # Only settings known then and now: a field a newer transformers adds changes nothing that ran.
-        changed = sorted(k for k in set(before) & set(after) if before[k] != after[k])
-        if changed:
-            shown = _differences(before, after, changed)
-            return f"the defaults under its options changed since it started ({shown})"
-    return None
-
-
 def run_sweep(
     output_dir: str | Path,
     tasks: list[str],
@@ -198,11 +147,13 @@ def _run_one(r: dict[str, Any], label: str, echo) -> bool:
                 log.write(f"smart-tune compare: {why}\n")
             echo(f"{label}: FAILED: {why} ({run_dir})")
             return False
-        if not (run_dir / RESOLVED).exists():
+        if not (run_dir / RESOLVED).exists():  # started before it was written: its revision unknown
             write_json_atomic(run_dir / RESOLVED, resolved_options(r["options"]))
+        commit_then = started_at_commit(run_dir)
+        if commit_then is not None:  # a fix between sessions is legitimate; the run records it
+            print(f"{label}: {revision_warning(run_dir, commit_then)}", file=sys.stderr, flush=True)
     else:
-        write_json_atomic(run_dir / RUN_CONFIG, r["options"])
-        write_json_atomic(run_dir / RESOLVED, resolved_options(r["options"]))
+        write_run_record(run_dir, r["options"])
     cmd = [sys.executable, "-m", "smart_tune", "train", "--config", str(run_dir / RUN_CONFIG)]
     if resume:
         cmd.append("--resume")

@@ -1,0 +1,141 @@
+"""A run's record of how it started, written in its folder at its start and read back on resume: a run
+cut short is resumed only with the settings it started with, and results.json says when it resumed
+under other code.
+
+- ``run_config.json``: the options the run was given (a compare run's, or a ``train`` command's config
+  file and flags), keyed by field name; ``smart-tune train --config run_config.json`` repeats the run.
+- ``run_config.resolved.json``: every option it got once the defaults were stacked under those, and
+  under ``_source`` the source revision of smart_tune that started it
+  (:func:`~smart_tune.environment.source_revision`: ``{"commit", "dirty"}``, or null outside a git
+  checkout).
+
+``compare`` writes the record before it starts a run, and ``train`` (which compare's runs are, and
+benchmarks/gpu_study.py's) when it starts one: one writer, :func:`write_run_record`, one check,
+:func:`settings_changed`. Importing this module costs no torch or transformers.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from . import environment
+from .results import write_json_atomic
+
+RUN_CONFIG = "run_config.json"
+# Beside it: every option the run got once the defaults were stacked under run_config.json's, when it
+# started (a resumed run is refused if they changed since), and the code's revision then (SOURCE).
+RESOLVED = "run_config.resolved.json"
+SOURCE = "_source"  # no option's name: options are identifiers without a leading underscore
+# How one command treats the run's folder, not what the run is: left out of run_config.json.
+INVOCATION = frozenset({"config", "resume", "overwrite_output_dir"})
+# Not compared on resume either: where the folder is (the folder read is the run's, however its path
+# is spelled: relative, absolute, moved).
+NOT_TRAINING = INVOCATION | {"output_dir"}
+
+
+def recorded_options(chosen: dict[str, Any], output_dir: str | Path) -> dict[str, Any]:
+    """What ``run_config.json`` records of a ``train`` command's options (``chosen``: its config file
+    under its flags, keyed by field name, :attr:`~smart_tune.options.TrainOptions.chosen`): those, less
+    :data:`INVOCATION`, with the output folder. A compare run's (``train --config run_config.json``)
+    comes out as compare wrote it."""
+    options = {k: v for k, v in chosen.items() if k not in INVOCATION}
+    options.setdefault("output_dir", str(output_dir))
+    return options
+
+
+def resolved_options(options: dict[str, Any]) -> dict[str, Any]:
+    """Every option a run's ``run_config.json`` gives it once the defaults are stacked under it (the
+    dataclasses', the recipe's, the preset's), as JSON reads it back: what a resumed run must train
+    with again. The machine's own defaults (progress bars, pinned memory) are left at one value."""
+    import dataclasses
+
+    from .config import SmartTrainingArguments
+    from .options import RUN_DEFAULTS, field_names, layered
+
+    defaults = {
+        f.name: f.default
+        for f in dataclasses.fields(SmartTrainingArguments)
+        if f.init and f.default is not dataclasses.MISSING
+    }
+    return _as_json({**RUN_DEFAULTS, **defaults, **layered(field_names(options))})
+
+
+def write_run_record(run_dir: Path, options: dict[str, Any]) -> None:
+    """A run's start: ``run_config.json`` (``options``) and ``run_config.resolved.json`` (the options
+    resolved, and the source revision of this process's code)."""
+    write_json_atomic(run_dir / RUN_CONFIG, options)
+    write_json_atomic(run_dir / RESOLVED, {**resolved_options(options), SOURCE: environment.running_source()})
+
+
+def _as_json(data: Any) -> Any:
+    """``data`` as it reads back from its JSON file."""
+    return json.loads(json.dumps(data, default=str))
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def _differences(before: dict[str, Any], now: dict[str, Any], keys) -> str:
+    return "; ".join(f"{k}: {before.get(k, '(unset)')!r} then, {now.get(k, '(unset)')!r} now" for k in keys)
+
+
+def settings_changed(run_dir: Path, options: dict[str, Any]) -> str | None:
+    """Why a run cut short may not resume with ``options``: they differ from those it started with (its
+    ``run_config.json``) in a way that changes what it trains, or the defaults stacked under them do
+    (``run_config.resolved.json``): a resumed run would finish with other settings than it started with.
+    None when they are the same. Where the run is kept is not compared (:data:`NOT_TRAINING`), nor an
+    option given now and not then (or the reverse) whose value comes out the same (a default spelled
+    out); a run started before the resolved file was written is compared on its options alone."""
+    started = _read_json(run_dir / RUN_CONFIG)
+    now = _as_json(options)
+    if not isinstance(started, dict):
+        return f"its {RUN_CONFIG} cannot be read back, so the settings it started with are unknown"
+    unset = object()
+    given = sorted(
+        k
+        for k in set(started) | set(now)
+        if k not in NOT_TRAINING and started.get(k, unset) != now.get(k, unset)
+    )
+    before = _read_json(run_dir / RESOLVED)
+    if isinstance(before, dict):
+        after = resolved_options(options)
+        # Only settings known then and now: a field a newer transformers adds changes nothing that ran.
+        both = (set(before) & set(after)) - NOT_TRAINING - {SOURCE}
+    else:  # a run started before the file was written: compared on its options alone
+        before, after, both = {}, {}, set()
+    changed = [k for k in given if k not in both or before[k] != after[k]]
+    if changed:  # shown as they resolved: a value given then or now, else the default it had
+        then_values = {**started, **{k: before[k] for k in both}}
+        now_values = {**now, **{k: after[k] for k in both}}
+        return f"its options changed since it started ({_differences(then_values, now_values, changed)})"
+    changed = sorted(k for k in both if before[k] != after[k])
+    if changed:
+        shown = _differences(before, after, changed)
+        return f"the defaults under its options changed since it started ({shown})"
+    return None
+
+
+def started_at_commit(run_dir: Path) -> str | None:
+    """The commit a run cut short started at, when this process runs another one: both known (a git
+    checkout then and now) and different. Only commits are compared: uncommitted changes are not
+    recorded beyond ``dirty``."""
+    before = _read_json(run_dir / RESOLVED)
+    source = before.get(SOURCE) if isinstance(before, dict) else None
+    then = source.get("commit") if isinstance(source, dict) else None
+    now = (environment.running_source() or {}).get("commit")
+    return then if then and now and then != now else None
+
+
+def revision_warning(run_dir: Path, commit_then: str) -> str:
+    """The one line a run resumed under other code prints (on stderr)."""
+    now = (environment.running_source() or {}).get("commit")
+    return (
+        f"warning: {run_dir} started at commit {commit_then} and resumes at commit {now}; its results.json "
+        "records both (environment.source.started_at_commit)"
+    )

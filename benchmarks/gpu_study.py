@@ -9,8 +9,9 @@ what finished is usable whatever is cut, and ``smart-tune report`` reads it. As 
 (``train``, which writes it) records the ``run_config.json`` that compare writes for the same job (and
 the defaults and code revision under it, :mod:`smart_tune.run_record`), so that ``smart-tune compare``
 over the same folder, with the same options, takes a run the hard stop cut for its own rather than
-refusing it. (Its checkpoints hold the model only, ``--save-only-model``: no optimizer, schedule or RNG
-state for a resume to continue from.)
+refusing it. Its checkpoints hold the model only (``--save-only-model``: no optimizer, schedule or RNG
+state to continue from), so compare trains such a run again from the start, and ``train --resume``
+refuses it, rather than resuming it inexactly.
 
 Phases, in order:
 

@@ -281,7 +281,13 @@ def test_sweep_resumes_only_a_complete_checkpoint(tmp_path, monkeypatch):
     (run_dir / "checkpoint-2").mkdir(parents=True)  # a save cut short by a kill: start over
     sweep.run_sweep(tmp_path, ["rte"], ["vanilla"], [1], {}, echo=lambda *a: None)
     assert "--overwrite-output-dir" in commands[-1] and "--resume" not in commands[-1]
-    (run_dir / "checkpoint-2" / CHECKPOINT_COMPLETE).write_text("{}")
+    (run_dir / "checkpoint-2" / CHECKPOINT_COMPLETE).write_text("{}")  # complete, but the model only
+    lines = []
+    sweep.run_sweep(tmp_path, ["rte"], ["vanilla"], [1], {}, echo=lines.append)
+    assert "--overwrite-output-dir" in commands[-1] and "--resume" not in commands[-1]
+    assert any("holds the model only" in line for line in lines), lines
+    for state in ("optimizer.pt", "scheduler.pt"):  # with what training continues from: resumed
+        (run_dir / "checkpoint-2" / state).write_bytes(b"")
     sweep.run_sweep(tmp_path, ["rte"], ["vanilla"], [1], {}, echo=lambda *a: None)
     assert "--resume" in commands[-1] and "--overwrite-output-dir" not in commands[-1]
 

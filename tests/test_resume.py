@@ -299,3 +299,14 @@ def test_train_resume_refuses_other_settings_and_records_another_commit(
     err = capsys.readouterr().err
     assert "note:" in err and "no run_config.json" in err and "Traceback" not in err, err
     assert json.loads((out / "results.json").read_text())["resumed_at_step"] == 4
+
+    # A checkpoint that holds the model only (--save-only-model, as gpu_study saves): refused in one
+    # line, since resuming it would restart AdamW's moments and the warm-up without a word.
+    (out / "results.json").unlink()
+    for state in ("optimizer.pt", "scheduler.pt"):
+        (out / "checkpoint-4" / state).unlink()
+    before = snapshot()
+    assert main([*args, "--resume"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "holds the model only" in err and "--overwrite-output-dir" in err, err
+    assert snapshot() == before

@@ -20,7 +20,8 @@ class FakeRun:
         FakeRun.started.append(cmd)
         run_dir = sweep.Path(cmd[cmd.index("--config") + 1]).parent
         (run_dir / "checkpoint-2").mkdir(exist_ok=True)
-        (run_dir / "checkpoint-2" / CHECKPOINT_COMPLETE).write_text("{}")
+        for name in (CHECKPOINT_COMPLETE, "optimizer.pt", "scheduler.pt"):  # a checkpoint to resume from
+            (run_dir / "checkpoint-2" / name).write_text("{}")
 
     def wait(self):
         return 1

@@ -45,6 +45,21 @@ def last_complete_checkpoint(output_dir: str | os.PathLike) -> str | None:
     return str(max(complete)[1]) if complete else None
 
 
+def holds_training_state(folder: str | os.PathLike) -> bool:
+    """Whether a checkpoint holds what training continues from, beside the model: the optimizer's and
+    the learning-rate schedule's state. ``--save-only-model`` (as ``benchmarks/gpu_study.py`` saves)
+    keeps the model only; resuming from that would restart AdamW's moments and the warm-up silently."""
+    names = os.listdir(folder) if os.path.isdir(folder) else []
+    return any(n.startswith("optimizer") for n in names) and any(n.startswith("scheduler") for n in names)
+
+
+def model_only_message(checkpoint: str | os.PathLike) -> str:
+    return (
+        f"{checkpoint} holds the model only (saved with --save-only-model): no optimizer or schedule "
+        "state to continue training from"
+    )
+
+
 def no_complete_checkpoint_message(output_dir: str | os.PathLike) -> str:
     partial = sorted(
         name

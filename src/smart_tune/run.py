@@ -30,7 +30,13 @@ from typing import Any
 import numpy as np
 
 from . import environment
-from .checkpoints import checkpoints_in, newest_sound_checkpoint
+from .checkpoints import (
+    checkpoints_in,
+    holds_training_state,
+    last_complete_checkpoint,
+    model_only_message,
+    newest_sound_checkpoint,
+)
 from .data import check_split  # noqa: F401  (importable from here too)
 from .errors import ConfigError, Interrupted
 from .models import (  # noqa: F401  (importable from here too)
@@ -253,7 +259,14 @@ def check_resume(output_dir: Path, recorded: dict[str, Any]) -> str | None:
     other settings than ``recorded`` (those given now) in a way that changes what it trains: compare's
     check (:func:`~smart_tune.run_record.settings_changed`). A folder without the file (a run started
     before ``train`` recorded its options) resumes unchecked, with a note. Returns the commit the run
-    started at when this process runs another (a warning on stderr; results.json records it)."""
+    started at when this process runs another (a warning on stderr; results.json records it). A checkpoint
+    that holds the model only (``--save-only-model``) is refused too: resuming it would restart the
+    optimizer and the schedule without a word."""
+    checkpoint = last_complete_checkpoint(output_dir)
+    if checkpoint is not None and not holds_training_state(checkpoint):
+        raise ConfigError(
+            f"--resume: {model_only_message(checkpoint)}; train it again with --overwrite-output-dir"
+        )
     if not (output_dir / RUN_CONFIG).exists():
         if is_main_process():
             print(

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .checkpoints import checkpoints_in, last_complete_checkpoint
+from .checkpoints import checkpoints_in, holds_training_state, last_complete_checkpoint, model_only_message
 from .errors import ConfigError, Interrupted
 from .presets import PRESETS
 from .results import RESULTS, read_results, write_json_atomic
@@ -135,7 +135,10 @@ def run_sweep(
 def _run_one(r: dict[str, Any], label: str, echo) -> bool:
     """Train (or resume) one run in a child process, its folder locked; whether it finished."""
     run_dir: Path = r["dir"]
-    resume = last_complete_checkpoint(run_dir) is not None
+    checkpoint = last_complete_checkpoint(run_dir)
+    resume = checkpoint is not None and holds_training_state(checkpoint)
+    if checkpoint is not None and not resume:  # a GPU study's cut run: exactly, or not at all
+        echo(f"{label}: {model_only_message(checkpoint)}; training it again from the start")
     if resume:
         why = settings_changed(run_dir, r["options"])
         if why is not None:

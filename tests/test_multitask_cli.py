@@ -148,3 +148,23 @@ def test_two_processes_score_each_dev_set_once(tiny_model_dir_no_dropout, tmp_pa
     assert single.returncode == 0, single.stderr[-3000:]
     pearson = json.loads(single.stdout)["metrics"]["pearson"]
     assert pearson == pytest.approx(results["tasks"]["stsb"]["metrics"]["pearson"], abs=1e-6)
+
+
+def test_multitask_resume_is_refused_with_other_settings_and_allowed_with_its_own(
+    tiny_model_dir, tmp_path, capsys
+):
+    out = tmp_path / "run"
+    saves = ["--max-steps", "4", "--save-steps", "2", "--keep-checkpoints"]
+    assert multitask(out, tiny_model_dir, *saves) == 0
+    recorded = json.loads((out / "run_config.json").read_text())
+    assert recorded["tasks"] == "rte,stsb" and "resume" not in recorded
+    resolved = json.loads((out / "run_config.resolved.json").read_text())
+    assert resolved["tasks"] == "rte,stsb" and resolved["task_sampling"] == "proportional"
+    (out / "results.json").unlink()  # as if stopped after its last save
+    capsys.readouterr()
+    assert multitask(out, tiny_model_dir, *saves, "--task-sampling", "uniform", "--resume") == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "not resumed" in err and "task_sampling" in err, err
+    assert not (out / "results.json").exists()
+    assert multitask(out, tiny_model_dir, *saves, "--resume") == 0
+    assert json.loads((out / "results.json").read_text())["resumed_at_step"] == 4

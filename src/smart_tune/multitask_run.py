@@ -3,7 +3,8 @@
     prepare  --tasks → each task's splits (train's own loader: --max-train-samples per task, a held-out
              part per task with --validation-from-train) → one encoder, one head per task
              (:class:`~smart_tune.multitask.MultiTaskModel`) → :class:`MultiTaskTrainer`
-    fit      train's own (:func:`smart_tune.run.fit`): resume, SIGTERM, the best or last model saved
+    fit      train's own (:func:`smart_tune.run.fit`): the run's record (``run_config.json``, checked on
+             ``--resume``), resume, SIGTERM, the best or last model saved
     score    every task's dev set (and held-out part) with the kept model
     record   results.json: the usual fields, with ``"tasks": {task: {"metrics", "num_examples"}}``
 
@@ -21,7 +22,6 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from . import environment
 from .errors import SmartTuneError, first_line
 from .models import check_max_length, default_model_path, load_model_and_tokenizer, tokenize
 from .recipe import HOLDOUT
@@ -30,12 +30,15 @@ from .run import (
     Fitted,
     PreparedRun,
     Scores,
+    check_resume,
     claim_output_dir,
     epoch_at,
     resolve_task_and_data,
+    run_environment,
     run_recipe,
     write_results,
 )
+from .run_record import recorded_options
 
 MEAN_MAIN = "mean_main"  # the mean over tasks of each task's main metric (x on dev, x_holdout held out)
 
@@ -93,6 +96,8 @@ def prepare(options, created: list[Path]) -> PreparedRun:
 
     run, args = options.run, options.training
     output_dir = claim_output_dir(options, created)
+    recorded = recorded_options(options.chosen, args.output_dir)  # checked on --resume, as train's
+    commit_then = check_resume(output_dir, recorded) if run.resume else None
     tasks, splits = _load_tasks(run, args.seed)
     model_name = run.model or default_model_path()
     set_seed(args.seed)  # the heads are drawn from torch's global RNG: one seed, one initial model
@@ -122,7 +127,19 @@ def prepare(options, created: list[Path]) -> PreparedRun:
     what = "+".join(names)
     encoded = {"train": train, **sets}
     return PreparedRun(
-        run, args, output_dir, list(tasks.values()), raw, encoded, [], {}, model_name, trainer, what
+        run,
+        args,
+        output_dir,
+        list(tasks.values()),
+        raw,
+        encoded,
+        [],
+        {},
+        model_name,
+        trainer,
+        what,
+        recorded=recorded,
+        started_at_commit=commit_then,
     )
 
 
@@ -203,7 +220,7 @@ def record(prepared: PreparedRun, fitted: Fitted, scores: Scores) -> dict[str, A
         smart_nonfinite=trainer.nonfinite_total(),  # every rank calls it: a collective
         smart_skipped_steps=getattr(trainer, "skipped_steps", 0),
         arguments={"run": {**dataclasses.asdict(run), "seed": args.seed}, "training": args.to_dict()},
-        environment=environment.capture(),
+        environment=run_environment(prepared),
         log_history=state.log_history,
         extra={"tasks": _per_task(prepared, scores), "task_sampling": run.task_sampling},
     ).to_dict()

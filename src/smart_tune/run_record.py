@@ -10,7 +10,7 @@ under other code.
   checkout).
 
 ``compare`` writes the record before it starts a run, and ``train`` (which compare's runs are, and
-benchmarks/gpu_study.py's) when it starts one: one writer, :func:`write_run_record`, one check,
+benchmarks/gpu_study.py's) and ``multitask`` when they start one: one writer, :func:`write_run_record`, one check,
 :func:`settings_changed`. Importing this module costs no torch or transformers.
 """
 
@@ -52,14 +52,18 @@ def resolved_options(options: dict[str, Any]) -> dict[str, Any]:
     import dataclasses
 
     from .config import SmartTrainingArguments
-    from .options import RUN_DEFAULTS, field_names, layered
+    from .options import MultiTaskOptions, RunOptions, field_names, layered
 
+    chosen = field_names(options)
+    # A multi-task run's options name its tasks (``--tasks``), which only MultiTaskOptions holds.
+    options_class = MultiTaskOptions if chosen.get("tasks") else RunOptions
+    run_defaults = {f.name: f.default for f in dataclasses.fields(options_class)}
     defaults = {
         f.name: f.default
         for f in dataclasses.fields(SmartTrainingArguments)
         if f.init and f.default is not dataclasses.MISSING
     }
-    return _as_json({**RUN_DEFAULTS, **defaults, **layered(field_names(options))})
+    return _as_json({**run_defaults, **defaults, **layered(chosen, options_class=options_class)})
 
 
 def write_run_record(run_dir: Path, options: dict[str, Any]) -> None:

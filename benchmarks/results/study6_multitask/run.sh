@@ -140,10 +140,20 @@ if [ -n "${JOBS_ONLY:-}" ]; then
 fi
 if [ -n "${REPORT_ONLY:-}" ]; then report; exit 0; fi
 status=0
-run_jobs() { python3 benchmarks/lanes.py --log-dir "$out" || status=$?; }
+# One stage's jobs (the function $1 lists them) on the lanes. Not `stage1_jobs | run_jobs`: a pipeline's
+# last part runs in a subshell, which would lose the status set there (run.sh then exits 0 after failed
+# jobs, and goes on to the next stage after a SIGTERM or a SIGUSR1 drain).
+run_jobs() {
+  local jobs
+  jobs=$("$1")
+  python3 benchmarks/lanes.py --log-dir "$out" <<< "$jobs" || status=$?
+}
+# lanes.py stopped (SIGTERM/SIGINT: 143) or drained (SIGUSR1: 3): start no further stage.
+go_on() { [ "$status" != 143 ] && [ "$status" != 3 ]; }
+stage() { [ -z "${STAGE:-}" ] || [ "$STAGE" = "$1" ]; }
 mkdir -p "$out"
-if [ -z "${STAGE:-}" ] || [ "$STAGE" = 1 ]; then stage1_jobs | run_jobs; fi
-if [ -z "${STAGE:-}" ] || [ "$STAGE" = 2 ]; then stage2_jobs | run_jobs; fi
-if [ -z "${STAGE:-}" ] || [ "$STAGE" = 3 ]; then agreement || status=$?; fi
+if stage 1; then run_jobs stage1_jobs; fi
+if go_on && stage 2; then run_jobs stage2_jobs; fi
+if go_on && stage 3; then agreement || status=$?; fi
 report || true
 exit "$status"

@@ -302,6 +302,30 @@ def test_study6_summary_has_each_table(tmp_path):
     assert "| MiniLM, plain | 91.00 ± 1.41 (n=2) | 51.00 ± 1.41 (n=2) |" in text
 
 
+def test_study6_report_draws_a_chart_per_part_beside_the_summary(tmp_path):
+    report = load(STUDY6)
+    folder = _study6_folder(tmp_path)
+    assert report.main([str(folder)]) == 0
+    text = (folder / "summary.md").read_text()
+    for part in ("a", "b", "c"):
+        chart = folder / f"summary-{part}.png"
+        assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", part
+        assert f"![Study 6 ({part})](summary-{part}.png)" in text
+    # below its part's tables: (a)'s chart before (b)'s heading, (c)'s after its own
+    assert (
+        text.index("summary-a.png")
+        < text.index("## (b)")
+        < text.index("summary-b.png")
+        < text.index("## (c)")
+    )
+    # a part without runs has no chart, and an earlier report's chart of it is removed
+    for path in folder.glob("da-*/*/snli/*/seed-*/agreement.json"):
+        path.unlink()
+    assert report.main([str(folder)]) == 0
+    assert not (folder / "summary-c.png").exists() and (folder / "summary-b.png").exists()
+    assert "summary-c.png" not in (folder / "summary.md").read_text()
+
+
 def test_study6_estimate_prices_each_kind_of_job():
     report = load(STUDY6)
     costs = {

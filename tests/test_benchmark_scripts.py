@@ -3,6 +3,7 @@ step_cost.py's device, precision and model options (tiny settings on the CPU).""
 
 import importlib.util
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -301,6 +302,30 @@ def test_study6_summary_has_each_table(tmp_path):
     assert "| MiniLM, plain | 91.00 ± 1.41 (n=2) | 51.00 ± 1.41 (n=2) |" in text
 
 
+def test_study6_report_draws_a_chart_per_part_beside_the_summary(tmp_path):
+    report = load(STUDY6)
+    folder = _study6_folder(tmp_path)
+    assert report.main([str(folder)]) == 0
+    text = (folder / "summary.md").read_text()
+    for part in ("a", "b", "c"):
+        chart = folder / f"summary-{part}.png"
+        assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", part
+        assert f"![Study 6 ({part})](summary-{part}.png)" in text
+    # below its part's tables: (a)'s chart before (b)'s heading, (c)'s after its own
+    assert (
+        text.index("summary-a.png")
+        < text.index("## (b)")
+        < text.index("summary-b.png")
+        < text.index("## (c)")
+    )
+    # a part without runs has no chart, and an earlier report's chart of it is removed
+    for path in folder.glob("da-*/*/snli/*/seed-*/agreement.json"):
+        path.unlink()
+    assert report.main([str(folder)]) == 0
+    assert not (folder / "summary-c.png").exists() and (folder / "summary-b.png").exists()
+    assert "summary-c.png" not in (folder / "summary.md").read_text()
+
+
 def test_study6_estimate_prices_each_kind_of_job():
     report = load(STUDY6)
     costs = {
@@ -336,6 +361,65 @@ def test_study6_measured_costs_read_studies_4_and_5():
     costs = report.measured_costs()
     assert {"rte", "mrpc", "stsb", "cola", "sst2"} <= set(costs["per_example"])
     assert ("snli-100pct", "vanilla") in costs["snli"] and 1.5 < costs["smart_factor"] < 4.0
+
+
+# Stands in for `smart-tune` under run.sh and lanes.py: records each job's line; a multitask job
+# writes its results.json (stage 2 then counts the model as trained) and, with FAKE_DRAIN, drains lanes.py
+# (its parent) as `pkill -USR1` would; with FAKE_FAIL every job fails; the others take a moment.
+FAKE_SMART_TUNE = """\
+import json, os, pathlib, signal, sys, time
+args = sys.argv[1:]
+with open(os.environ["FAKE_LOG"], "a") as log:
+    log.write(" ".join(args) + "\\n")
+if args[0] == "multitask":
+    out = pathlib.Path(args[args.index("--output-dir") + 1])
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps({"method": "smart", "tasks": {}}))
+    if os.environ.get("FAKE_DRAIN"):
+        os.kill(os.getppid(), signal.SIGUSR1)
+else:
+    time.sleep(0.5)
+sys.exit(1 if os.environ.get("FAKE_FAIL") else 0)
+"""
+
+
+def _study6_run(tmp_path: Path, **env: str) -> tuple[subprocess.CompletedProcess, list[str]]:
+    """run.sh on one seed, one task, SNLI at 100%, with FAKE_SMART_TUNE: its result and the jobs run."""
+    venv = tmp_path / "venv" / "bin"
+    venv.mkdir(parents=True)
+    (venv / "smart-tune").write_text(f"#!{sys.executable}\n{FAKE_SMART_TUNE}")
+    (venv / "smart-tune").chmod(0o755)
+    (venv / "python").symlink_to(sys.executable)
+    log = tmp_path / "jobs.log"
+    full_env = {
+        **os.environ,
+        "SMART_TUNE_VENV": str(tmp_path / "venv"),
+        "LANES_LOCK_DIR": str(tmp_path / "locks"),
+        "FAKE_LOG": str(log),
+        "OUT": str(tmp_path / "out"),
+        "SEEDS": "1",
+        "TASKS": "rte",
+        "FRACTIONS": "1.0",
+        **env,
+    }
+    script = ROOT / "benchmarks/results/study6_multitask/run.sh"
+    done = subprocess.run([str(script)], env=full_env, capture_output=True, text=True, timeout=120)
+    return done, log.read_text().splitlines() if log.exists() else []
+
+
+def test_study6_run_sh_exits_with_the_lanes_status(tmp_path):
+    done, jobs = _study6_run(tmp_path, STAGE="1", FAKE_FAIL="1")
+    assert len(jobs) == 6, jobs  # two multi-task runs, two single-task, two of SNLI at 100%
+    assert done.returncode == 1, done.stderr
+    assert "lanes: job failed" in done.stderr
+
+
+def test_study6_run_sh_starts_no_stage_after_a_drain(tmp_path):
+    done, jobs = _study6_run(tmp_path, FAKE_DRAIN="1")
+    assert done.returncode == 3, done.stderr
+    assert "lanes: drained" in done.stderr
+    assert jobs and len(jobs) < 6, jobs  # stage 1 cut short
+    assert not [j for j in jobs if f"--model {tmp_path / 'out' / 'mt'}" in j], jobs  # and no stage 2 job
 
 
 study5_target = load("benchmarks/results/study5_protocol/target.py")

@@ -1,6 +1,7 @@
 """Study 6's report and cost estimate (run.sh calls both).
 
-    python report.py FOLDER            # reads FOLDER's finished runs, writes FOLDER/summary.md
+    python report.py FOLDER            # reads FOLDER's finished runs, writes FOLDER/summary.md and
+                                       # a chart per part beside it (summary-a.png, -b, -c)
     run.sh's job list | python report.py --estimate -   # jobs and lane-hours, from Studies 4-5's costs
 
 Scores are ×100: mean ± std over seeds, and paired differences (same seed) as mean [95% interval] (wins
@@ -18,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from smart_tune.agreement import BUCKETS, OTHER
-from smart_tune.report import paired_interval
+from smart_tune.report import _pyplot, _save_figure, paired_interval
 
 ROOT = Path(__file__).resolve().parents[3]
 TASKS = ("rte", "mrpc", "stsb", "cola", "sst2")
@@ -252,12 +253,216 @@ def agreement_section(scores: Scores) -> list[str]:
     return lines + ["", "Paired differences (same seed):", ""] + _table(["difference", *buckets], rows)
 
 
-def to_markdown(scores: Scores) -> str:
+def to_markdown(scores: Scores, charts: dict[str, str] | None = None) -> str:
+    """The summary; ``charts`` ({part: file name}, from write_charts) are shown below their part's tables."""
+    charts = charts or {}
     lines = ["# Study 6: SMART with multi-task learning, domain adaptation, error analysis", ""]
     lines += ["Written by report.py from the finished runs; n is the number of seeds.", ""]
-    for section in (glue_section, snli_section, agreement_section):
+    if charts:
+        lines += [CHART_NOTE, ""]
+    for part, section in zip(PARTS, (glue_section, snli_section, agreement_section)):
         lines += section(scores) + [""]
+        if part in charts:
+            lines += [f"![Study 6 ({part})]({charts[part]})", ""]
     return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------------------
+# Charts: one PNG per part beside summary.md (docs/results.md shows a table and a chart for each), in
+# the two rows of every study's chart.
+
+PARTS = ("a", "b", "c")
+CHART_FILES = {part: f"summary-{part}.png" for part in PARTS}
+CHART_NOTE = (
+    "Charts: top, each arm's mean ×100 with its std and a dot per seed (bars from zero in (a) and (c), "
+    "lines against the fraction of SNLI dev, log scale, in (b)); bottom, the paired differences of the "
+    "tables, a dot per seed and their mean ± std (◆), around a zero line."
+)
+COLORS = {"vanilla": "#8fb3d9", "smart": "#e8a87c"}  # bars: the arm's fine-tuning method
+START_COLORS = {"minilm": "#2b5d8a", "mt-vanilla": "#3a9a5b", "mt-smart": "#c0392b"}
+GLUE_SHORT = {
+    "single/vanilla": "single plain",
+    "single/smart": "single SMART",
+    "mt/vanilla": "MT plain",
+    "mt/smart": "MT SMART",
+    "mt-ft/vanilla": "MT-DNN",
+    "mt-ft/smart": "MT-DNN-SMART",
+}
+GLUE_DELTAS_SHORT = [
+    "SMART − plain, single",
+    "SMART − plain, MT",
+    "SMART − plain, MT + FT",
+    "MT − single, plain",
+    "MT-DNN − single plain",
+    "MT-DNN-SMART − single SMART",
+    "MT-DNN-SMART − single plain",
+]
+AGREEMENT_SHORT = {f"{s}/{m}": f"{START_NAMES[s]}, {NAMES[m]}" for s in STARTS for m in METHODS}
+
+
+def _bar_panel(ax, title: str, arms: list[tuple[str, str]], scores: dict[str, dict[int, float]]) -> None:
+    """Top row: each arm's mean from zero, its std and a dot per seed (arms without runs left empty)."""
+    for x, (arm, _) in enumerate(arms):
+        values = list(scores.get(arm, {}).values())
+        if values:
+            mean, std = mean_std(values)
+            color = COLORS[arm.rsplit("/", 1)[1]]
+            ax.bar(x, mean, yerr=std, capsize=3, color=color, edgecolor="#333333", linewidth=0.6)
+            ax.plot([x] * len(values), values, "o", color="#1b3a57", markersize=3)
+    ax.axhline(0, color="black", linewidth=0.8)
+    ax.set_xticks(list(range(len(arms))), [label for _, label in arms], rotation=35, ha="right")
+    ax.set_title(title)
+    ax.grid(axis="y", alpha=0.3)
+
+
+def _delta_panel(ax, title: str, deltas: list[tuple[dict[str, Any] | None, str]]) -> None:
+    """Bottom row: each paired difference's per-seed values (dots) and mean ± std (◆), y symmetric about 0."""
+    reach = 0.5
+    for x, (d, _) in enumerate(deltas):
+        if d is not None:
+            ax.plot([x] * d["n"], d["diffs"], "o", color="#1b3a57", markersize=3)
+            ax.errorbar(
+                [x + 0.15], [d["mean"]], yerr=[d["std"]], fmt="D", color="#c0392b", capsize=4, markersize=5
+            )
+            reach = max(reach, *(abs(v) for v in d["diffs"]), abs(d["mean"]) + d["std"])
+    ax.axhline(0, color="black", linewidth=0.8)
+    ax.set_ylim(-1.2 * reach, 1.2 * reach)
+    ax.set_xlim(-0.5, len(deltas) - 0.5)
+    ax.set_xticks(list(range(len(deltas))), [label for _, label in deltas], rotation=35, ha="right")
+    ax.set_title(title)
+    ax.set_ylabel("Δ (points)")
+    ax.grid(axis="y", alpha=0.3)
+
+
+def _bars_chart(
+    path: Path,
+    scores: Scores,
+    group: str,
+    columns: list[str],
+    arms: list[tuple[str, str]],
+    deltas: list[tuple[str, str, str]],
+    title: str,
+) -> None:
+    """(a) and (c): a column per task (bucket); top, the arms' scores; bottom, the paired differences."""
+    plt = _pyplot()
+    width = max(3.6, 0.45 * max(len(arms), len(deltas)) + 1.2)
+    fig, axes = plt.subplots(2, len(columns), figsize=(width * len(columns), 8.4), squeeze=False)
+    for col, column in enumerate(columns):
+        by_arm = {arm: scores.get((group, arm, column), {}) for arm, _ in arms}
+        _bar_panel(axes[0][col], column, arms, by_arm)
+        pairs = [
+            (paired(scores.get((group, a, column), {}), scores.get((group, b, column), {})), label)
+            for a, b, label in deltas
+        ]
+        _delta_panel(axes[1][col], f"{column}: paired (same seed)", pairs)
+    fig.suptitle(title)
+    _save_figure(fig, path)
+
+
+def _glue_chart(path: Path, scores: Scores) -> bool:
+    scores = with_average(scores)
+    present = {c for g, _, c in scores if g == "glue"}
+    columns = [c for c in (*TASKS, AVERAGE) if c in present]
+    if not columns:
+        return False
+    arms = [(arm, GLUE_SHORT[arm]) for arm, _ in GLUE_ARMS]
+    deltas = [(a, b, short) for (a, b, _), short in zip(GLUE_DELTAS, GLUE_DELTAS_SHORT)]
+    _bars_chart(path, scores, "glue", columns, arms, deltas, "(a) single-task against multi-task: dev ×100")
+    return True
+
+
+def _agreement_chart(path: Path, scores: Scores) -> bool:
+    buckets = [b for b in (*BUCKETS, OTHER) if any(g == "agreement" and c == b for g, _, c in scores)]
+    if not buckets:
+        return False
+    arms = list(AGREEMENT_SHORT.items())
+    deltas = [(f"{s}/smart", f"{s}/vanilla", f"SMART − plain, {START_NAMES[s]}") for s in STARTS]
+    title = "(c) SNLI test accuracy ×100 by annotator agreement, the 100% models of (b)"
+    _bars_chart(path, scores, "agreement", buckets, arms, deltas, title)
+    return True
+
+
+def _snli_chart(path: Path, scores: Scores) -> bool:
+    """(b): accuracy against the fraction (log x); top, a panel per fine-tuning method with a line per
+    start; bottom, SMART − plain per start, and each multi-task start − the MiniLM start."""
+    fractions = sorted({c for g, _, c in scores if g == "snli"}, key=_fraction_key)
+    if not fractions:
+        return False
+    plt = _pyplot()
+    xs = [_fraction_key(f) for f in fractions]
+    fig, axes = plt.subplots(2, 2, figsize=(11.0, 8.4), squeeze=False)
+
+    def values(arm: str) -> list[list[float]]:
+        """Per fraction, the arm's scores (one per seed)."""
+        return [list(scores.get(("snli", arm, f), {}).values()) for f in fractions]
+
+    def diffs(a: str, b: str) -> list[list[float]]:
+        """Per fraction, a − b on each seed both have."""
+        pairs = [paired(scores.get(("snli", a, f), {}), scores.get(("snli", b, f), {})) for f in fractions]
+        return [d["diffs"] if d else [] for d in pairs]
+
+    def line(ax, series: list[list[float]], label: str, color: str, style: str, shift: float) -> None:
+        """Mean ± std over the fractions with a dot per seed; x nudged by ``shift`` steps (log scale)."""
+        points = [(x * 1.07**shift, v) for x, v in zip(xs, series) if v]
+        if not points:
+            return
+        stats = [mean_std(v) for _, v in points]
+        ax.errorbar(
+            [x for x, _ in points],
+            [m for m, _ in stats],
+            yerr=[sd for _, sd in stats],
+            label=label,
+            color=color,
+            linestyle=style,
+            marker="o",
+            capsize=3,
+            markersize=4,
+        )
+        for x, v in points:
+            ax.plot([x] * len(v), v, ".", color=color, alpha=0.5, markersize=4)
+
+    for ax, method in zip(axes[0], METHODS):
+        for k, start in enumerate(STARTS):
+            line(ax, values(f"{start}/{method}"), START_NAMES[start], START_COLORS[start], "-", k - 1)
+        ax.set_title(f"fine-tuned {NAMES[method]}: SNLI test accuracy ×100")
+    for k, start in enumerate(STARTS):
+        series = diffs(f"{start}/smart", f"{start}/vanilla")
+        line(axes[1][0], series, f"from {START_NAMES[start]}", START_COLORS[start], "-", k - 1)
+    axes[1][0].set_title("SMART − plain (paired, same seed)")
+    starts = [(s, m, style) for s in STARTS[1:] for m, style in zip(METHODS, ("--", "-"))]
+    for k, (start, method, style) in enumerate(starts):
+        series = diffs(f"{start}/{method}", f"minilm/{method}")
+        label = f"{START_NAMES[start]}, {NAMES[method]}"
+        line(axes[1][1], series, label, START_COLORS[start], style, k - 1.5)
+    axes[1][1].set_title("multi-task start − MiniLM start (paired, same seed)")
+    for ax in axes.flat:
+        ax.set_xscale("log")
+        ax.set_xticks(xs, [f"{x:g}%" for x in xs])
+        ax.minorticks_off()
+        ax.set_xlabel("fraction of SNLI dev trained on")
+        ax.grid(alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize="small")
+    for ax in axes[1]:
+        ax.axhline(0, color="black", linewidth=0.8)
+        ax.set_ylabel("Δ (points)")
+    fig.suptitle("(b) domain adaptation: SNLI test accuracy ×100")
+    _save_figure(fig, path)
+    return True
+
+
+def write_charts(folder: str | Path, scores: Scores) -> dict[str, str]:
+    """A chart per part that has runs, beside summary.md ({part: file name}); a part without runs
+    removes its chart of an earlier report."""
+    folder = Path(folder)
+    written = {}
+    for part, chart in zip(PARTS, (_glue_chart, _snli_chart, _agreement_chart)):
+        path = folder / CHART_FILES[part]
+        if chart(path, scores):
+            written[part] = CHART_FILES[part]
+        else:
+            path.unlink(missing_ok=True)
+    return written
 
 
 # --------------------------------------------------------------------------------------------------
@@ -376,7 +581,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if not a.folder:
         parser.error("give the run folder, or --estimate JOBS")
-    markdown = to_markdown(collect(a.folder))
+    scores = collect(a.folder)
+    markdown = to_markdown(scores, write_charts(a.folder, scores))
     (Path(a.folder) / "summary.md").write_text(markdown + "\n", encoding="utf-8")
     print(markdown)
     return 0

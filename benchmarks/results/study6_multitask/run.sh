@@ -1,4 +1,15 @@
 #!/usr/bin/env bash
+# Dry run, before the study: every stage, the report and its charts, on a tiny random BERT with MiniLM's
+# tokenizer (56 jobs, 30-40 minutes on two cores busy with another sweep). To check the resume too, send
+# SIGTERM to a stage's lanes.py mid-way (run.sh then exits 143 and starts no later stage) and run it again.
+#   .venv/bin/python -c "import sys; sys.path.insert(0, 'tests'); import conftest as c; \
+#     c.save_tiny_model_dir('/tmp/s6-tiny', dropout=0.1, head=False)"
+#   for s in 1 2 3; do OUT=/tmp/s6-out MODEL=/tmp/s6-tiny SEEDS="1 2" TASKS="rte stsb" FRACTIONS="0.01 1.0" \
+#     CAP=64 EXTRA="--epochs 1" STAGE=$s benchmarks/results/study6_multitask/run.sh; done
+#   OUT=/tmp/s6-out REPORT_ONLY=1 benchmarks/results/study6_multitask/run.sh   # summary.md, summary-a/b/c.png
+# (SMART_TUNE_VENV=DIR for a smart-tune other than .venv's; EXTRA="--max-steps 2" works too, and is
+# quicker on the 100% SNLI runs.)
+#
 # Study 6 (issue 21): SMART with multi-task learning and domain adaptation, the paper's §5.2-5.4 at the
 # scale two CPU cores finish. Resumable, across sessions; jobs on two lanes side by side with one torch
 # thread each (benchmarks/lanes.py). Three stages:
@@ -140,10 +151,20 @@ if [ -n "${JOBS_ONLY:-}" ]; then
 fi
 if [ -n "${REPORT_ONLY:-}" ]; then report; exit 0; fi
 status=0
-run_jobs() { python3 benchmarks/lanes.py --log-dir "$out" || status=$?; }
+# One stage's jobs (the function $1 lists them) on the lanes. Not `stage1_jobs | run_jobs`: a pipeline's
+# last part runs in a subshell, which would lose the status set there (run.sh then exits 0 after failed
+# jobs, and goes on to the next stage after a SIGTERM or a SIGUSR1 drain).
+run_jobs() {
+  local jobs
+  jobs=$("$1")
+  python3 benchmarks/lanes.py --log-dir "$out" <<< "$jobs" || status=$?
+}
+# lanes.py stopped (SIGTERM/SIGINT: 143) or drained (SIGUSR1: 3): start no further stage.
+go_on() { [ "$status" != 143 ] && [ "$status" != 3 ]; }
+stage() { [ -z "${STAGE:-}" ] || [ "$STAGE" = "$1" ]; }
 mkdir -p "$out"
-if [ -z "${STAGE:-}" ] || [ "$STAGE" = 1 ]; then stage1_jobs | run_jobs; fi
-if [ -z "${STAGE:-}" ] || [ "$STAGE" = 2 ]; then stage2_jobs | run_jobs; fi
-if [ -z "${STAGE:-}" ] || [ "$STAGE" = 3 ]; then agreement || status=$?; fi
+if stage 1; then run_jobs stage1_jobs; fi
+if go_on && stage 2; then run_jobs stage2_jobs; fi
+if go_on && stage 3; then agreement || status=$?; fi
 report || true
 exit "$status"

@@ -90,6 +90,7 @@ PY
 }
 
 report() {
+  [ -z "${JOBS_ONLY:-}" ] || return 0  # JOBS_ONLY prints the jobs and writes nothing
   for folder in pooling-pilot full lowdata; do
     ls "$here/$folder"/*/*/seed-*/results.json > /dev/null 2>&1 && "$st" report "$here/$folder" > /dev/null
   done
@@ -98,11 +99,26 @@ report() {
 
 if [ -n "${REPORT_ONLY:-}" ]; then report; exit 0; fi
 status=0
-run_jobs() { if [ -n "${JOBS_ONLY:-}" ]; then cat; else python3 benchmarks/lanes.py --log-dir "$here" || status=$?; fi; }
-if [ -z "${STAGE:-}" ] || [ "$STAGE" = 1 ]; then pilot_jobs | run_jobs; fi
+# One stage's jobs (the function "$@" lists them) on the lanes. Not `pilot_jobs | run_jobs`: a pipeline's
+# last part runs in a subshell, which would lose the status set there (run.sh then exited 0 after failed
+# jobs, and went on to the next stage after a SIGTERM or a SIGUSR1 drain).
+run_jobs() {
+  local jobs
+  jobs=$("$@")
+  if [ -n "${JOBS_ONLY:-}" ]; then
+    [ -z "$jobs" ] || echo "$jobs"
+  else
+    python3 benchmarks/lanes.py --log-dir "$here" <<< "$jobs" || status=$?
+  fi
+}
+# lanes.py stopped (SIGTERM/SIGINT: 143) or drained (SIGUSR1: 3): start no further stage.
+go_on() { [ "$status" != 143 ] && [ "$status" != 3 ]; }
+stage() { [ -z "${STAGE:-}" ] || [ "$STAGE" = "$1" ]; }
+if stage 1; then run_jobs pilot_jobs; fi
+go_on || exit "$status"
 pool=$(pooling)
 if [ -z "$pool" ]; then echo "Study 5 waits for the pooling pilot (stage 1) to finish" >&2; exit "${status:-1}"; fi
 echo "pooling: $pool (pooling_decision.json)" >&2
-if [ -z "${STAGE:-}" ] || [ "$STAGE" = 2 ]; then selection_jobs "$pool" | run_jobs; report; fi
-if [ -z "${STAGE:-}" ] || [ "$STAGE" = 3 ]; then final_jobs "$pool" | run_jobs; report; fi
+if stage 2; then run_jobs selection_jobs "$pool"; report; fi
+if go_on && stage 3; then run_jobs final_jobs "$pool"; report; fi
 exit "$status"

@@ -11,7 +11,7 @@ from conftest import shared_data_dir
 from smart_tune.cli import main
 from smart_tune.data import holdout_split
 from smart_tune.errors import ConfigError, DataError
-from smart_tune.report import last_epoch_metrics
+from smart_tune.report import kept_epoch, last_epoch_metrics
 
 GLUE = str(shared_data_dir() / "glue")
 
@@ -76,3 +76,19 @@ def test_validation_fraction_out_of_range_is_refused(tmp_path, capsys):
     )
     assert code == 2 and "--validation-from-train" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
+
+
+def test_a_run_that_keeps_its_last_epoch_says_nothing_chose_it(tiny_model_dir, tmp_path):
+    """``load_best_model_at_end`` off (Studies 4 and 6 score SNLI test with the last epoch): the Trainer
+    still tracks a best step, but the model kept is the last one, and nothing selected it."""
+    out = tmp_path / "run"
+    args = ["train", "--task", "rte", "--data-dir", GLUE, "--model", tiny_model_dir, "--method", "vanilla"]
+    args += ["--max-train-samples", "32", "--epochs", "2", "--batch-size", "16", "--disable-tqdm", "true"]
+    args += ["--load-best-model-at-end", "false", "--output-dir", str(out), "--no-save-model"]
+    assert main(args) == 0
+    r = json.loads((out / "results.json").read_text())
+    assert r["selected_on"] == "none" and r["best_checkpoint"] is None
+    assert r["best_step"] == r["global_steps"] == 4 and r["best_epoch"] == 2.0
+    assert kept_epoch(r) == 2.0  # the report's fit table
+    last = [e for e in r["log_history"] if "eval_accuracy" in e][-1]
+    assert r["metrics"]["accuracy"] == pytest.approx(last["eval_accuracy"])

@@ -25,7 +25,7 @@ from typing import Any
 from .errors import SmartTuneError, first_line
 from .models import check_max_length, default_model_path, load_model_and_tokenizer, tokenize
 from .recipe import HOLDOUT
-from .results import TRAIN_HOLDOUT, RunResults
+from .results import RunResults
 from .run import (
     Fitted,
     PreparedRun,
@@ -33,9 +33,11 @@ from .run import (
     check_resume,
     claim_output_dir,
     epoch_at,
+    kept_step,
     resolve_task_and_data,
     run_environment,
     run_recipe,
+    selected_on,
     write_results,
 )
 from .run_record import recorded_options
@@ -211,10 +213,12 @@ def record(prepared: PreparedRun, fitted: Fitted, scores: Scores) -> dict[str, A
         eval_runtime_s=round(scores.runtime_s, 2),
         global_steps=fitted.output.global_step,
         train_loss=fitted.output.training_loss,
-        best_checkpoint=state.best_model_checkpoint if run.keep_checkpoints else None,
-        best_step=state.best_global_step,
-        best_epoch=epoch_at(state, state.best_global_step),
-        selected_on=TRAIN_HOLDOUT if holdout else "dev",
+        best_checkpoint=state.best_model_checkpoint
+        if run.keep_checkpoints and args.load_best_model_at_end
+        else None,
+        best_step=kept_step(state, args),
+        best_epoch=epoch_at(state, kept_step(state, args)),
+        selected_on=selected_on(args, holdout, "dev"),
         holdout_examples=sum(v for k, v in scores.num_examples.items() if k.endswith(f"_{HOLDOUT}")),
         dev_split="dev",
         smart_nonfinite=trainer.nonfinite_total(),  # every rank calls it: a collective

@@ -97,7 +97,8 @@ class RunResults:
     best_epoch: float | None = None
     """The epoch of the kept model's evaluation."""
     selected_on: str = "dev"
-    """What chose the kept epoch: ``train-holdout`` (:data:`TRAIN_HOLDOUT`), ``dev`` (which then also scores it) or ``none``.
+    """What chose the kept epoch: ``train-holdout`` (:data:`TRAIN_HOLDOUT`), ``dev`` (which then also scores it) or ``none``
+    (nothing: no evaluation split, or ``load_best_model_at_end`` off, which keeps the last epoch).
     Files from before the field selected on dev."""
     holdout_examples: int = 0
     """Examples held out of train for selection (``--validation-from-train``; 0 without)."""

@@ -417,11 +417,13 @@ def record(prepared: PreparedRun, fitted: Fitted, scores: Scores) -> dict[str, A
         train_loss=fitted.output.training_loss,
         baseline=majority_baseline(task, prepared.splits["train"], prepared.splits[main]) if main else None,
         # The saved model's evaluation: its step and epoch; its checkpoint folder only if kept.
-        best_checkpoint=state.best_model_checkpoint if run.keep_checkpoints else None,
-        best_step=state.best_global_step,
-        best_epoch=epoch_at(state, state.best_global_step),
+        best_checkpoint=state.best_model_checkpoint
+        if run.keep_checkpoints and args.load_best_model_at_end
+        else None,
+        best_step=kept_step(state, args),
+        best_epoch=epoch_at(state, kept_step(state, args)),
         # What chose the kept epoch: the held-out part of train, or dev (which then also scores it).
-        selected_on=TRAIN_HOLDOUT if holdout else ("dev" if main else "none"),
+        selected_on=selected_on(args, holdout, main),
         holdout_examples=len(prepared.encoded[HOLDOUT]) if holdout else 0,
         dev_split=main,
         smart_nonfinite=trainer.nonfinite_total(),  # every rank calls it: a collective
@@ -478,6 +480,23 @@ def _logged_evaluation(state, args, main_metric: str) -> dict[str, Any] | None:
         if entry.get("step") == step and f"eval_{main_metric}" in entry:
             return entry
     return None
+
+
+def kept_step(state, args) -> int | None:
+    """The step of the model a run kept: the best evaluation's when the Trainer loads the best model at
+    the end; else the last step's (the Trainer still tracks a best step then, but keeps the last model)."""
+    if args.load_best_model_at_end:
+        return state.best_global_step
+    return state.global_step if any(e.get("step") == state.global_step for e in state.log_history) else None
+
+
+def selected_on(args, holdout: bool, dev: str | None) -> str:
+    """results.json's ``selected_on``: what chose the kept epoch. The held-out part of train, or dev (which
+    then also scores it); ``none`` when nothing chose it (no evaluation split, or
+    ``load_best_model_at_end`` off: the last epoch is kept, as Studies 4 and 6 keep SNLI's)."""
+    if not args.load_best_model_at_end:
+        return "none"
+    return TRAIN_HOLDOUT if holdout else ("dev" if dev else "none")
 
 
 def epoch_at(state, step: int | None) -> float | None:

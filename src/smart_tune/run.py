@@ -277,9 +277,10 @@ def check_resume(output_dir: Path, recorded: dict[str, Any]) -> str | None:
         return None
     why = settings_changed(output_dir, recorded)
     if why is not None:
+        command = "multitask" if recorded.get("tasks") else "train"  # its run_config.json is one's options
         raise ConfigError(
             f"--resume: {output_dir} not resumed: {why}; give the settings it started with "
-            f"(smart-tune train --config {output_dir / RUN_CONFIG} --resume), or --overwrite-output-dir "
+            f"(smart-tune {command} --config {output_dir / RUN_CONFIG} --resume), or --overwrite-output-dir "
             "instead of --resume to train it again from the start"
         )
     commit_then = started_at_commit(output_dir)

@@ -187,3 +187,6 @@ def test_a_refused_multitask_resume_names_the_multitask_command_to_resume_it(tmp
     with pytest.raises(ConfigError) as refused:
         check_resume(out, {**started, "task_sampling": "uniform"})
     assert f"smart-tune multitask --config {out / 'run_config.json'} --resume" in str(refused.value)
+    with pytest.raises(ConfigError) as refused:  # train --resume given a multi-task run's folder
+        check_resume(out, {"task": "rte", "data_dir": GLUE, "output_dir": str(out)})
+    assert f"smart-tune multitask --config {out / 'run_config.json'} --resume" in str(refused.value)

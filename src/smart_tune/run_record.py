@@ -130,6 +130,13 @@ def settings_changed(run_dir: Path, options: dict[str, Any]) -> str | None:
     return None
 
 
+def started_by(run_dir: Path) -> str:
+    """The smart-tune command whose options the run's ``run_config.json`` holds (``--config`` gives them
+    again): ``multitask`` when they name its tasks, else ``train``."""
+    started = _read_json(run_dir / RUN_CONFIG)
+    return "multitask" if isinstance(started, dict) and started.get("tasks") else "train"
+
+
 def started_at_commit(run_dir: Path) -> str | None:
     """The commit a run cut short started at, when this process runs another one: both known (a git
     checkout then and now) and different. Only commits are compared: uncommitted changes are not

@@ -12,9 +12,10 @@ again after a kill and only the missing work is done.
 Each lane runs with one torch thread (``OMP_NUM_THREADS=1`` unless set): on 2 cores, two 1-thread
 runs finish about 1.2x the work of one 2-thread run. Its output goes to ``lane-K.log`` in ``--log-dir``.
 SIGTERM or Ctrl-C is passed on to the running jobs, which checkpoint and stop (``compare`` handles it).
-SIGUSR1 drains instead: the running jobs finish, no lane starts another, and the exit status is 3 when
-jobs were left. Use it before a machine goes away: a checkpoint does not outlive the machine, so a run cut
-there starts again from nothing, while a drained lane loses no work.
+SIGUSR1 drains instead: the running jobs finish, no lane starts another, and the exit status is 3 (also
+when a job failed or none was left: a study's run.sh starts no further stage after it). Use it before a
+machine goes away: a checkpoint does not outlive the machine, so a run cut there starts again from
+nothing, while a drained lane loses no work.
 
     pkill -USR1 -f "python3 benchmarks/lanes.py"       # finish what runs, start nothing new
 
@@ -148,12 +149,12 @@ class Lanes:
             print(f"lanes: job failed ({line})", file=sys.stderr)
         if self.stopping.is_set():
             return 143
-        if self.failed:
-            return 1
-        left = len(self.jobs) - len(self.taken)  # jobs no lane of this process started
-        if self.draining.is_set() and left:
+        if self.draining.is_set():  # before a failure's 1, and with no job left: a stage script stops here
+            left = len(self.jobs) - len(self.taken)  # jobs no lane of this process started
             print(f"lanes: drained, {left} job(s) not started", file=sys.stderr)
             return 3
+        if self.failed:
+            return 1
         return 0
 
 

@@ -70,6 +70,20 @@ def test_sigusr1_drains_running_jobs_finish_and_no_new_one_starts(tmp_path):
     assert "drained, 1 job(s) not started" in process.stderr.read()
 
 
+def test_a_drain_says_so_in_the_exit_status_after_a_failed_job_or_with_every_job_started(tmp_path):
+    """Study 5's and 6's run.sh start no further stage after a drain, which they know by status 3 alone:
+    a job that failed meanwhile, or a queue whose every job had started, must not hide it."""
+    process = lanes(tmp_path, ["wait-1", "fail-5"])
+    wait_for(tmp_path / "wait-1.started")
+    wait_for(tmp_path / "fail-5.done")
+    process.send_signal(signal.SIGUSR1)
+    time.sleep(1.5)  # lanes.py handles signals at least once a second
+    (tmp_path / "go").touch()
+    assert process.wait(timeout=60) == 3
+    err = process.stderr.read()
+    assert "exit 5: fail-5" in err and "drained" in err, err
+
+
 def test_a_line_naming_a_command_runs_it_instead_of_compare(tmp_path):
     process = lanes(tmp_path, ["a", "multitask m", "evaluate e"])
     assert process.wait(timeout=60) == 0

@@ -168,3 +168,25 @@ def test_multitask_resume_is_refused_with_other_settings_and_allowed_with_its_ow
     assert not (out / "results.json").exists()
     assert multitask(out, tiny_model_dir, *saves, "--resume") == 0
     assert json.loads((out / "results.json").read_text())["resumed_at_step"] == 4
+
+
+def test_a_refused_multitask_resume_names_the_multitask_command_to_resume_it(tmp_path):
+    """The refusal names the command that gives the run its settings again: a multi-task run's
+    run_config.json holds --tasks, which `smart-tune train` refuses."""
+    from smart_tune.checkpoints import CHECKPOINT_COMPLETE
+    from smart_tune.errors import ConfigError
+    from smart_tune.run import check_resume
+    from smart_tune.run_record import write_run_record
+
+    out = tmp_path / "run"
+    (out / "checkpoint-4").mkdir(parents=True)
+    for name in (CHECKPOINT_COMPLETE, "optimizer.pt", "scheduler.pt"):
+        (out / "checkpoint-4" / name).write_text("{}")
+    started = {"tasks": "rte,stsb", "data_dir": GLUE, "output_dir": str(out)}
+    write_run_record(out, started)
+    with pytest.raises(ConfigError) as refused:
+        check_resume(out, {**started, "task_sampling": "uniform"})
+    assert f"smart-tune multitask --config {out / 'run_config.json'} --resume" in str(refused.value)
+    with pytest.raises(ConfigError) as refused:  # train --resume given a multi-task run's folder
+        check_resume(out, {"task": "rte", "data_dir": GLUE, "output_dir": str(out)})
+    assert f"smart-tune multitask --config {out / 'run_config.json'} --resume" in str(refused.value)

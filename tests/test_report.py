@@ -37,6 +37,29 @@ def test_last_epoch_metrics_come_from_the_last_evaluation_during_training():
     assert last_epoch_metrics({"metrics": {"accuracy": 0.5}, "log_history": []}) == {}
 
 
+def test_last_epoch_metrics_of_a_run_with_a_held_out_part_that_kept_its_last_epoch():
+    """--validation-from-train scores the held-out part and dev each epoch under their own names; with
+    load_best_model_at_end off nothing selected the kept epoch (``selected_on: none``), yet the log's
+    names are still those of the held-out part and dev."""
+    history = [
+        {"eval_holdout_accuracy": 0.7, "epoch": 1.0, "step": 2},
+        {"eval_dev_accuracy": 0.6, "epoch": 1.0, "step": 2},
+        {"eval_holdout_accuracy": 0.65, "epoch": 2.0, "step": 4},
+        {"eval_dev_accuracy": 0.55, "epoch": 2.0, "step": 4},
+        {"train_runtime": 1.0, "epoch": 2.0, "step": 4},
+    ]
+    run = {
+        "metrics": {"accuracy": 0.55, "accuracy_holdout": 0.65},
+        "selected_on": "none",
+        "holdout_examples": 16,
+        "dev_split": "dev",
+        "log_history": history,
+    }
+    expected = {"last_epoch_accuracy": 0.55, "last_epoch_accuracy_holdout": 0.65}
+    assert last_epoch_metrics(run) == expected
+    assert last_epoch_metrics({**run, "selected_on": "train-holdout"}) == expected
+
+
 def test_summary_statistics_and_paired_differences():
     runs = [
         result("vanilla", 1, 0.50, 0.48),

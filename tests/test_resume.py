@@ -310,3 +310,31 @@ def test_train_resume_refuses_other_settings_and_records_another_commit(
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "holds the model only" in err and "--overwrite-output-dir" in err, err
     assert snapshot() == before
+
+
+def test_a_checkpoint_holds_training_state_as_each_engine_saves_it(tmp_path):
+    """What the Trainer writes beside the model to continue from: optimizer.pt and scheduler.pt (DDP, one
+    process); under FSDP optimizer.bin or optimizer_0/; under DeepSpeed (ZeRO 1 and 2 run SMART) the
+    engine's own global_stepN/ folder, which holds the optimizer and, with a DeepSpeed scheduler, the
+    schedule (no scheduler.pt then). --save-only-model writes none of them."""
+    from smart_tune.checkpoints import holds_training_state
+
+    def checkpoint(name, *files, folders=()):
+        folder = tmp_path / name
+        folder.mkdir()
+        for f in ("model.safetensors", "trainer_state.json", *files):
+            (folder / f).write_text("")
+        for f in folders:
+            (folder / f).mkdir()
+            (folder / f / "zero_pp_rank_0_mp_rank_00_optim_states.pt").write_text("")
+        return folder
+
+    assert holds_training_state(checkpoint("plain", "optimizer.pt", "scheduler.pt", "rng_state.pth"))
+    assert holds_training_state(checkpoint("fsdp", "optimizer.bin", "scheduler.pt"))
+    assert holds_training_state(checkpoint("fsdp-sharded", "scheduler.pt", folders=["optimizer_0"]))
+    assert holds_training_state(checkpoint("deepspeed", "latest", folders=["global_step4"]))
+    assert holds_training_state(
+        checkpoint("deepspeed-hf-schedule", "latest", "scheduler.pt", folders=["global_step4"])
+    )
+    assert not holds_training_state(checkpoint("model-only"))
+    assert not holds_training_state(checkpoint("no-schedule", "optimizer.pt"))

@@ -134,3 +134,26 @@ def test_a_compare_run_passes_the_check_its_train_process_makes(tmp_path):
     recorded = recorded_options(train.chosen, train.training.output_dir)
     assert recorded == json.loads((r["dir"] / sweep.RUN_CONFIG).read_text())
     assert check_resume(r["dir"], recorded) is None  # not refused; started at this very commit
+
+
+def test_a_variant_spelled_with_dashes_or_an_alias_resumes_under_compare_and_train_alike(tmp_path):
+    """A config file's variants may spell an option with dashes or as --epochs does; train reads
+    run_config.json with them spelled as fields, and records that as the run starts. Neither check on
+    resume (train's own, compare's after train rewrote the record) may take the spelling for a change."""
+    from smart_tune.run import check_resume
+    from smart_tune.run_record import recorded_options
+
+    variants = {"smart-eps": {"smart-epsilon": 1e-3, "epochs": 2}}
+    (r,) = sweep.plan_runs(tmp_path, ["rte"], ["smart-eps"], [1], {"data_dir": "nowhere"}, variants)
+    r["dir"].mkdir(parents=True)
+    sweep.write_run_record(r["dir"], r["options"])  # compare, before it starts the run
+    parser = options.training_parser("smart-tune train", "", "")
+    config = str(r["dir"] / sweep.RUN_CONFIG)
+    train = options.parse_train_options(parser, ["--config", config, "--resume"])
+    recorded = recorded_options(train.chosen, train.training.output_dir)
+    assert recorded["smart_epsilon"] == 1e-3 and recorded["num_train_epochs"] == 2
+    assert check_resume(r["dir"], recorded) is None  # train's check on compare's record
+    sweep.write_run_record(r["dir"], recorded)  # train, as the run starts: its own spelling
+    assert sweep.settings_changed(r["dir"], r["options"]) is None  # compare's check on train's record
+    why = sweep.settings_changed(r["dir"], {**r["options"], "smart-epsilon": 1e-2})
+    assert why is not None and "smart_epsilon: 0.001 then, 0.01 now" in why, why

@@ -48,8 +48,13 @@ def last_complete_checkpoint(output_dir: str | os.PathLike) -> str | None:
 def holds_training_state(folder: str | os.PathLike) -> bool:
     """Whether a checkpoint holds what training continues from, beside the model: the optimizer's and
     the learning-rate schedule's state. ``--save-only-model`` (as ``benchmarks/gpu_study.py`` saves)
-    keeps the model only; resuming from that would restart AdamW's moments and the warm-up silently."""
+    keeps the model only; resuming from that would restart AdamW's moments and the warm-up silently.
+    The Trainer's files (``optimizer.pt``, under FSDP ``optimizer.bin`` or ``optimizer_0/``, and
+    ``scheduler.pt``), or DeepSpeed's: its engine saves both in a ``global_stepN`` folder (no
+    ``scheduler.pt`` beside it with a DeepSpeed scheduler), which the Trainer resumes from."""
     names = os.listdir(folder) if os.path.isdir(folder) else []
+    if any(n.startswith("global_step") and os.path.isdir(os.path.join(folder, n)) for n in names):
+        return True
     return any(n.startswith("optimizer") for n in names) and any(n.startswith("scheduler") for n in names)
 
 

@@ -272,8 +272,9 @@ def last_epoch_metrics(result: dict[str, Any]) -> dict[str, float]:
 def _logged_eval_key(result: dict[str, Any], name: str) -> str:
     """The log key of metric ``name`` in the evaluations during training. A run that selects on a part
     held out of train (``--validation-from-train``) scores it and dev each epoch under their own names
-    (``eval_holdout_accuracy``, ``eval_dev_accuracy``); otherwise dev alone is ``eval_accuracy``."""
-    if result.get("selected_on") != TRAIN_HOLDOUT:
+    (``eval_holdout_accuracy``, ``eval_dev_accuracy``); otherwise dev alone is ``eval_accuracy``. The part
+    is scored so even when nothing selected on it (``load_best_model_at_end`` off: ``selected_on`` none)."""
+    if result.get("selected_on") != TRAIN_HOLDOUT and not result.get("holdout_examples"):
         return f"eval_{name}"
     if name.endswith(HOLDOUT_SUFFIX):
         return f"eval_holdout_{name[: -len(HOLDOUT_SUFFIX)]}"

@@ -69,6 +69,7 @@ from .run_record import (
     revision_warning,
     settings_changed,
     started_at_commit,
+    started_by,
     write_run_record,
 )
 from .scoring import evaluate, predict  # noqa: F401  (importable from here too)
@@ -279,8 +280,8 @@ def check_resume(output_dir: Path, recorded: dict[str, Any]) -> str | None:
     if why is not None:
         raise ConfigError(
             f"--resume: {output_dir} not resumed: {why}; give the settings it started with "
-            f"(smart-tune train --config {output_dir / RUN_CONFIG} --resume), or --overwrite-output-dir "
-            "instead of --resume to train it again from the start"
+            f"(smart-tune {started_by(output_dir)} --config {output_dir / RUN_CONFIG} --resume), or "
+            "--overwrite-output-dir instead of --resume to train it again from the start"
         )
     commit_then = started_at_commit(output_dir)
     if commit_then is not None and is_main_process():

@@ -95,11 +95,16 @@ def settings_changed(run_dir: Path, options: dict[str, Any]) -> str | None:
     (``run_config.resolved.json``): a resumed run would finish with other settings than it started with.
     None when they are the same. Where the run is kept is not compared (:data:`NOT_TRAINING`), nor an
     option given now and not then (or the reverse) whose value comes out the same (a default spelled
-    out); a run started before the resolved file was written is compared on its options alone."""
+    out); a run started before the resolved file was written is compared on its options alone. Options
+    are compared by field name, however spelled (``smart-epsilon``, ``epochs``: a compare variant's keys
+    as its config file gives them, which ``train`` reads and records as fields)."""
+    from .options import field_names
+
     started = _read_json(run_dir / RUN_CONFIG)
-    now = _as_json(options)
+    now = field_names(_as_json(options))
     if not isinstance(started, dict):
         return f"its {RUN_CONFIG} cannot be read back, so the settings it started with are unknown"
+    started = field_names(started)
     unset = object()
     given = sorted(
         k
@@ -123,6 +128,13 @@ def settings_changed(run_dir: Path, options: dict[str, Any]) -> str | None:
         shown = _differences(before, after, changed)
         return f"the defaults under its options changed since it started ({shown})"
     return None
+
+
+def started_by(run_dir: Path) -> str:
+    """The smart-tune command whose options the run's ``run_config.json`` holds (``--config`` gives them
+    again): ``multitask`` when they name its tasks, else ``train``."""
+    started = _read_json(run_dir / RUN_CONFIG)
+    return "multitask" if isinstance(started, dict) and started.get("tasks") else "train"
 
 
 def started_at_commit(run_dir: Path) -> str | None:

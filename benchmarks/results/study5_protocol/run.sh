@@ -32,7 +32,7 @@ pilot_jobs() {
 
 pooling() {  # the pilot's rule; "" while the pilot is incomplete
   "$py" - "$here" <<'PY'
-import json, sys
+import json, os, sys
 from pathlib import Path
 here = Path(sys.argv[1])
 scores = {"cls": {}, "mean": {}}
@@ -45,7 +45,8 @@ means = {k: sum(v.values()) / len(v) for k, v in scores.items()}
 chosen = "mean" if means["mean"] - means["cls"] >= 1.0 else "cls"
 decision = {"rule": "mean iff plain's mean held-out main metric gains >= 1.0 point", "held_out_scores": scores,
             "means": means, "chosen": chosen}
-(here / "pooling_decision.json").write_text(json.dumps(decision, indent=2) + "\n")
+if not os.environ.get("JOBS_ONLY"):  # JOBS_ONLY prints the jobs and writes nothing
+    (here / "pooling_decision.json").write_text(json.dumps(decision, indent=2) + "\n")
 print(chosen)
 PY
 }

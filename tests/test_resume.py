@@ -156,21 +156,19 @@ def test_a_run_stopped_by_sigterm_and_resumed_equals_one_left_alone(
 # The command line: results.json of a run stopped by SIGTERM and resumed with --resume.
 
 
-def cli_run(tiny_model_dir, out, method, signal_after=None):
+def train_rte(model_dir: str) -> list[str]:
+    """The start of ``smart-tune train`` on the shared RTE files with a tiny model; each test adds its own."""
     from conftest import shared_data_dir
+
+    return ["train", "--task", "rte", "--data-dir", str(shared_data_dir() / "glue"), "--model", model_dir]
+
+
+def cli_run(tiny_model_dir, out, method, signal_after=None):
     from smart_tune import run as run_module
     from smart_tune.cli import main
     from smart_tune.errors import Interrupted
 
-    args = [
-        "train",
-        "--task",
-        "rte",
-        "--data-dir",
-        str(shared_data_dir() / "glue"),
-        "--model",
-        tiny_model_dir,
-    ]
+    args = train_rte(tiny_model_dir)
     args += ["--output-dir", str(out), "--method", method, "--max-train-samples", "48"]
     args += [
         "--validation-from-train",
@@ -242,20 +240,11 @@ def test_train_resume_refuses_other_settings_and_records_another_commit(
 ):
     import json
 
-    from conftest import shared_data_dir
     from smart_tune import environment
     from smart_tune.cli import main
 
     out = tmp_path / "run"
-    args = [
-        "train",
-        "--task",
-        "rte",
-        "--data-dir",
-        str(shared_data_dir() / "glue"),
-        "--model",
-        tiny_model_dir,
-    ]
+    args = train_rte(tiny_model_dir)
     args += ["--method", "vanilla", "--max-train-samples", "32", "--max-steps", "4", "--logging-steps", "1"]
     args += ["--disable-tqdm", "true", "--output-dir", str(out), "--keep-checkpoints"]  # saves at steps 2, 4
     started, fixed = "b" * 40, "c" * 40

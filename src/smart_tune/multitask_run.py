@@ -32,8 +32,7 @@ from .run import (
     Scores,
     check_resume,
     claim_output_dir,
-    epoch_at,
-    kept_step,
+    kept_model,
     resolve_task_and_data,
     run_environment,
     run_recipe,
@@ -196,6 +195,7 @@ def record(prepared: PreparedRun, fitted: Fitted, scores: Scores) -> dict[str, A
 
     run, args, trainer = prepared.run, prepared.args, prepared.trainer
     state = trainer.state
+    kept = kept_model(state, run, args)
     holdout = any(k.endswith(f"_{HOLDOUT}") for k in scores.num_examples)
     headline = {k: v for k, v in scores.metrics.items() if k.startswith(MEAN_MAIN)}
     results = RunResults(
@@ -213,11 +213,10 @@ def record(prepared: PreparedRun, fitted: Fitted, scores: Scores) -> dict[str, A
         eval_runtime_s=round(scores.runtime_s, 2),
         global_steps=fitted.output.global_step,
         train_loss=fitted.output.training_loss,
-        best_checkpoint=state.best_model_checkpoint
-        if run.keep_checkpoints and args.load_best_model_at_end
-        else None,
-        best_step=kept_step(state, args),
-        best_epoch=epoch_at(state, kept_step(state, args)),
+        # The saved model's evaluation: its step and epoch; its checkpoint folder only if kept.
+        best_checkpoint=kept["best_checkpoint"],
+        best_step=kept["best_step"],
+        best_epoch=kept["best_epoch"],
         selected_on=selected_on(args, holdout, "dev"),
         holdout_examples=sum(v for k, v in scores.num_examples.items() if k.endswith(f"_{HOLDOUT}")),
         dev_split="dev",

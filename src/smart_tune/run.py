@@ -401,6 +401,7 @@ def record(prepared: PreparedRun, fitted: Fitted, scores: Scores) -> dict[str, A
     run, args, trainer, task = prepared.run, prepared.args, prepared.trainer, prepared.task
     main, holdout = prepared.main_split, prepared.holdout
     state = trainer.state
+    kept = kept_model(state, run, args)
     results = RunResults(
         task=task.name if run.task else "custom",
         method=run.name,
@@ -418,11 +419,9 @@ def record(prepared: PreparedRun, fitted: Fitted, scores: Scores) -> dict[str, A
         train_loss=fitted.output.training_loss,
         baseline=majority_baseline(task, prepared.splits["train"], prepared.splits[main]) if main else None,
         # The saved model's evaluation: its step and epoch; its checkpoint folder only if kept.
-        best_checkpoint=state.best_model_checkpoint
-        if run.keep_checkpoints and args.load_best_model_at_end
-        else None,
-        best_step=kept_step(state, args),
-        best_epoch=epoch_at(state, kept_step(state, args)),
+        best_checkpoint=kept["best_checkpoint"],
+        best_step=kept["best_step"],
+        best_epoch=kept["best_epoch"],
         # What chose the kept epoch: the held-out part of train, or dev (which then also scores it).
         selected_on=selected_on(args, holdout, main),
         holdout_examples=len(prepared.encoded[HOLDOUT]) if holdout else 0,
@@ -483,12 +482,18 @@ def _logged_evaluation(state, args, main_metric: str) -> dict[str, Any] | None:
     return None
 
 
-def kept_step(state, args) -> int | None:
-    """The step of the model a run kept: the best evaluation's when the Trainer loads the best model at
-    the end; else the last step's (the Trainer still tracks a best step then, but keeps the last model)."""
+def kept_model(state, run, args) -> dict[str, Any]:
+    """results.json's fields for the saved model's evaluation: ``best_step`` and ``best_epoch``, and
+    ``best_checkpoint`` (its folder, only if checkpoints are kept). The best evaluation's when the Trainer
+    loads the best model at the end; else the last step's (the Trainer still tracks a best step then,
+    but keeps the last model, and no checkpoint folder holds it)."""
     if args.load_best_model_at_end:
-        return state.best_global_step
-    return state.global_step if any(e.get("step") == state.global_step for e in state.log_history) else None
+        step = state.best_global_step
+        folder = state.best_model_checkpoint if run.keep_checkpoints else None
+    else:
+        logged = any(e.get("step") == state.global_step for e in state.log_history)
+        step, folder = (state.global_step if logged else None), None
+    return {"best_checkpoint": folder, "best_step": step, "best_epoch": epoch_at(state, step)}
 
 
 def selected_on(args, holdout: bool, dev: str | None) -> str:

@@ -116,6 +116,41 @@ def test_where_a_run_is_kept_and_a_default_spelled_out_do_not_block_its_resume(t
     assert why == "its options changed since it started (weight_decay: 0.01 then, 0.1 now)"
 
 
+def test_logging_progress_and_a_task_spelled_another_way_do_not_block_a_resume(tmp_path):
+    """What a run shows or keeps (progress bars, logging, its label, whether its model is saved) and the
+    spelling of its task change nothing it trains: a resume with them changed goes on. A setting that
+    trains (another task, another learning rate) is still refused."""
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    options = {"task": "stsb", "seed": 1, "learning_rate": 5e-5, "output_dir": str(run_dir)}
+    sweep.write_run_record(run_dir, options)
+    shown = {
+        **options,
+        "task": "STS-B",
+        "disable_tqdm": True,
+        "logging_steps": 7,
+        "logging-first-step": True,
+        "label": "mine",
+        "save_model": False,
+        "keep_checkpoints": True,
+    }
+    assert sweep.settings_changed(run_dir, shown) is None
+    why = sweep.settings_changed(run_dir, {**options, "task": "rte"})
+    assert why == "its options changed since it started (task: 'stsb' then, 'rte' now)"
+    why = sweep.settings_changed(run_dir, {**shown, "learning_rate": 2e-5})
+    assert why == "its options changed since it started (learning_rate: 5e-05 then, 2e-05 now)"
+
+
+def test_a_multitask_run_resumes_with_its_tasks_spelled_another_way(tmp_path):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    options = {"tasks": "rte,stsb", "seed": 1, "output_dir": str(run_dir)}
+    sweep.write_run_record(run_dir, options)
+    assert sweep.settings_changed(run_dir, {**options, "tasks": "RTE, STS-B"}) is None
+    why = sweep.settings_changed(run_dir, {**options, "tasks": "stsb,rte"})
+    assert why is not None and "tasks: 'rte,stsb' then, 'stsb,rte' now" in why  # order sets the heads
+
+
 def test_a_compare_run_passes_the_check_its_train_process_makes(tmp_path):
     """compare's run is `train --config run_config.json [--resume]`: what train records of its options is
     what compare wrote, so train's own check on --resume (run.check_resume) lets it through."""

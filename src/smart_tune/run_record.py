@@ -31,8 +31,24 @@ SOURCE = "_source"  # no option's name: options are identifiers without a leadin
 # How one command treats the run's folder, not what the run is: left out of run_config.json.
 INVOCATION = frozenset({"config", "resume", "overwrite_output_dir"})
 # Not compared on resume either: where the folder is (the folder read is the run's, however its path
-# is spelled: relative, absolute, moved).
-NOT_TRAINING = INVOCATION | {"output_dir"}
+# is spelled: relative, absolute, moved), and what a run shows or keeps without changing what it trains:
+# its name in results.json, progress bars and logging, whether the model and checkpoints are kept at
+# its end. None of these draws from a random generator or touches a weight.
+NOT_TRAINING = INVOCATION | {
+    "output_dir",
+    "label",
+    "keep_checkpoints",
+    "save_model",
+    "disable_tqdm",
+    "logging_dir",
+    "logging_steps",
+    "logging_first_step",
+    "logging_nan_inf_filter",
+    "report_to",
+    "log_level",
+    "log_level_replica",
+    "log_on_each_node",
+}
 
 
 def recorded_options(chosen: dict[str, Any], output_dir: str | Path) -> dict[str, Any]:
@@ -85,6 +101,26 @@ def _read_json(path: Path) -> Any:
         return None
 
 
+def _canonical(options: dict[str, Any]) -> dict[str, Any]:
+    """``options`` with task names as the registry spells them (``STS-B``, ``sts_b``: ``stsb``), so that
+    a name typed another way is the same setting. A name the registry does not know is left as it is."""
+    from .errors import ConfigError
+    from .tasks import get_task
+
+    def name(task: Any) -> Any:
+        try:
+            return get_task(task).name if isinstance(task, str) else task
+        except ConfigError:
+            return task
+
+    out = dict(options)
+    if "task" in out:
+        out["task"] = name(out["task"])
+    if isinstance(out.get("tasks"), str):
+        out["tasks"] = ",".join(str(name(t.strip())) for t in out["tasks"].split(","))
+    return out
+
+
 def _differences(before: dict[str, Any], now: dict[str, Any], keys) -> str:
     return "; ".join(f"{k}: {before.get(k, '(unset)')!r} then, {now.get(k, '(unset)')!r} now" for k in keys)
 
@@ -93,18 +129,20 @@ def settings_changed(run_dir: Path, options: dict[str, Any]) -> str | None:
     """Why a run cut short may not resume with ``options``: they differ from those it started with (its
     ``run_config.json``) in a way that changes what it trains, or the defaults stacked under them do
     (``run_config.resolved.json``): a resumed run would finish with other settings than it started with.
-    None when they are the same. Where the run is kept is not compared (:data:`NOT_TRAINING`), nor an
-    option given now and not then (or the reverse) whose value comes out the same (a default spelled
-    out); a run started before the resolved file was written is compared on its options alone. Options
-    are compared by field name, however spelled (``smart-epsilon``, ``epochs``: a compare variant's keys
-    as its config file gives them, which ``train`` reads and records as fields)."""
+    None when they are the same. Where the run is kept, and what it shows or keeps (progress bars,
+    logging, its label, its saved model), are not compared (:data:`NOT_TRAINING`), nor a task's name
+    spelled another way (``STS-B``: ``stsb``), nor an option given now and not then (or the reverse)
+    whose value comes out the same (a default spelled out); a run started before the resolved file was
+    written is compared on its options alone. Options are compared by field name, however spelled
+    (``smart-epsilon``, ``epochs``: a compare variant's keys as its config file gives them, which
+    ``train`` reads and records as fields)."""
     from .options import field_names
 
     started = _read_json(run_dir / RUN_CONFIG)
-    now = field_names(_as_json(options))
+    now = _canonical(field_names(_as_json(options)))
     if not isinstance(started, dict):
         return f"its {RUN_CONFIG} cannot be read back, so the settings it started with are unknown"
-    started = field_names(started)
+    started = _canonical(field_names(started))
     unset = object()
     given = sorted(
         k
@@ -113,7 +151,7 @@ def settings_changed(run_dir: Path, options: dict[str, Any]) -> str | None:
     )
     before = _read_json(run_dir / RESOLVED)
     if isinstance(before, dict):
-        after = resolved_options(options)
+        before, after = _canonical(before), _canonical(resolved_options(options))
         # Only settings known then and now: a field a newer transformers adds changes nothing that ran.
         both = (set(before) & set(after)) - NOT_TRAINING - {SOURCE}
     else:  # a run started before the file was written: compared on its options alone

@@ -519,6 +519,74 @@ def test_custom_file_that_is_a_directory(tmp_path):
     assert str(info.value) == f"{tmp_path} is a directory; give a data file (.csv, .tsv, .jsonl or .json)"
 
 
+@pytest.mark.parametrize(
+    "name, text, spellings",
+    [
+        # A JSON float beside an int (pandas writes 1.0 for an int column with a gap in it).
+        (
+            "mixed.jsonl",
+            '{"t": "a", "label": 1}\n{"t": "b", "label": 0}\n{"t": "c", "label": 1.0}\n',
+            "'1', '1.0'",
+        ),
+        ("mixed.csv", "t,label\na,1\nb,01\nc,0\n", "'01', '1'"),
+    ],
+    ids=["jsonl-int-and-float", "csv-1-and-01"],
+)
+def test_custom_labels_that_spell_one_number_two_ways(tmp_path, name, text, spellings):
+    # Each spelling would become a class of its own: three classes for two, trained without a word.
+    path = _write(tmp_path / name, text)
+    with pytest.raises(DataError) as info:
+        load_custom(path, text_columns="t")
+    assert str(info.value) == (
+        f"{path}, line 3: column 'label' writes one number two ways ({spellings}); write each label one way"
+    )
+
+
+def test_custom_empty_label_is_a_missing_value(tmp_path):
+    # Not "label '' is not one of the training labels": the training file's own row lacks one.
+    train = _write(tmp_path / "train.csv", "t,label\na,x\nb,\nc,y\n")
+    with pytest.raises(DataError) as info:
+        load_custom(train, text_columns="t")
+    assert str(info.value) == f"{train}, line 3: missing value for column 'label'"
+    ok = _write(tmp_path / "ok.csv", "t,label\na,x\nc,y\n")
+    dev = _write(tmp_path / "dev.jsonl", '{"t": "a", "label": "x"}\n{"t": "b", "label": " "}\n')
+    with pytest.raises(DataError) as info:
+        load_custom(ok, dev, text_columns="t")
+    assert str(info.value) == f"{dev}, line 2: missing value for column 'label'"
+
+
+@pytest.mark.parametrize("key, value", [("t", ["a", "b"]), ("t", {"k": 1}), ("label", ["x"])])
+def test_custom_json_value_that_is_not_text(tmp_path, key, value):
+    # str() would train on "['a', 'b']" or make a class named "['x']".
+    rows = [{"t": "a", "label": "x"}, {"t": "b", "label": "y", key: value}]
+    path = _write(tmp_path / "train.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
+    with pytest.raises(DataError) as info:
+        load_custom(path, text_columns="t")
+    kind = "a list" if isinstance(value, list) else "an object"
+    assert str(info.value) == f"{path}, line 2: column '{key}' holds {kind}, not a text, number or boolean"
+
+
+def test_custom_csv_errors_name_the_line_a_record_starts_on(tmp_path):
+    # A quoted field may hold newlines: the record that starts on line 2 ends on line 4.
+    train = _write(tmp_path / "train.csv", 't,label\n"one\ntwo\nthree",zz,extra\nb,y\n')
+    with pytest.raises(DataError) as info:
+        load_custom(train, text_columns="t")
+    assert str(info.value) == f"{train}, lines 2-4: expected 2 comma-separated fields, found 3"
+    ok = _write(tmp_path / "ok.csv", 't,label\n"one\ntwo",x\nb,y\n')
+    dev = _write(tmp_path / "dev.csv", 't,label\n"multi\nline",x\nb,zz\n')
+    with pytest.raises(DataError, match=r"dev\.csv, line 4: label 'zz' is not one of the training labels"):
+        load_custom(ok, dev, text_columns="t")
+
+
+def test_custom_file_with_a_long_field(tmp_path):
+    # Longer than the csv module's default field limit (131072 characters): a long document is text.
+    long = "word " * 40000
+    for name, sep in (("long.csv", ","), ("long.tsv", "\t")):
+        path = _write(tmp_path / name, f"t{sep}label\n{long}{sep}x\nb{sep}y\n")
+        task, splits = load_custom(path, text_columns="t")
+        assert splits["train"][0]["t"] == long and task.label_list == ("x", "y")
+
+
 # --------------------------------------------------------------------------------------------------
 # class_balanced_subset
 

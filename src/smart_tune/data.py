@@ -35,6 +35,7 @@ import re
 import socket
 import zlib
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -263,11 +264,10 @@ def _one_line(exc: BaseException, limit: int = 200) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _check_fields(
-    path: Path, line: int, fields: list[str], expected: int, kind: str = "tab-separated"
-) -> None:
+def _check_fields(where: str, fields: list[str], expected: int, kind: str = "tab-separated") -> None:
+    """``where``: the file and line(s) of the row, as messages name them ("f.tsv, line 3")."""
     if len(fields) != expected:
-        raise DataError(f"{path}, line {line}: expected {expected} {kind} fields, found {len(fields)}")
+        raise DataError(f"{where}: expected {expected} {kind} fields, found {len(fields)}")
 
 
 def _column(path: Path, header: Sequence[str], name: str) -> int:
@@ -327,7 +327,7 @@ def _read_glue(task: TaskSpec, split: str, path: Path) -> _Columns:
     if task.name == "cola" and labeled:
         # No header: every line, the first included, is an example.
         for line, fields in lines:
-            _check_fields(path, line, fields, _COLA_FIELDS)
+            _check_fields(f"{path}, line {line}", fields, _COLA_FIELDS)
             label = _parse_label(task, fields[_COLA_LABEL], f"{path}, line {line}", index)
             rows.add([fields[_COLA_SENTENCE]], label, None)
         return rows
@@ -341,7 +341,7 @@ def _read_glue(task: TaskSpec, split: str, path: Path) -> _Columns:
     label_at = _column(path, header, layout.label) if labeled or layout.label in header else None
     index_at = next((header.index(name) for name in layout.index if name in header), None)
     for line, fields in lines:
-        _check_fields(path, line, fields, len(header))
+        _check_fields(f"{path}, line {line}", fields, len(header))
         if label_at is None or (not labeled and not fields[label_at].strip()):
             label: int | float = -1
         else:
@@ -419,7 +419,7 @@ def _load_scitail(task: TaskSpec, split: str, root: Path) -> datasets.Dataset:
     index = _label_index(task)
     rows = _Columns.empty(2)
     for line, fields in _tsv_rows(path):  # no header: premise, hypothesis, label
-        _check_fields(path, line, fields, 3)
+        _check_fields(f"{path}, line {line}", fields, 3)
         rows.add(fields[:2], _parse_label(task, fields[2], f"{path}, line {line}", index), None)
     return _to_dataset(task, split, rows, str(path))
 
@@ -618,7 +618,7 @@ def _read_table(path: Path) -> _Table:
     if suffix in (".csv", ".tsv"):
         rows = []
         try:
-            with open(path, encoding="utf-8-sig", newline="") as f:
+            with open(path, encoding="utf-8-sig", newline="") as f, _long_fields():
                 # .tsv follows GLUE (no quoting: a leading '"' is text); .csv is ordinary quoted CSV.
                 if suffix == ".tsv":
                     reader = csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
@@ -634,12 +634,17 @@ def _read_table(path: Path) -> _Table:
                         f"{path}, line 1: column name(s) {', '.join(repr(n) for n in twice)} appear more "
                         "than once in the header; rename them"
                     )
+                end = reader.line_num
                 for fields in reader:
+                    # A quoted field may hold newlines: name the line the record starts on (and the
+                    # last one), not only where the reader stopped, which may be far below.
+                    start, end = end + 1, reader.line_num
                     if not fields:
                         continue
+                    where = f"{path}, line {start}" if start == end else f"{path}, lines {start}-{end}"
                     kind = "tab-separated" if suffix == ".tsv" else "comma-separated"
-                    _check_fields(path, reader.line_num, fields, len(header), kind)
-                    rows.append((f"{path}, line {reader.line_num}", dict(zip(header, fields))))
+                    _check_fields(where, fields, len(header), kind)
+                    rows.append((where, dict(zip(header, fields))))
         except _READ_ERRORS as exc:
             raise _unreadable(path, exc) from exc
         return header, rows
@@ -662,6 +667,21 @@ def _read_table(path: Path) -> _Table:
     raise ConfigError(f"{path}: unsupported file type '{path.suffix}'; use .csv, .tsv, .jsonl or .json")
 
 
+# The csv module's field limit while a user's file is read: its default, 131072 characters, refuses a
+# long document (and says neither which line nor why); an int that fits a C long everywhere.
+_FIELD_LIMIT = 2**31 - 1
+
+
+@contextmanager
+def _long_fields() -> Iterator[None]:
+    """Raise the csv module's field limit (a process-wide setting) while a user's file is read."""
+    previous = csv.field_size_limit(_FIELD_LIMIT)
+    try:
+        yield
+    finally:
+        csv.field_size_limit(previous)
+
+
 def _sorted_labels(values: set[str]) -> tuple[str, ...]:
     # Integer labels sort by value, so "2" < "10" and labels 0..K-1 keep their own index.
     if all(re.fullmatch(r"[+-]?\d+", v) for v in values):
@@ -681,11 +701,13 @@ def load_custom(
 
     Files are read by extension: ``.csv`` (quoted CSV with a header), ``.tsv`` (tab-separated with a
     header, no quoting, like GLUE), ``.jsonl`` (one object per line) or ``.json`` (JSON lines, or
-    one array of objects). Text and label values are read as strings (JSON numbers become strings).
+    one array of objects). Text and label values are read as strings (JSON numbers and booleans
+    become strings; a JSON list or object is an error). A field may be of any length.
 
     Classification labels are the sorted unique values of the label column of the training file
     (numerically sorted when they are all integers); with no training file, of the validation file
-    (a test file alone is not enough for classification).
+    (a test file alone is not enough for classification). One number spelled two ways ("1" and
+    "1.0") is an error, as is a row without a label (but in the test file).
     A validation or test label not among them is an error. With ``regression=True`` labels must
     parse as floats. The test file may lack the label column (labels are then -1); empty test labels
     are -1 as well.
@@ -744,7 +766,9 @@ def _custom_text_columns(text_columns: Sequence[str] | str, label_column: str) -
 def _check_custom_tables(
     tables: dict[str, _Table], files: dict[str, Path], text_columns: tuple[str, ...], label_column: str
 ) -> None:
-    """Every user file has examples and the text columns (and, but for the test file, the label)."""
+    """Every user file has examples and the text columns (and, but for the test file, the label), and
+    no JSON list or object where a text or a label goes (``str`` would train on "['a', 'b']", or make a
+    class of it)."""
     for split, (header, rows) in tables.items():
         if not rows:
             raise DataError(f"{files[split]}: no examples in the {split} file")
@@ -752,6 +776,11 @@ def _check_custom_tables(
         for name in needed:
             if name not in header:
                 raise _no_column(files[split], name, header)
+        for where, row in rows:
+            for name in (*text_columns, label_column):
+                if isinstance(row.get(name), (list, dict)):
+                    kind = "a list" if isinstance(row[name], list) else "an object"
+                    raise DataError(f"{where}: column '{name}' holds {kind}, not a text, number or boolean")
 
 
 def _custom_labels(tables: dict[str, _Table], files: dict[str, Path], label_column: str) -> tuple[str, ...]:
@@ -761,8 +790,20 @@ def _custom_labels(tables: dict[str, _Table], files: dict[str, Path], label_colu
         raise ConfigError("a classification task needs a train or validation file to read its labels from")
     source = "train" if "train" in tables else "dev"
     _, rows = tables[source]
-    values = {str(row[label_column]).strip() for _, row in rows if row.get(label_column) is not None}
-    values.discard("")
+    values: set[str] = set()
+    spelled: dict[float, str] = {}  # each number's first spelling
+    for where, row in rows:
+        value = "" if row.get(label_column) is None else str(row[label_column]).strip()
+        if not value:
+            continue  # a row without a label is refused with its line when it is read
+        number = _as_number(value)
+        if number is not None and spelled.setdefault(number, value) != value:
+            # "1" and "1.0" (a JSON float beside an int, pandas' floats) would be two classes.
+            both = ", ".join(repr(v) for v in sorted((spelled[number], value)))
+            raise DataError(
+                f"{where}: column '{label_column}' writes one number two ways ({both}); write each label one way"
+            )
+        values.add(value)
     label_list = _sorted_labels(values)
     if len(label_list) < 2:
         raise DataError(
@@ -770,6 +811,15 @@ def _custom_labels(tables: dict[str, _Table], files: dict[str, Path], label_colu
             f"found {len(label_list)}"
         )
     return label_list
+
+
+def _as_number(text: str) -> float | None:
+    """The finite number a label spells ("1", "01", "1.0", "1e0"), else None."""
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None
 
 
 def _custom_task(
@@ -801,7 +851,7 @@ def _custom_label(
     training label (any other value is an error)."""
     if split == "test" and (raw is None or str(raw).strip() == ""):
         return -1
-    if raw is None:
+    if raw is None or str(raw).strip() == "":
         raise DataError(f"{where}: missing value for column '{label_column}'")
     if task.is_regression:
         return _parse_label(task, raw, where, index)

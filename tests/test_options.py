@@ -113,3 +113,25 @@ def test_both_spellings_parse_help_shows_dashes_and_errors_stay_short(capsys):
         "usage: smart-tune train --task TASK [options]",
         "smart-tune train: error: unrecognized arguments: --bogus",
     ]
+
+
+@pytest.mark.parametrize(
+    "argv, flag",
+    [
+        # With --task, a flag of your own files was dropped without a word: RTE's dev scored, not dev.csv.
+        (["--task", "rte", "--validation-file", "dev.csv"], "--validation-file"),
+        (["--task", "rte", "--test-file", "test.csv"], "--test-file"),
+        (["--task", "rte", "--text-columns", "question"], "--text-columns"),
+        (["--task", "rte", "--label-column", "y"], "--label-column"),
+        (["--task", "stsb", "--regression"], "--regression"),
+        # With your own files, a flag of the tasks' files was dropped as silently.
+        (["--train-file", "train.csv", "--data-dir", "glue"], "--data-dir"),
+        (["--train-file", "train.csv", "--eval-split", "test"], "--eval-split"),
+        (["--train-file", "train.csv", "--train-split", "dev"], "--train-split"),
+    ],
+)
+def test_flags_of_the_other_kind_of_data_are_refused(argv, flag):
+    with pytest.raises(ConfigError) as info:
+        parse(*argv)
+    assert str(info.value).startswith(f"conflicting options: {flag} ")
+    assert "\n" not in str(info.value)

@@ -113,6 +113,34 @@ class RunOptions:
             raise ConfigError("conflicting options: give --task or --train-file, not both")
         if not self.task and not self.train_file and not self.validation_file:
             raise ConfigError("no task: give --task NAME, or your own data with --train-file")
+        # A flag for the other kind of data would be dropped without a word (--task rte with
+        # --validation-file dev.csv scores RTE's dev, and says so only in the number of examples).
+        if self.task:
+            own = {
+                "--validation-file": self.validation_file,
+                "--test-file": self.test_file,
+                "--text-columns": self.text_columns,
+                "--label-column": self.label_column != "label",
+                "--regression": self.regression,
+            }
+            flag = next((flag for flag, given in own.items() if given), None)
+            if flag:
+                raise ConfigError(
+                    f"conflicting options: {flag} is for your own files (--train-file ...); "
+                    f"--task {self.task} reads the task's own files"
+                )
+        else:
+            task_only = {
+                "--data-dir": self.data_dir,
+                "--eval-split": self.eval_split,
+                "--train-split": self.train_split != "train",
+            }
+            flag = next((flag for flag, given in task_only.items() if given), None)
+            if flag:
+                raise ConfigError(
+                    f"conflicting options: {flag} is for --task; your own files are the splits "
+                    "(--train-file, --validation-file, --test-file)"
+                )
         if self.train_fraction is not None and self.max_train_samples is not None:
             raise ConfigError("conflicting options: --train-fraction and --max-train-samples")
         if self.train_fraction is not None and not 0 < self.train_fraction <= 1:

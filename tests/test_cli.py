@@ -121,6 +121,137 @@ def test_regression_task_and_custom_files(tiny_model_dir, tmp_path, capsys):
     assert r["task"] == "custom" and "accuracy" in r["metrics"] and r["num_examples"] == 20
 
 
+def test_own_files_train_with_a_test_file_then_evaluate_and_predict_them(tiny_model_dir, tmp_path, capsys):
+    """A model fine-tuned on your files scores and predicts files of yours: train's --test-file is predicted
+    (and scored, being labelled) by the kept model; evaluate --file and predict --file read a file with the
+    model's labels and the columns its results.json records, and agree with train's own numbers."""
+    rows = "".join(f"q{i},a {i},{'yes' if i % 3 else 'no'}\n" for i in range(24))
+    data = tmp_path / "mine.csv"
+    data.write_text("question,answer,label\n" + rows)
+    unlabelled = tmp_path / "new.jsonl"
+    unlabelled.write_text(
+        "".join(json.dumps({"question": f"n{i}", "answer": f"b {i}"}) + "\n" for i in range(5))
+    )
+    out = tmp_path / "custom"
+    argv = ["train", "--train-file", str(data), "--validation-file", str(data), "--test-file", str(data)]
+    argv += ["--text-columns", "question,answer", "--model", tiny_model_dir, "--output-dir", str(out), *FAST]
+    assert main(argv) == 0
+    r = json.loads((out / "results.json").read_text())
+    assert r["num_examples_by_split"]["test"] == 24
+    assert r["metrics"]["accuracy_test"] == pytest.approx(r["metrics"]["accuracy"], abs=1e-9)  # same file
+    written = (out / "predictions" / "mine.tsv").read_text().splitlines()
+    assert written[0] == "index\tprediction" and [w.split("\t")[0] for w in written[1:]] == [
+        str(i) for i in range(24)
+    ]
+    assert {w.split("\t")[1] for w in written[1:]} <= {"no", "yes"}  # your label names
+    capsys.readouterr()
+
+    assert main(["evaluate", "--model-dir", str(out), "--file", str(data)]) == 0
+    scored = json.loads(capsys.readouterr().out)
+    assert scored["task"] == "custom" and scored["num_examples"] == 24 and scored["split"] == str(data)
+    assert scored["metrics"]["accuracy"] == pytest.approx(r["metrics"]["accuracy"], abs=1e-6)
+
+    os.remove(out / "predictions" / "mine.tsv")
+    assert main(["predict", "--model-dir", str(out), "--file", str(data)]) == 0
+    assert (out / "predictions" / "mine.tsv").read_text().splitlines() == written  # train's own predictions
+    assert (
+        main(
+            [
+                "predict",
+                "--model-dir",
+                str(out),
+                "--file",
+                str(unlabelled),
+                "--output-dir",
+                str(tmp_path / "p"),
+            ]
+        )
+        == 0
+    )
+    lines = (tmp_path / "p" / "new.tsv").read_text().splitlines()
+    assert len(lines) == 6 and {line.split("\t")[1] for line in lines[1:]} <= {"no", "yes"}
+
+
+def test_own_regression_files_with_negative_targets_are_scored_and_predicted(
+    tiny_model_dir, tmp_path, capsys
+):
+    """A regression target may be -1: a file of them is scored (not taken for an unlabelled test split),
+    and a test file without targets is predicted, unclipped."""
+    data = tmp_path / "scores.tsv"
+    data.write_text("text\tscore\n" + "".join(f"s{i} w{i % 5}\t{i / 4 - 3}\n" for i in range(20)))
+    out = tmp_path / "reg"
+    argv = ["train", "--train-file", str(data), "--validation-file", str(data), "--regression"]
+    argv += [
+        "--text-columns",
+        "text",
+        "--label-column",
+        "score",
+        "--model",
+        tiny_model_dir,
+        "--output-dir",
+        str(out),
+    ]
+    assert main([*argv, *FAST]) == 0
+    r = json.loads((out / "results.json").read_text())
+    capsys.readouterr()
+    assert main(["evaluate", "--model-dir", str(out), "--file", str(data)]) == 0
+    scored = json.loads(capsys.readouterr().out)
+    assert scored["metrics"]["pearson"] == pytest.approx(r["metrics"]["pearson"], abs=1e-5)
+    blank = tmp_path / "blank.csv"
+    blank.write_text("text,score\nhello w1,\nbye w2,\n")  # no targets: predicted, not scored
+    assert main(["predict", "--model-dir", str(out), "--file", str(blank)]) == 0
+    values = [
+        float(line.split("\t")[1])
+        for line in (out / "predictions" / "blank.tsv").read_text().splitlines()[1:]
+    ]
+    assert len(values) == 2
+    capsys.readouterr()
+    assert main(["evaluate", "--model-dir", str(out), "--file", str(blank)]) == 2  # scored: targets needed
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "line 2: missing value for column 'score'" in err, err
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["evaluate"], "give --task NAME or --file FILE"),
+        (["evaluate", "--task", "rte", "--file", "x.csv"], "give --task NAME or --file FILE"),
+        (["evaluate", "--file", "x.csv", "--split", "test"], "--split is for --task"),
+        (["evaluate", "--file", "x.csv", "--data-dir", "d"], "--data-dir is for --task"),
+        (["predict", "--task", "rte", "--text-columns", "a"], "--text-columns is for --file"),
+        (["predict", "--file", "missing.csv"], "missing.csv"),
+    ],
+)
+def test_evaluate_and_predict_take_a_task_or_a_file_of_your_own(
+    argv, message, tiny_model_dir, tmp_path, capsys
+):
+    command, rest = argv[0], argv[1:]
+    assert main([command, "--model-dir", tiny_model_dir, *rest]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and message in err, err
+
+
+def test_a_run_may_not_write_over_the_model_it_starts_from(tiny_model_dir, tmp_path, capsys):
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, model)
+    before = sorted(p.name for p in model.iterdir())
+    argv = [
+        "train",
+        "--task",
+        "rte",
+        "--data-dir",
+        GLUE,
+        "--model",
+        str(model),
+        "--output-dir",
+        str(model) + "/",
+    ]
+    assert main([*argv, "--overwrite-output-dir", *FAST]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "is the model the run starts from" in err, err
+    assert sorted(p.name for p in model.iterdir()) == before
+
+
 def test_config_file_and_flags(tiny_model_dir, tmp_path):
     from smart_tune.options import parse_train_options, training_parser
 

@@ -171,7 +171,18 @@ def _scoring_parser(command: str, description: str) -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--model-dir", required=True)
-    p.add_argument("--task", required=True)
+    p.add_argument("--task", help="the task whose split to read (or --file)")
+    p.add_argument(
+        "--file",
+        help="a file of your own (.csv, .tsv, .jsonl, .json) instead of a task's split, read with the labels "
+        "of the model (fine-tuned with --train-file) and the columns its results.json records",
+    )
+    p.add_argument(
+        "--text-columns", help="with --file: its text column(s), if not those the model trained on"
+    )
+    p.add_argument(
+        "--label-column", help="with --file: its label column, if not the one the model trained on"
+    )
     p.add_argument("--data-dir", help="folder with the original files (else $GLUE_DIR etc., else the hub)")
     p.add_argument("--max-length", type=int, default=128, help="maximum tokens per example (default 128)")
     p.add_argument("--batch-size", type=int, default=64, help="examples per forward pass (default 64)")
@@ -181,6 +192,25 @@ def _scoring_parser(command: str, description: str) -> argparse.ArgumentParser:
         help="the model's tokenizer (name or folder), for a model folder without tokenizer files",
     )
     return p
+
+
+def _task_or_file(a: argparse.Namespace, **task_only: str | bool) -> None:
+    """evaluate/predict read a task's split (--task) or a file of your own (--file), not both; each
+    kind's own flags only with it (``task_only``: {name: the flag, when given})."""
+    if bool(a.task) == bool(a.file):
+        raise ConfigError("give --task NAME or --file FILE (your own data), one of them")
+    if a.file:
+        given = [flag for flag in (a.data_dir and "--data-dir", *task_only.values()) if flag]
+        if given:
+            raise ConfigError(f"conflicting options: {given[0]} is for --task; --file is read as it is")
+    else:
+        given = [
+            flag for flag, v in (("--text-columns", a.text_columns), ("--label-column", a.label_column)) if v
+        ]
+        if given:
+            raise ConfigError(
+                f"conflicting options: {given[0]} is for --file; --task {a.task} has its own columns"
+            )
 
 
 def cmd_evaluate(argv: list[str]) -> int:
@@ -195,6 +225,7 @@ def cmd_evaluate(argv: list[str]) -> int:
         "paper's error analysis), for SNLI read from its files (--task snli --split test)",
     )
     a = p.parse_args(argv)
+    _task_or_file(a, split=a.split != "dev" and "--split", by_agreement=a.by_agreement and "--by-agreement")
     out = evaluate(
         a.model_dir,
         a.task,
@@ -205,6 +236,9 @@ def cmd_evaluate(argv: list[str]) -> int:
         a.trust_remote_code,
         a.tokenizer,
         a.by_agreement,
+        a.file,
+        a.text_columns,
+        a.label_column,
     )
     print(json.dumps(out, indent=2))
     return 0
@@ -216,6 +250,7 @@ def cmd_predict(argv: list[str]) -> int:
     p = _scoring_parser("predict", "Write test-set predictions in the GLUE submission format.")
     p.add_argument("--output-dir", help="where to write (default MODEL_DIR/predictions)")
     a = p.parse_args(argv)
+    _task_or_file(a)
     for path in predict(
         a.model_dir,
         a.task,
@@ -225,6 +260,9 @@ def cmd_predict(argv: list[str]) -> int:
         a.batch_size,
         a.trust_remote_code,
         a.tokenizer,
+        a.file,
+        a.text_columns,
+        a.label_column,
     ):
         print(f"wrote {path}")
     return 0

@@ -343,7 +343,7 @@ def _read_glue(task: TaskSpec, split: str, path: Path) -> _Columns:
     for line, fields in lines:
         _check_fields(f"{path}, line {line}", fields, len(header))
         if label_at is None or (not labeled and not fields[label_at].strip()):
-            label: int | float = -1
+            label: int | float = math.nan if task.is_regression else -1  # STS-B's test: no target
         else:
             label = _parse_label(task, fields[label_at], f"{path}, line {line}", index)
         idx = _parse_index(path, line, fields[index_at]) if index_at is not None else None
@@ -696,6 +696,7 @@ def load_custom(
     text_columns: Sequence[str] | str = ("sentence",),
     label_column: str = "label",
     regression: bool = False,
+    label_list: Sequence[str] | None = None,
 ) -> tuple[TaskSpec, dict[str, datasets.Dataset]]:
     """Load user-supplied data files and describe them as a task.
 
@@ -708,9 +709,10 @@ def load_custom(
     (numerically sorted when they are all integers); with no training file, of the validation file
     (a test file alone is not enough for classification). One number spelled two ways ("1" and
     "1.0") is an error, as is a row without a label (but in the test file).
-    A validation or test label not among them is an error. With ``regression=True`` labels must
-    parse as floats. The test file may lack the label column (labels are then -1); empty test labels
-    are -1 as well.
+    ``label_list`` gives the labels instead (a trained model's, in its order, when it scores a file):
+    then any file alone will do. A validation or test label not among them is an error. With
+    ``regression=True`` labels must parse as floats. The test file may lack the label column, or some
+    labels: those rows' labels are then -1 (NaN for regression).
 
     Returns:
         ``(task, splits)``: a :class:`TaskSpec` named "custom" whose ``text_columns`` are the given
@@ -728,7 +730,12 @@ def load_custom(
         raise ConfigError("no data files given: pass a train, validation or test file")
     tables = {split: _read_table(path) for split, path in files.items()}
     _check_custom_tables(tables, files, text_columns, label_column)
-    label_list = () if regression else _custom_labels(tables, files, label_column)
+    if regression:
+        label_list = ()
+    elif label_list is not None:
+        label_list = tuple(str(label) for label in label_list)
+    else:
+        label_list = _custom_labels(tables, files, label_column)
     task = _custom_task(text_columns, label_list, regression, files)
     index = {label: i for i, label in enumerate(label_list)}
     splits = {}
@@ -847,10 +854,11 @@ def _custom_task(
 def _custom_label(
     task: TaskSpec, split: str, raw: Any, where: str, index: dict[str, int], label_column: str
 ) -> int | float:
-    """One row's label: -1 for a test row without one, a float for regression, else the index of a
-    training label (any other value is an error)."""
+    """One row's label: for a test row without one, -1 (NaN for regression, whose labels may be
+    negative: "no label" must not be a value); a float for regression, else the index of a training
+    label (any other value is an error)."""
     if split == "test" and (raw is None or str(raw).strip() == ""):
-        return -1
+        return math.nan if task.is_regression else -1
     if raw is None or str(raw).strip() == "":
         raise DataError(f"{where}: missing value for column '{label_column}'")
     if task.is_regression:
@@ -923,13 +931,21 @@ def holdout_split(
     return dataset.select(keep.tolist()), dataset.select(held_out.tolist())
 
 
+def is_labelled(ds, task) -> bool:
+    """Whether every row of ``ds`` has a label: -1 marks a missing class, NaN a missing regression
+    target (STS-B's test split, a test file of your own), which may be negative."""
+    labels = np.asarray(ds[:]["label"])  # ds[:] reads the column at once
+    if task.is_regression:
+        return not np.isnan(labels).any()
+    return bool(len(labels)) and labels.min() >= 0
+
+
 def check_split(ds, task, split: str, labelled: bool = True) -> None:
     """A split to train on, score (``labelled``) or predict: not empty, and, unless only predicted,
     every row labelled."""
     if len(ds) == 0:
         raise DataError(f"split '{split}' of {task.name} is empty")
-    # ds[:] reads the column at once; ds["label"] would be read element by element.
-    if labelled and not task.is_regression and min(ds[:]["label"]) < 0:
+    if labelled and not is_labelled(ds, task):
         raise DataError(
             f"split '{split}' of {task.name} has unlabeled rows (GLUE withholds its test labels): it can be "
             "neither trained on nor scored"

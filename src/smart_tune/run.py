@@ -74,6 +74,8 @@ from .run_record import (
 )
 from .scoring import evaluate, predict  # noqa: F401  (importable from here too)
 
+OWN_TEST = "test"  # the split of your --test-file (predicted after training; scored when labelled)
+
 # --------------------------------------------------------------------------------------------------
 # Data for a run
 
@@ -99,7 +101,8 @@ def resolve_task_and_data(run, seed: int):
         if "train" not in loaded:
             raise ConfigError("training needs --train-file")
         eval_splits = ["dev"] if "dev" in loaded else []
-        splits = {"train": loaded["train"], **{k: loaded[k] for k in eval_splits}}
+        # --test-file: predicted by the kept model (and scored, when every row has a label); see score().
+        splits = {"train": loaded["train"], **{k: loaded[k] for k in [*eval_splits, "test"] if k in loaded}}
     train = splits["train"]
     if run.train_fraction is not None:
         train = class_balanced_subset(train, run.train_fraction, seed)
@@ -109,7 +112,7 @@ def resolve_task_and_data(run, seed: int):
         train, splits[HOLDOUT] = holdout_split(train, run.validation_from_train, seed)
     splits["train"] = train
     for name, ds in splits.items():
-        check_split(ds, task, name)
+        check_split(ds, task, name, labelled=name != OWN_TEST)
     return task, splits, eval_splits
 
 
@@ -188,6 +191,7 @@ class Scores:
     metrics: dict[str, float] = field(default_factory=dict)
     num_examples: dict[str, int] = field(default_factory=dict)
     runtime_s: float = 0.0
+    files: dict[Path, str] = field(default_factory=dict)  # written beside results.json (predictions)
 
 
 def train(options) -> dict[str, Any]:
@@ -220,6 +224,13 @@ def claim_output_dir(options, created: list[Path]) -> Path:
     loads; the folders it needs and lacks go into ``created`` (removed again if the run fails)."""
     quiet_libraries()
     output_dir = Path(options.training.output_dir)
+    model = options.run.model
+    if model and Path(model).expanduser().resolve() == output_dir.expanduser().resolve():
+        # The new model (and --overwrite-output-dir, before it) would replace the one it starts from:
+        # a run that failed halfway would leave neither.
+        raise ConfigError(
+            f"--output-dir {output_dir} is the model the run starts from (--model); give another --output-dir"
+        )
     created.extend(missing_folders(output_dir.absolute()))
     check_output_dir(output_dir, options.run.resume, options.run.overwrite_output_dir)
     return output_dir
@@ -390,8 +401,40 @@ def score(prepared: PreparedRun) -> Scores:
         scores.num_examples[suffix] = len(ds)
     if prepared.holdout:
         scored(encoded[HOLDOUT], f"_{HOLDOUT}")
+    if OWN_TEST in encoded and not prepared.run.task:
+        predict_own_test(prepared, scores)
     scores.runtime_s = time.time() - started
     return scores
+
+
+def predict_own_test(prepared: PreparedRun, scores: Scores) -> None:
+    """Your ``--test-file``: the kept model's predictions (in your label names; ``index`` is the row's
+    number from 0), kept for :func:`write_results` to write as ``predictions/<file's stem>.tsv``, as
+    ``smart-tune predict --model-dir OUT --file FILE`` writes them; and its scores (``*_test``) when
+    every row has a label. One forward pass over the file does both."""
+    from .data import is_labelled
+    from .scoring import submission_values
+
+    trainer, task = prepared.trainer, prepared.task
+    dataset = prepared.splits[OWN_TEST]
+    labelled = is_labelled(dataset, task)
+    encoded = prepared.encoded[OWN_TEST].remove_columns(["idx"])
+    if not labelled:
+        encoded = encoded.remove_columns(["labels"])
+    out = trainer.predict(encoded, metric_key_prefix="eval")
+    if labelled:
+        scores.metrics.update(
+            {
+                f"{m}_{OWN_TEST}": float(out.metrics[f"eval_{m}"])
+                for m in task.metrics
+                if f"eval_{m}" in out.metrics
+            }
+        )
+        scores.num_examples[OWN_TEST] = len(dataset)
+    preds = out.predictions[0] if isinstance(out.predictions, tuple) else out.predictions
+    rows = zip(dataset[:]["idx"], submission_values(task, np.asarray(preds), None))
+    path = prepared.output_dir / "predictions" / f"{Path(prepared.run.test_file).stem}.tsv"
+    scores.files[path] = "index\tprediction\n" + "".join(f"{idx}\t{value}\n" for idx, value in rows)
 
 
 def record(prepared: PreparedRun, fitted: Fitted, scores: Scores) -> dict[str, Any]:
@@ -432,7 +475,7 @@ def record(prepared: PreparedRun, fitted: Fitted, scores: Scores) -> dict[str, A
         environment=run_environment(prepared),
         log_history=state.log_history,
     ).to_dict()
-    write_results(prepared, results)
+    write_results(prepared, results, scores.files)
     return results
 
 
@@ -445,11 +488,16 @@ def run_environment(prepared: PreparedRun) -> dict[str, Any]:
     return captured
 
 
-def write_results(prepared: PreparedRun, results: dict[str, Any]) -> None:
-    """results.json, by one process (every process computed the same scores), then the checkpoints
-    removed unless kept: in that order, so that a run killed (or out of disk) in between still holds
+def write_results(
+    prepared: PreparedRun, results: dict[str, Any], files: dict[Path, str] | None = None
+) -> None:
+    """``files`` (your test file's predictions) and results.json, by one process (every process computed
+    the same scores), then the checkpoints removed unless kept: in that order, so that a run killed (or out of disk) in between still holds
     its results or the checkpoint to resume from, never neither (a finished run trained again)."""
     if prepared.trainer.is_world_process_zero():
+        for path, text in (files or {}).items():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_text_atomic(path, text)
         write_json_atomic(prepared.output_dir / RESULTS, results)
         if not prepared.run.keep_checkpoints:
             for ckpt in checkpoints_in(prepared.output_dir):

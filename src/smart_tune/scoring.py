@@ -19,14 +19,16 @@ from .results import write_text_atomic
 
 def _load_trained(
     model_dir: str,
-    task_name: str,
+    task_name,
     trust_remote_code: bool = False,
     max_length: int = 128,
     tokenizer_name: str | None = None,
 ):
+    """(task, model, tokenizer, order): ``task_name`` a task's name, or the TaskSpec of your own file
+    (:func:`own_file`); ``order`` maps the task's labels onto the model's outputs (None: regression)."""
     from .tasks import get_task
 
-    task = get_task(task_name)
+    task = get_task(task_name) if isinstance(task_name, str) else task_name
     path = Path(model_dir)
     if not path.is_dir():
         raise ConfigError(f"model directory not found: {path}")
@@ -50,6 +52,64 @@ def _load_trained(
         order = [names.index(name) for name in task.label_names]
     warn_if_trained_on_another_task(path, task)
     return task, model, tokenizer, order
+
+
+def own_file(
+    model_dir: str,
+    data_file: str,
+    split: str,
+    text_columns: str | None = None,
+    label_column: str | None = None,
+    trust_remote_code: bool = False,
+):
+    """(task, dataset) of a file of your own (.csv, .tsv, .jsonl, .json), read as a model fine-tuned on
+    your files reads it: its labels are the model's (``id2label``, in its order; regression when its
+    head has one output), and its text and label columns, unless given, those its ``results.json``
+    records (the training run's ``--text-columns`` and ``--label-column``). ``split``: "dev" (labels
+    needed, for ``evaluate``) or "test" (labels optional, for ``predict``)."""
+    from transformers import AutoConfig
+
+    from .data import load_custom
+    from .multitask import is_multitask_dir
+
+    path = Path(model_dir)
+    if not path.is_dir():
+        raise ConfigError(f"model directory not found: {path}")
+    if is_multitask_dir(path):
+        raise ConfigError(
+            f"the multi-task model in {path} scores its own tasks (--task); to score your file, fine-tune it "
+            f"on your files first (smart-tune train --model {path} --train-file ...)"
+        )
+    try:
+        config = AutoConfig.from_pretrained(str(path), trust_remote_code=trust_remote_code)
+    except Exception as exc:  # noqa: BLE001 - any failure to read config.json, in one line
+        raise ConfigError(f"cannot read the model's config.json in {path}: {_first_line(exc)}") from exc
+    run = _recorded_run(path)
+    text_columns = text_columns or run.get("text_columns") or "sentence"
+    label_column = label_column or run.get("label_column") or "label"
+    columns = tuple(c.strip() for c in str(text_columns).split(",") if c.strip())
+    regression = config.problem_type == "regression" or config.num_labels == 1
+    labels = None if regression else [str(config.id2label[i]) for i in range(config.num_labels)]
+    files = {"validation_file": data_file} if split == "dev" else {"test_file": data_file}
+    task, loaded = load_custom(
+        **files, text_columns=columns, label_column=label_column, regression=regression, label_list=labels
+    )
+    return task, loaded[split]
+
+
+def _recorded_run(path: Path) -> dict[str, Any]:
+    """The run options the results.json beside a model records ({} without one)."""
+    try:
+        with open(path / RESULTS, encoding="utf-8") as f:
+            run = json.load(f)["arguments"]["run"]
+        return run if isinstance(run, dict) else {}
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
 
 
 def check_head(path: Path, task, trust_remote_code: bool = False) -> None:
@@ -124,9 +184,11 @@ def _predict_logits(model, tokenizer, dataset, task, max_length: int, batch_size
     from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
 
     from .config import has_accelerator
+    from .data import is_labelled
 
     encoded = tokenize(dataset, task, tokenizer, max_length).remove_columns(["idx"])
-    if min(encoded[:]["labels"]) < 0:  # unlabeled (test) rows: no loss to compute
+    # Unlabelled (test) rows: no loss to compute. Not `min(labels) < 0`: a regression target may be negative.
+    if not is_labelled(dataset, task):
         encoded = encoded.remove_columns(["labels"])
     with tempfile.TemporaryDirectory() as tmp:
         args = TrainingArguments(
@@ -162,8 +224,13 @@ def evaluate(
     trust_remote_code: bool = False,
     tokenizer: str | None = None,
     by_agreement: bool = False,
+    data_file: str | None = None,
+    text_columns: str | None = None,
+    label_column: str | None = None,
 ) -> dict[str, Any]:
     """Score a fine-tuned model on a labelled split: {"task", "split", "metrics", "num_examples"}.
+    ``data_file``: a labelled file of your own instead of the task's split (``task_name`` None;
+    :func:`own_file` reads it; ``"split"`` is then the file).
     ``tokenizer``: where the model's tokenizer is, when its folder lacks one. ``by_agreement`` adds
     ``"by_agreement": {bucket: {"accuracy", "num_examples"}}``, the accuracy per annotator-agreement
     bucket (§5.2 of the paper; :mod:`smart_tune.agreement`), for a split with annotator labels (SNLI's
@@ -181,10 +248,13 @@ def evaluate(
         dataset = load_split(task, split, data_dir)
         buckets = agreement_buckets(dataset, f"the {task.name} {split} split")
     quiet_libraries()
+    if data_file is not None:  # read before the model loads: a bad file fails fast
+        task, dataset = own_file(model_dir, data_file, "dev", text_columns, label_column, trust_remote_code)
+        split = str(data_file)
     task, model, tokenizer, order = _load_trained(
-        model_dir, task_name, trust_remote_code, max_length, tokenizer
+        model_dir, task if data_file is not None else task_name, trust_remote_code, max_length, tokenizer
     )
-    if buckets is None:
+    if buckets is None and data_file is None:
         dataset = load_split(task, split, data_dir)
     check_split(dataset, task, split)
     preds, labels = _predict_logits(model, tokenizer, dataset, task, max_length, batch_size, split)
@@ -227,26 +297,36 @@ def predict(
     batch_size: int = 64,
     trust_remote_code: bool = False,
     tokenizer: str | None = None,
+    data_file: str | None = None,
+    text_columns: str | None = None,
+    label_column: str | None = None,
 ) -> list[str]:
     """Write test-set predictions in the GLUE submission format (``index<TAB>prediction``). Returns the files.
-    ``tokenizer``: where the model's tokenizer is, when its folder lacks one."""
+    ``data_file``: a file of your own instead (``task_name`` None; labels optional; :func:`own_file`
+    reads it): its predictions, in your label names, go to ``<file's stem>.tsv``, ``index`` being the
+    row's number (from 0). ``tokenizer``: where the model's tokenizer is, when its folder lacks one."""
     from .data import check_split, load_split
 
     _check_scoring_options(max_length, batch_size)
     quiet_libraries()
+    own = None
+    if data_file is not None:  # read before the model loads: a bad file fails fast
+        own = own_file(model_dir, data_file, "test", text_columns, label_column, trust_remote_code)
     task, model, tokenizer, order = _load_trained(
-        model_dir, task_name, trust_remote_code, max_length, tokenizer
+        model_dir, own[0] if own else task_name, trust_remote_code, max_length, tokenizer
     )
     out_dir = Path(output_dir) if output_dir else Path(model_dir) / "predictions"
     # Every split is loaded and predicted before any file is written: a failure on the second split
     # (MNLI's mismatched test) leaves no half submission behind.
     files = {}
     for split in task.test_splits:
-        dataset = load_split(task, split, data_dir)
+        dataset = own[1] if own else load_split(task, split, data_dir)
         check_split(dataset, task, split, labelled=False)
         preds, _ = _predict_logits(model, tokenizer, dataset, task, max_length, batch_size, split)
         name = GLUE_SUBMISSION.get((task.name, split), f"{task.display_name}-{split}.tsv")
-        rows = zip(dataset[:]["idx"], _submission_values(task, preds, order))
+        if own:
+            name = f"{Path(data_file).stem}.tsv"
+        rows = zip(dataset[:]["idx"], submission_values(task, preds, order))
         files[out_dir / name] = "index\tprediction\n" + "".join(f"{idx}\t{value}\n" for idx, value in rows)
     out_dir.mkdir(parents=True, exist_ok=True)
     for path, text in files.items():
@@ -254,8 +334,11 @@ def predict(
     return [str(path) for path in files]
 
 
-def _submission_values(task, preds, order) -> list[str]:
+def submission_values(task, preds, order) -> list[str]:
     """GLUE's submission values: a label name, or a score (STS-B's clipped to 0..5) with 3 decimals."""
+    if task.is_regression and task.name == "custom":  # your own scale: not clipped, not rounded to 3 decimals
+        return [f"{v:.6g}" for v in preds.reshape(-1)]
     if task.is_regression:
         return [f"{v:.3f}" for v in np.clip(preds.reshape(-1), 0.0, 5.0 if task.name == "stsb" else np.inf)]
-    return [task.label_list[i] for i in preds[:, order].argmax(-1)]
+    ordered = preds if order is None else preds[:, order]  # None: the model's outputs are the task's labels
+    return [task.label_list[i] for i in ordered.argmax(-1)]

@@ -62,7 +62,7 @@ class TaskSpec:
             ``eval_splits[0]``. MRPC and QQP use accuracy, the first number of the "Acc/F1" pair the
             SMART paper reports; F1 is still reported.
         eval_splits: dev split names, in reporting order (MNLI: matched then mismatched).
-        test_splits: test split names (GLUE test labels are withheld: their ``label`` is -1).
+        test_splits: test split names (GLUE test labels are withheld: their ``label`` is -1, NaN for regression).
         hub: where :func:`smart_tune.data.load_split` finds the task online, or None.
         display_name: the name papers and the GLUE leaderboard use ("CoLA", "SST-2", "STS-B").
         label_names: human-readable names for ``label_list`` (the HF ``ClassLabel`` names, e.g.

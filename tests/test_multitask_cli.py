@@ -80,6 +80,22 @@ def test_a_task_the_model_lacks_is_refused_by_evaluate_and_gets_a_new_head_in_tr
     assert main([*args, "--max-train-samples", "16", "--max-steps", "1", "--disable-tqdm", "true"]) == 0
 
 
+def test_evaluating_every_few_steps_keeps_the_best_evaluated_step(tiny_model_dir, tmp_path):
+    """--eval-strategy steps: each evaluated step is saved, so the model kept is the best one by the mean
+    of the tasks' main metrics, in its checkpoint (not the last step, while results.json names the best)."""
+    out = tmp_path / "run"
+    steps = ["--max-steps", "4", "--eval-strategy", "steps", "--eval-steps", "2", "--keep-checkpoints"]
+    assert multitask(out, tiny_model_dir, *steps) == 0
+    results = json.loads((out / "results.json").read_text())
+    logged = {e["step"]: e["eval_mean_main"] for e in results["log_history"] if "eval_mean_main" in e}
+    assert sorted(logged) == [2, 4]
+    best = max(logged, key=logged.get)
+    assert results["best_step"] == best
+    assert results["best_checkpoint"] == str(out / f"checkpoint-{best}")
+    assert (out / f"checkpoint-{best}").is_dir()
+    assert results["metrics"]["mean_main"] == pytest.approx(logged[best], abs=1e-6)
+
+
 @pytest.mark.parametrize(
     "tasks,message",
     [

@@ -244,6 +244,16 @@ def test_each_task_smoothness_term_and_teacher_term_follow_its_head(name):
 # -- training --------------------------------------------------------------------------------------
 
 
+def test_a_smart_trainer_refuses_a_multitask_dataset_and_names_the_multitask_trainer(tmp_out):
+    """SmartTrainer's sampler would mix tasks in a batch, which the model refuses only at the first step."""
+    from smart_tune import SmartTrainer
+
+    model = mt_model()
+    trainer = SmartTrainer(model=model, args=args(tmp_out), train_dataset=train_set(model))
+    with pytest.raises(ConfigError, match="with MultiTaskTrainer"):
+        trainer.train()
+
+
 def test_every_method_sees_the_same_task_batches(tmp_out):
     seen = {}
     for method in ("vanilla", "r3f", "smart"):

@@ -80,6 +80,68 @@ def test_a_task_the_model_lacks_is_refused_by_evaluate_and_gets_a_new_head_in_tr
     assert main([*args, "--max-train-samples", "16", "--max-steps", "1", "--disable-tqdm", "true"]) == 0
 
 
+def test_evaluating_every_few_steps_keeps_the_best_evaluated_step(tiny_model_dir, tmp_path):
+    """--eval-strategy steps: each evaluated step is saved, so the model kept is the best one by the mean
+    of the tasks' main metrics, in its checkpoint (not the last step, while results.json names the best)."""
+    out = tmp_path / "run"
+    steps = ["--max-steps", "4", "--eval-strategy", "steps", "--eval-steps", "2", "--keep-checkpoints"]
+    assert multitask(out, tiny_model_dir, *steps) == 0
+    results = json.loads((out / "results.json").read_text())
+    logged = {e["step"]: e["eval_mean_main"] for e in results["log_history"] if "eval_mean_main" in e}
+    assert sorted(logged) == [2, 4]
+    best = max(logged, key=logged.get)
+    assert results["best_step"] == best
+    assert results["best_checkpoint"] == str(out / f"checkpoint-{best}")
+    assert (out / f"checkpoint-{best}").is_dir()
+    assert results["metrics"]["mean_main"] == pytest.approx(logged[best], abs=1e-6)
+
+
+def copy_of(out, tmp_path):
+    """A copy of a multi-task run's folder (the module's run stays as it is)."""
+    import shutil
+
+    return shutil.copytree(out, tmp_path / "copy")
+
+
+@pytest.mark.parametrize("tasks", [[{"num_labels": 2}], 5, "rte,stsb"], ids=["no-name", "number", "text"])
+def test_a_damaged_task_list_is_refused_in_one_line(mt_run, tasks, tmp_path, capsys):
+    folder = copy_of(mt_run[0], tmp_path)
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "smart_tune_tasks": tasks}))
+    for command in ("evaluate", "predict"):
+        assert main([command, "--model-dir", str(folder), "--task", "rte", "--data-dir", GLUE]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("error: ") and "smart_tune_tasks" in err and "\n" not in err, err
+    assert not (folder / "predictions").exists()
+
+
+def test_a_damaged_results_json_beside_a_multitask_model_does_not_stop_evaluate(mt_run, tmp_path, capsys):
+    folder = copy_of(mt_run[0], tmp_path)
+    (folder / "results.json").write_text(json.dumps({"task": "rte+stsb", "tasks": 5}))
+    assert main(["evaluate", "--model-dir", str(folder), "--task", "rte", "--data-dir", GLUE]) == 0
+    assert json.loads(capsys.readouterr().out)["num_examples"] == 277
+
+
+def test_a_task_head_of_another_size_is_refused_not_replaced_by_a_fresh_one(tiny_model_dir, tmp_path, capsys):
+    """A multi-task model built in Python whose rte head has 3 outputs: scoring RTE with it would load
+    the encoder with a fresh, untrained 2-label head; evaluate and predict refuse it instead."""
+    from transformers import AutoConfig, AutoTokenizer
+
+    from smart_tune.multitask import MultiTaskModel, TaskHead
+
+    folder = tmp_path / "mt"
+    heads = [TaskHead("rte", 3, id2label={0: "a", 1: "b", 2: "c"}), TaskHead("stsb", 1, "regression")]
+    MultiTaskModel(AutoConfig.from_pretrained(tiny_model_dir), heads).save_pretrained(folder)
+    AutoTokenizer.from_pretrained(tiny_model_dir).save_pretrained(folder)
+    for command in ("evaluate", "predict"):
+        assert main([command, "--model-dir", str(folder), "--task", "rte", "--data-dir", GLUE]) == 2
+        err = capsys.readouterr().err.strip()
+        assert "has a rte head for 3 labels (a, b, c), task rte needs 2 labels" in err and "\n" not in err, (
+            err
+        )
+    assert not (folder / "predictions").exists()
+
+
 @pytest.mark.parametrize(
     "tasks,message",
     [

@@ -66,6 +66,22 @@ def test_selection_defaults_follow_the_run():
     assert steps.save_strategy == "steps"  # a step's evaluation needs that step's checkpoint
 
 
+@pytest.mark.parametrize("command", [("--task", "rte"), ("--tasks", "rte,stsb")], ids=["train", "multitask"])
+def test_evaluating_every_few_steps_saves_at_those_steps(command):
+    """The kept model is an evaluated step's checkpoint: saving must happen at the steps evaluated, not
+    at TrainingArguments' default of every 500 steps (which passes its multiple-of check)."""
+    options_class = MultiTaskOptions if command[0] == "--tasks" else RunOptions
+    steps = parse(*command, "--eval-strategy", "steps", "--eval-steps", "2", options_class=options_class)
+    assert steps.training.save_strategy == "steps" and steps.training.save_steps == 2
+    unset = parse(*command, "--eval-strategy", "steps", "--logging-steps", "3", options_class=options_class)
+    assert unset.training.eval_steps == 3 and unset.training.save_steps == 3  # eval_steps from logging
+    mine = parse(
+        *command, "--eval-strategy", "steps", "--eval-steps", "2", "--save-steps", "4",
+        options_class=options_class,
+    )  # fmt: skip
+    assert mine.training.save_steps == 4  # what the user sets is kept
+
+
 def test_run_defaults_without_anything_to_score():
     defaults = run_defaults({}, "accuracy", has_dev=False, progress=True, accelerator=False)
     assert defaults == {

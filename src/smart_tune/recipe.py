@@ -85,6 +85,12 @@ def run_defaults(
 
 def reconcile(options: dict[str, Any]) -> None:
     """After the layers are stacked: evaluation every few steps saves every few steps too, whatever
-    the save strategy says (the kept model is a step's evaluation, which needs that step's checkpoint)."""
+    the save strategy says (the kept model is a step's evaluation, which needs that step's checkpoint),
+    and at the same steps unless ``save_steps`` is given. TrainingArguments' own default (500) passes its
+    check (a multiple of ``--eval-steps 2``) yet saves none of the steps evaluated before it: the best
+    one is recorded as kept while the last is saved."""
     if options.get("eval_strategy") == "steps" and options.get("save_strategy") == "epoch":
         options["save_strategy"] = "steps"
+    if options.get("eval_strategy") == "steps" and options.get("save_strategy") == "steps":
+        # TrainingArguments evaluates every logging_steps when eval_steps is unset: save there too.
+        options.setdefault("save_steps", options.get("eval_steps") or options.get("logging_steps"))

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from . import environment
-from .errors import ConfigError
+from .errors import ConfigError, first_line
 from .models import check_max_length, load_model_and_tokenizer, quiet_libraries, tokenize
 from .outputs import RESULTS
 from .results import write_text_atomic
@@ -117,19 +117,37 @@ def check_head(path: Path, task, trust_remote_code: bool = False) -> None:
     (transformers' own error points at a report it does not print)."""
     from transformers import AutoConfig
 
-    from .multitask import TASKS_KEY, is_multitask_dir
+    from .multitask import TASKS_KEY, TaskHead, is_multitask_dir
 
+    def outputs(n: int, names) -> str:
+        return "1 output (a regression score)" if n == 1 else f"{n} labels ({', '.join(map(str, names))})"
+
+    needs = outputs(task.num_labels, task.label_names)
     try:
         config = AutoConfig.from_pretrained(str(path), trust_remote_code=trust_remote_code)
     except Exception:
         return  # loading the model says what is wrong, in one line
-    if is_multitask_dir(path):  # a head per task: the task must be one of them
-        heads = {t["name"] if isinstance(t, dict) else t for t in getattr(config, TASKS_KEY)}
-        if task.name not in heads:
+    if is_multitask_dir(path):  # a head per task: the task must be one of them, of the task's size
+        try:
+            heads = {head.name: head for head in map(TaskHead.of, getattr(config, TASKS_KEY))}
+        except Exception as exc:  # a config.json edited by hand or damaged: not a traceback
+            raise ConfigError(
+                f"the multi-task model in {path} has a task list ({TASKS_KEY} in its config.json) that "
+                f"does not read: {first_line(exc)}"
+            ) from None
+        head = heads.get(task.name)
+        if head is None:
             raise ConfigError(
                 f"the multi-task model in {path} has heads for {', '.join(sorted(heads))}, not for "
                 f"{task.name}: fine-tune it on {task.name} first (smart-tune train --model {path} --task "
                 f"{task.name})"
+            )
+        if head.num_labels != task.num_labels:
+            # Loading it for this task would give the encoder a fresh, untrained head: refused, not scored.
+            has = outputs(head.num_labels, [head.id2label.get(i, i) for i in range(head.num_labels)])
+            raise ConfigError(
+                f"the multi-task model in {path} has a {task.name} head for {has}, task {task.name} "
+                f"needs {needs}"
             )
         return
     architectures = getattr(config, "architectures", None) or []
@@ -141,12 +159,7 @@ def check_head(path: Path, task, trust_remote_code: bool = False) -> None:
         )
     if config.num_labels == task.num_labels:
         return
-
-    def outputs(n: int, names) -> str:
-        return "1 output (a regression score)" if n == 1 else f"{n} labels ({', '.join(map(str, names))})"
-
     has = outputs(config.num_labels, [config.id2label[i] for i in range(config.num_labels)])
-    needs = outputs(task.num_labels, task.label_names)
     raise ConfigError(
         f"the model in {path} has a head for {has}, task {task.name} needs {needs}: it was fine-tuned "
         "for another task"
@@ -162,6 +175,8 @@ def warn_if_trained_on_another_task(path: Path, task) -> None:
         trained_on, several = recorded.get("task"), recorded.get("tasks") or {}
     except (OSError, ValueError, AttributeError):
         return
+    if not isinstance(several, (dict, list)):  # a damaged file: its tasks say nothing (no traceback)
+        several = {}
     if isinstance(trained_on, str) and trained_on != task.name and task.name not in several:
         print(
             f"warning: the model in {path} was fine-tuned on {trained_on} (its {RESULTS}), not on {task.name}",

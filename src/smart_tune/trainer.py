@@ -47,6 +47,7 @@ from .config import (  # noqa: F401  (SmartTrainingArguments and METHODS: import
 )
 from .errors import CheckpointError, ConfigError
 from .guard import NonfiniteStepGuard, reduce_over_processes
+from .multitask_data import MultiTaskDataset
 from .objective import TermMeans
 from .passes import check_accepts_inputs_embeds
 from .sharding import check_sharding
@@ -177,6 +178,17 @@ class SmartTrainer(Trainer):
     def skipped_steps(self) -> int:
         """Optimizer steps skipped because the loss or its gradients were NaN/Inf (all methods)."""
         return self.guard.skipped_steps
+
+    def get_train_dataloader(self):
+        """The Trainer's loader; a :class:`~smart_tune.multitask_data.MultiTaskDataset` is refused: its
+        examples would be drawn into batches mixing tasks, which a multi-task model refuses only at the
+        first step (MultiTaskTrainer deals batches of one task each)."""
+        if isinstance(self.train_dataset, MultiTaskDataset):
+            raise ConfigError(
+                f"{type(self).__name__} batches examples of any task together; train a MultiTaskDataset "
+                "with MultiTaskTrainer (smart_tune.multitask_trainer), which deals batches of one task each"
+            )
+        return super().get_train_dataloader()
 
     def _get_train_sampler(self, train_dataset=None):
         """The Trainer's sampler; length-grouped batches get a generator of their own (see

@@ -615,3 +615,43 @@ def test_class_balanced_subset_regression_and_bad_fraction():
     for fraction in (0.0, 1.5, -0.1):
         with pytest.raises(ConfigError, match="fraction"):
             class_balanced_subset(ds, fraction, seed=0)
+
+
+def test_custom_json_booleans_keep_their_json_spelling(tmp_path):
+    # str(True) is "True": a CSV dev file of the same labels ("true") would be refused as unknown.
+    rows = [{"t": "a", "label": True}, {"t": "b", "label": False}]
+    train = _write(tmp_path / "train.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
+    dev = _write(tmp_path / "dev.csv", "t,label\nc,true\nd,false\n")
+    task, splits = load_custom(train, dev, text_columns="t")
+    assert task.label_list == ("false", "true")
+    assert list(splits["dev"]["label"]) == [1, 0]
+
+
+def test_custom_labels_from_a_model_read_a_file_alone_in_the_model_order(tmp_path):
+    # evaluate/predict --file: the model's labels (its id2label order), not the file's, number the classes.
+    dev = _write(tmp_path / "dev.csv", "t,label\nc,yes\nd,yes\n")
+    task, splits = load_custom(validation_file=dev, text_columns="t", label_list=["yes", "no"])
+    assert task.label_list == ("yes", "no") and list(splits["dev"]["label"]) == [0, 0]
+    test = _write(tmp_path / "test.csv", "t,label\nc,\nd,maybe\n")
+    with pytest.raises(DataError, match=r"test\.csv, line 3: label 'maybe' is not one of"):
+        load_custom(test_file=test, text_columns="t", label_list=["yes", "no"])
+
+
+def test_a_missing_regression_target_is_nan_not_a_value(tmp_path):
+    # -1 is a real target on many scales; a test row without one is NaN.
+    test = _write(tmp_path / "test.csv", "t,score\nc,-1\nd,\n")
+    _, splits = load_custom(test_file=test, text_columns="t", label_column="score", regression=True)
+    labels = np.asarray(splits["test"]["label"])
+    assert labels[0] == -1 and np.isnan(labels[1])
+
+
+def test_first_examples_of_one_label_are_warned_about(capsys):
+    from smart_tune.run import warn_if_one_label
+
+    task = get_task("cola")
+    ds = datasets.Dataset.from_dict({"label": [1, 1, 1]})
+    warn_if_one_label(ds, task, 3)
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "all have the label 'acceptable'" in err and "--train-fraction" in err, err
+    warn_if_one_label(datasets.Dataset.from_dict({"label": [1, 0]}), task, 2)
+    assert capsys.readouterr().err == ""

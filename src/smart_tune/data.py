@@ -663,8 +663,15 @@ def _read_table(path: Path) -> _Table:
             rows = [(f"{path}, item {i + 1}", item) for i, item in enumerate(items)]
         else:
             rows = [(f"{path}, line {line}", obj) for line, obj in _jsonl_rows(path)]
+        # JSON's true/false keep their JSON spelling (str() would give Python's True/False, which a CSV
+        # file of the same labels does not match).
+        rows = [(where, {k: _json_bool(v) for k, v in obj.items()}) for where, obj in rows]
         return (list(rows[0][1]) if rows else []), rows
     raise ConfigError(f"{path}: unsupported file type '{path.suffix}'; use .csv, .tsv, .jsonl or .json")
+
+
+def _json_bool(value: Any) -> Any:
+    return ("true" if value else "false") if isinstance(value, bool) else value
 
 
 # The csv module's field limit while a user's file is read: its default, 131072 characters, refuses a

@@ -108,12 +108,30 @@ def resolve_task_and_data(run, seed: int):
         train = class_balanced_subset(train, run.train_fraction, seed)
     elif run.max_train_samples is not None:
         train = train.select(range(min(run.max_train_samples, len(train))))
+        warn_if_one_label(train, task, run.max_train_samples)
     if run.validation_from_train is not None:
         train, splits[HOLDOUT] = holdout_split(train, run.validation_from_train, seed)
     splits["train"] = train
     for name, ds in splits.items():
         check_split(ds, task, name, labelled=name != OWN_TEST)
     return task, splits, eval_splits
+
+
+def warn_if_one_label(train, task, first: int) -> None:
+    """One line on stderr when the first ``first`` training examples hold one label only (a file sorted
+    by label): the model cannot learn to tell the labels apart. A warning, not a refusal: a handful of
+    examples is also how one smoke-tests a set-up."""
+    if task.is_regression or not len(train) or not is_main_process():
+        return
+    labels = set(train[:]["label"])
+    if len(labels) == 1:
+        (only,) = labels
+        print(
+            f"warning: the first {len(train)} training examples (--max-train-samples {first}) all have the "
+            f"label {task.label_names[only]!r}: nothing tells the labels apart; use --train-fraction "
+            "(class-balanced) or shuffle your file",
+            file=sys.stderr,
+        )
 
 
 def resolve_also_evaluate(run, task) -> dict[str, tuple[Any, Any]]:

@@ -136,6 +136,38 @@ def test_gradient_accumulation_equals_the_large_batch(tmp_out, method):
         assert trained[0].state.log_history[0]["smart_adv_loss"] > 0
 
 
+def test_gradient_accumulation_with_compute_loss_func_logs_the_large_batch_terms(tmp_out):
+    """A compute_loss_func normalises L over the accumulated batch (num_items_in_batch), so each
+    micro-batch's L is its share; smart_task_loss logged the mean share, L / accumulation steps."""
+
+    def summed_over_items(outputs, labels, num_items_in_batch=None):
+        return (
+            torch.nn.functional.cross_entropy(outputs["logits"], labels, reduction="sum") / num_items_in_batch
+        )
+
+    trained = []
+    for batch, accumulation in ((8, 1), (4, 2)):
+        args = smart_args(
+            tmp_out,
+            per_device_train_batch_size=batch,
+            gradient_accumulation_steps=accumulation,
+            max_grad_norm=1e9,
+            warmup_steps=0,
+        )
+        trainer = SmartTrainer(
+            model=tiny_model(dropout=0.0),
+            args=args,
+            train_dataset=ToyDataset(),
+            compute_loss_func=summed_over_items,
+        )
+        trainer.regularizer = FixedPerturbation()
+        trainer.train()
+        trained.append(trainer)
+    assert max_weight_diff(*trained) < 1e-6
+    for key in ("loss", "smart_task_loss", "smart_adv_loss", "smart_breg_loss"):
+        assert logged(trained[0], key) == pytest.approx(logged(trained[1], key), rel=1e-5, abs=1e-10), key
+
+
 def test_beta_schedule_follows_the_warmup_ratio(tmp_out):
     trainer = train(SmartTrainer, smart_args(tmp_out, max_steps=10, smart_beta_warmup_ratio=0.3))
     assert trainer.teacher.warmup_steps == 3

@@ -6,8 +6,15 @@ import torch
 import transformers as hf
 from transformers import AutoModelForSequenceClassification
 
-from conftest import VOCAB, toy_batch
-from smart_tune import AdversarialRegularizer, ConfigError, MeanTeacher, SmartObjective
+from conftest import VOCAB, ToyDataset, toy_batch
+from smart_tune import (
+    AdversarialRegularizer,
+    ConfigError,
+    MeanTeacher,
+    SmartObjective,
+    SmartTrainer,
+    SmartTrainingArguments,
+)
 
 SIZES = dict(num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, max_position_embeddings=72)
 COMMON = dict(vocab_size=VOCAB, num_labels=3, pad_token_id=1)
@@ -69,3 +76,26 @@ def test_a_decoder_head_refuses_right_padding_in_one_line_and_trains_left_padded
     torch.testing.assert_close(by_embeds, by_ids, rtol=1e-5, atol=1e-6)
     terms = objective.loss(model.train(), left)
     assert torch.isfinite(terms.total) and terms.adversarial > 0 and terms.bregman is not None
+
+
+def test_a_head_that_refuses_inputs_embeds_is_refused_before_training(tmp_path):
+    """BART's head has an inputs_embeds argument but raises NotImplementedError on it: the run failed at
+    its first step with a traceback instead of at the start with one line."""
+    torch.manual_seed(0)
+    config = hf.BartConfig(
+        d_model=32,
+        encoder_layers=1,
+        decoder_layers=1,
+        encoder_attention_heads=2,
+        decoder_attention_heads=2,
+        encoder_ffn_dim=64,
+        decoder_ffn_dim=64,
+        max_position_embeddings=64,
+        **COMMON,
+    )
+    model = AutoModelForSequenceClassification.from_config(config)
+    args = SmartTrainingArguments(output_dir=str(tmp_path), use_cpu=True, report_to="none", max_steps=1)
+    with pytest.raises(ConfigError, match="inputs_embeds") as refused:
+        SmartTrainer(model=model, args=args, train_dataset=ToyDataset(n=4))
+    assert "\n" not in str(refused.value)
+    SmartTrainer(model=model, args=SmartTrainingArguments(**{**args.to_dict(), "smart_method": "vanilla"}))

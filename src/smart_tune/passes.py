@@ -137,9 +137,11 @@ def word_embeddings(model: nn.Module, input_ids: torch.Tensor) -> torch.Tensor:
 
 
 def check_accepts_inputs_embeds(model: nn.Module) -> None:
-    """Fail early, with the reason, for models that cannot take perturbed embeddings."""
+    """Fail early, with the reason, for models that cannot take perturbed embeddings: a forward without
+    ``inputs_embeds``, or one that has it but refuses it (BART's and T5's sequence-classification
+    heads find each row's end of sequence in ``input_ids``: they failed at the first training step)."""
     params = inspect.signature(model.forward).parameters
-    if "inputs_embeds" not in params:
+    if "inputs_embeds" not in params or _NO_INPUTS_EMBEDS in _forward_source(type(model)):
         # A ConfigError (a ValueError too): the command line prints it as one line, not a traceback.
         raise ConfigError(
             f"{type(model).__name__}.forward takes no `inputs_embeds`: SMART and R3F perturb the word "
@@ -147,6 +149,8 @@ def check_accepts_inputs_embeds(model: nn.Module) -> None:
         )
 
 
+# What a model's forward says when it has an inputs_embeds argument but refuses it (BART, T5, mBART, ...).
+_NO_INPUTS_EMBEDS = "Passing input embeddings is currently not supported"
 # What a sequence-classification head says when it pools each row's last non-padding token, found from
 # input_ids (GPT-2, Llama, Qwen2, Mistral, OPT, ...: the decoders' heads): given inputs_embeds it cannot
 # find the padding and takes the last position of every row.
@@ -154,11 +158,13 @@ _POOLS_BY_TOKEN_IDS = "will not detect padding tokens in `inputs_embeds`"
 
 
 @functools.cache
-def _pools_by_token_ids(model_type: type) -> bool:
+def _forward_source(model_type: type) -> str:
+    """The source of a model class's forward ("" where there is none to read: a compiled or dynamically
+    made class): its messages say how it treats ``inputs_embeds``."""
     try:
-        return _POOLS_BY_TOKEN_IDS in inspect.getsource(model_type.forward)
-    except (OSError, TypeError):  # no source to read (a compiled or dynamically made class)
-        return False
+        return inspect.getsource(model_type.forward)
+    except (OSError, TypeError):
+        return ""
 
 
 def check_last_token_is_real(model: nn.Module, input_ids: torch.Tensor) -> None:
@@ -174,7 +180,7 @@ def check_last_token_is_real(model: nn.Module, input_ids: torch.Tensor) -> None:
         model: the unwrapped model.
         input_ids: (B, L) token ids of the batch.
     """
-    if not _pools_by_token_ids(type(model)):
+    if _POOLS_BY_TOKEN_IDS not in _forward_source(type(model)):
         return
     config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
     pad = getattr(config, "pad_token_id", None)

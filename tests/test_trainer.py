@@ -168,6 +168,24 @@ def test_gradient_accumulation_with_compute_loss_func_logs_the_large_batch_terms
         assert logged(trained[0], key) == pytest.approx(logged(trained[1], key), rel=1e-5, abs=1e-10), key
 
 
+def test_extra_terms_scale_without_the_trainers_loss_is_scaled_for_ga(tmp_out, monkeypatch):
+    """transformers 5.0 (allowed by pyproject) has no Trainer.loss_is_scaled_for_ga: every SMART step
+    failed with AttributeError. Its rule is then the Trainer's own: scaled when a compute_loss_func is
+    given (sequence-classification heads take no loss kwargs here)."""
+    import transformers
+
+    trainer = SmartTrainer(
+        model=tiny_model(),
+        args=smart_args(tmp_out, gradient_accumulation_steps=2),
+        train_dataset=ToyDataset(),
+    )
+    trainer.current_gradient_accumulation_steps = 2
+    monkeypatch.delattr(transformers.Trainer, "loss_is_scaled_for_ga", raising=False)
+    assert trainer._extra_term_scale(None) == 1.0
+    trainer.compute_loss_func = lambda outputs, labels, num_items_in_batch=None: outputs["loss"]
+    assert trainer._extra_term_scale(torch.tensor(8)) == 0.5
+
+
 def test_beta_schedule_follows_the_warmup_ratio(tmp_out):
     trainer = train(SmartTrainer, smart_args(tmp_out, max_steps=10, smart_beta_warmup_ratio=0.3))
     assert trainer.teacher.warmup_steps == 3

@@ -226,8 +226,10 @@ class SmartTrainer(Trainer):
         """Scale for R_s and D_Breg (batch means) so that they accumulate like the task loss: when the
         Trainer will not divide the loss by the accumulation steps (the task loss is already normalised
         over the whole accumulated batch), divide the extra terms here instead."""
-        if self.loss_is_scaled_for_ga is not None:
-            scaled = self.loss_is_scaled_for_ga
+        # The Trainer's own say (transformers >= 5.x; 5.0 has no such attribute and decides as below).
+        declared = getattr(self, "loss_is_scaled_for_ga", None)
+        if declared is not None:
+            scaled = declared
         else:
             scaled = (
                 self.model_accepts_loss_kwargs and num_items_in_batch is not None

@@ -136,6 +136,56 @@ def test_gradient_accumulation_equals_the_large_batch(tmp_out, method):
         assert trained[0].state.log_history[0]["smart_adv_loss"] > 0
 
 
+def test_gradient_accumulation_with_compute_loss_func_logs_the_large_batch_terms(tmp_out):
+    """A compute_loss_func normalises L over the accumulated batch (num_items_in_batch), so each
+    micro-batch's L is its share; smart_task_loss logged the mean share, L / accumulation steps."""
+
+    def summed_over_items(outputs, labels, num_items_in_batch=None):
+        return (
+            torch.nn.functional.cross_entropy(outputs["logits"], labels, reduction="sum") / num_items_in_batch
+        )
+
+    trained = []
+    for batch, accumulation in ((8, 1), (4, 2)):
+        args = smart_args(
+            tmp_out,
+            per_device_train_batch_size=batch,
+            gradient_accumulation_steps=accumulation,
+            max_grad_norm=1e9,
+            warmup_steps=0,
+        )
+        trainer = SmartTrainer(
+            model=tiny_model(dropout=0.0),
+            args=args,
+            train_dataset=ToyDataset(),
+            compute_loss_func=summed_over_items,
+        )
+        trainer.regularizer = FixedPerturbation()
+        trainer.train()
+        trained.append(trainer)
+    assert max_weight_diff(*trained) < 1e-6
+    for key in ("loss", "smart_task_loss", "smart_adv_loss", "smart_breg_loss"):
+        assert logged(trained[0], key) == pytest.approx(logged(trained[1], key), rel=1e-5, abs=1e-10), key
+
+
+def test_extra_terms_scale_without_the_trainers_loss_is_scaled_for_ga(tmp_out, monkeypatch):
+    """transformers 5.0 (allowed by pyproject) has no Trainer.loss_is_scaled_for_ga: every SMART step
+    failed with AttributeError. Its rule is then the Trainer's own: scaled when a compute_loss_func is
+    given (sequence-classification heads take no loss kwargs here)."""
+    import transformers
+
+    trainer = SmartTrainer(
+        model=tiny_model(),
+        args=smart_args(tmp_out, gradient_accumulation_steps=2),
+        train_dataset=ToyDataset(),
+    )
+    trainer.current_gradient_accumulation_steps = 2
+    monkeypatch.delattr(transformers.Trainer, "loss_is_scaled_for_ga", raising=False)
+    assert trainer._extra_term_scale(None) == 1.0
+    trainer.compute_loss_func = lambda outputs, labels, num_items_in_batch=None: outputs["loss"]
+    assert trainer._extra_term_scale(torch.tensor(8)) == 0.5
+
+
 def test_beta_schedule_follows_the_warmup_ratio(tmp_out):
     trainer = train(SmartTrainer, smart_args(tmp_out, max_steps=10, smart_beta_warmup_ratio=0.3))
     assert trainer.teacher.warmup_steps == 3
@@ -216,8 +266,9 @@ def test_model_without_inputs_embeds_is_refused(tmp_out):
         return forward(input_ids=input_ids, attention_mask=attention_mask, labels=labels)
 
     model.forward = no_embeds
-    with pytest.raises(ValueError, match="inputs_embeds"):
+    with pytest.raises(ConfigError, match="inputs_embeds") as refused:  # one line on the command line
         SmartTrainer(model=model, args=smart_args(tmp_out), train_dataset=ToyDataset())
+    assert "\n" not in str(refused.value)
 
 
 def test_teacher_horizon_sets_beta_from_the_run_length(tmp_out):

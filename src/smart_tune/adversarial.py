@@ -45,6 +45,7 @@ from .passes import (  # noqa: F401  (capture_rng_state, check_accepts_inputs_em
     DROPOUT_POLICIES,
     capture_rng_state,
     check_accepts_inputs_embeds,
+    check_last_token_is_real,
     dropout_policy,
     frozen_parameters,
     logits_of,
@@ -100,6 +101,7 @@ class _EmbeddingRegularizer:
 
     def _prepare(self, model: nn.Module, batch: Mapping[str, Any], embeds: torch.Tensor | None):
         input_ids = batch["input_ids"]
+        check_last_token_is_real(model, input_ids)
         if embeds is None:
             embeds = word_embeddings(model, input_ids)
         mask = real_token_mask(batch, input_ids).to(embeds.dtype)

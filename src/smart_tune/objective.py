@@ -187,11 +187,14 @@ class TermMeans:
         self.sums = dict.fromkeys(self.NAMES, 0.0)
         self.counts = dict.fromkeys(self.NAMES, 0)
 
-    def add(self, terms: SmartTerms) -> None:
+    def add(self, terms: SmartTerms, task_scale: float = 1.0) -> None:
+        """Add one mini-batch's terms; ``task_scale`` multiplies L (a micro-batch's share of a loss
+        normalised over the accumulated batch, times the accumulation steps, is that batch's L)."""
         values = (terms.task, terms.adversarial, terms.bregman, terms.delta_linf)
         for name, value in zip(self.NAMES, values):
             if value is not None:
-                self.sums[name] += float(value.detach()) if torch.is_tensor(value) else float(value)
+                value = float(value.detach()) if torch.is_tensor(value) else float(value)
+                self.sums[name] += value * task_scale if name == "smart_task_loss" else value
                 self.counts[name] += 1
 
     def pop(self, reduce=lambda values: values) -> dict[str, float]:

@@ -12,6 +12,7 @@ masks replayed from a captured RNG state (``shared``), or none (``off``). The ad
 from __future__ import annotations
 
 import contextlib
+import functools
 import inspect
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -20,6 +21,7 @@ import torch
 from torch import nn
 
 from .divergences import problem_type_of
+from .errors import ConfigError
 
 DROPOUT_POLICIES = ("independent", "shared", "off")
 
@@ -120,6 +122,8 @@ def with_embeddings(model: nn.Module, batch: Mapping[str, Any], embeds: torch.Te
     ids that make the model see the positions it would see for the ids (see :func:`position_ids_for`)."""
     inputs = {k: v for k, v in batch.items() if k != "input_ids"}
     inputs["inputs_embeds"] = embeds
+    if "input_ids" in batch:
+        check_last_token_is_real(model, batch["input_ids"])
     if "position_ids" not in batch and "input_ids" in batch:
         position_ids = position_ids_for(model, batch["input_ids"])
         if position_ids is not None:
@@ -133,12 +137,58 @@ def word_embeddings(model: nn.Module, input_ids: torch.Tensor) -> torch.Tensor:
 
 
 def check_accepts_inputs_embeds(model: nn.Module) -> None:
-    """Fail early, with the reason, for models that cannot take perturbed embeddings."""
+    """Fail early, with the reason, for models that cannot take perturbed embeddings: a forward without
+    ``inputs_embeds``, or one that has it but refuses it (BART's and T5's sequence-classification
+    heads find each row's end of sequence in ``input_ids``: they failed at the first training step)."""
     params = inspect.signature(model.forward).parameters
-    if "inputs_embeds" not in params:
-        raise ValueError(
+    if "inputs_embeds" not in params or _NO_INPUTS_EMBEDS in _forward_source(type(model)):
+        # A ConfigError (a ValueError too): the command line prints it as one line, not a traceback.
+        raise ConfigError(
             f"{type(model).__name__}.forward takes no `inputs_embeds`: SMART and R3F perturb the word "
             "embeddings and need it"
+        )
+
+
+# What a model's forward says when it has an inputs_embeds argument but refuses it (BART, T5, mBART, ...).
+_NO_INPUTS_EMBEDS = "Passing input embeddings is currently not supported"
+# What a sequence-classification head says when it pools each row's last non-padding token, found from
+# input_ids (GPT-2, Llama, Qwen2, Mistral, OPT, ...: the decoders' heads): given inputs_embeds it cannot
+# find the padding and takes the last position of every row.
+_POOLS_BY_TOKEN_IDS = "will not detect padding tokens in `inputs_embeds`"
+
+
+@functools.cache
+def _forward_source(model_type: type) -> str:
+    """The source of a model class's forward ("" where there is none to read: a compiled or dynamically
+    made class): its messages say how it treats ``inputs_embeds``."""
+    try:
+        return inspect.getsource(model_type.forward)
+    except (OSError, TypeError):
+        return ""
+
+
+def check_last_token_is_real(model: nn.Module, input_ids: torch.Tensor) -> None:
+    """Refuse a batch that an ``inputs_embeds`` pass would classify from a padding token.
+
+    A head that pools the last non-padding token (the decoders': GPT-2, Llama, Qwen2, ...) finds it
+    from ``input_ids``; given x = E(input_ids) as ``inputs_embeds`` it takes the last position L − 1
+    of each row instead. That is the same token only where position L − 1 of every row holds no pad
+    id: with right padding the clean pass f(x; θ), the perturbed passes f(x̃; θ) and so L, R_s and
+    D_Breg would all read a padding position, while evaluation (on token ids) reads the real one.
+
+    Args:
+        model: the unwrapped model.
+        input_ids: (B, L) token ids of the batch.
+    """
+    if _POOLS_BY_TOKEN_IDS not in _forward_source(type(model)):
+        return
+    config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+    pad = getattr(config, "pad_token_id", None)
+    if pad is not None and bool((input_ids[:, -1] == pad).any()):
+        raise ConfigError(
+            f"{type(model).__name__} classifies each row by its last non-padding token, which it finds "
+            "only in input_ids, but SMART and R3F feed inputs_embeds, where it takes the last position: "
+            "pad on the left (tokenizer.padding_side = 'left') so that every row ends in a real token"
         )
 
 
@@ -147,11 +197,14 @@ def position_ids_for(model: nn.Module, input_ids: torch.Tensor) -> torch.Tensor 
 
     RoBERTa-style embeddings number positions from ``padding_idx + 1`` skipping padding when they see
     token ids, but count every position when they see embeddings; with left padding the two differ.
-    BERT-style models use 0..L−1 either way and need nothing (returns None).
+    BERT-style models use 0..L−1 either way and need nothing (returns None). Either numbering method on
+    the embeddings marks the style: MPNet's has only the one for embeddings (its ids' numbering is a
+    function of its module), so looking for the ids' one alone missed it.
     """
     emb = getattr(getattr(model, "base_model", model), "embeddings", None)
     padding_idx = getattr(emb, "padding_idx", None)
-    if padding_idx is None or not hasattr(emb, "create_position_ids_from_input_ids"):
+    numbered = ("create_position_ids_from_input_ids", "create_position_ids_from_inputs_embeds")
+    if padding_idx is None or not any(hasattr(emb, name) for name in numbered):
         return None
     mask = input_ids.ne(padding_idx).long()
     return torch.cumsum(mask, dim=1) * mask + padding_idx

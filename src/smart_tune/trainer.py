@@ -206,6 +206,7 @@ class SmartTrainer(Trainer):
         regularize = self.state.global_step % self.args.smart_adv_every == 0
         prepared = self.objective.prepare(net, inputs, self.args.device, regularize)
         task_loss, outputs = super().compute_loss(model, prepared.inputs, True, num_items_in_batch)
+        term_scale = self._extra_term_scale(num_items_in_batch)
         terms = self.objective(
             net,
             inputs,
@@ -213,17 +214,22 @@ class SmartTrainer(Trainer):
             outputs["logits"],
             prepared,
             loss_scale=self._inner_loss_scale(),
-            term_scale=self._extra_term_scale(num_items_in_batch),
+            term_scale=term_scale,
         )
-        self.term_means.add(terms)
+        # A task loss normalised over the accumulated batch is this micro-batch's share of L: logged as
+        # it is, smart_task_loss read L / (accumulation steps). Scaled back, the mean over the
+        # micro-batches is L over the whole batch, as the Trainer's own ``loss`` is.
+        self.term_means.add(terms, task_scale=1.0 / term_scale)
         return (terms.total, outputs) if return_outputs else terms.total
 
     def _extra_term_scale(self, num_items_in_batch) -> float:
         """Scale for R_s and D_Breg (batch means) so that they accumulate like the task loss: when the
         Trainer will not divide the loss by the accumulation steps (the task loss is already normalised
         over the whole accumulated batch), divide the extra terms here instead."""
-        if self.loss_is_scaled_for_ga is not None:
-            scaled = self.loss_is_scaled_for_ga
+        # The Trainer's own say (transformers >= 5.x; 5.0 has no such attribute and decides as below).
+        declared = getattr(self, "loss_is_scaled_for_ga", None)
+        if declared is not None:
+            scaled = declared
         else:
             scaled = (
                 self.model_accepts_loss_kwargs and num_items_in_batch is not None

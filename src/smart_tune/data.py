@@ -747,18 +747,31 @@ def load_custom(
     index = {label: i for i, label in enumerate(label_list)}
     splits = {}
     for split, (_, rows) in tables.items():
-        columns = _Columns.empty(len(text_columns))
-        for where, row in rows:
-            texts = []
-            for name in text_columns:
-                if row.get(name) is None:
-                    raise DataError(f"{where}: missing value for column '{name}'")
-                texts.append(str(row[name]))
-            columns.add(
-                texts, _custom_label(task, split, row.get(label_column), where, index, label_column), None
-            )
+        columns = _custom_columns(task, split, rows, text_columns, label_column, index)
         splits[split] = _to_dataset(task, split, columns, str(files[split]))
     return task, splits
+
+
+def _custom_columns(
+    task: TaskSpec,
+    split: str,
+    rows: list[tuple[str, dict[str, Any]]],
+    text_columns: tuple[str, ...],
+    label_column: str,
+    index: dict[str, int],
+) -> _Columns:
+    """One file's rows (``(where, row)``) as columns: its texts and each row's label."""
+    columns = _Columns.empty(len(text_columns))
+    for where, row in rows:
+        texts = []
+        for name in text_columns:
+            if row.get(name) is None:
+                raise DataError(f"{where}: missing value for column '{name}'")
+            texts.append(str(row[name]))
+        columns.add(
+            texts, _custom_label(task, split, row.get(label_column), where, index, label_column), None
+        )
+    return columns
 
 
 def _custom_text_columns(text_columns: Sequence[str] | str, label_column: str) -> tuple[str, ...]:

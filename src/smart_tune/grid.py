@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,9 @@ SHORT = {
     "smart_teacher_horizon": "horizon",
 }
 ALIASES = {"epochs": "num_train_epochs", "batch_size": "per_device_train_batch_size", "lr": "learning_rate"}
+# Selection scores this close are one mean summed in another order: accuracies are k/n, and 120/249 +
+# 126/249 comes out 1e-17 above 121/249 + 125/249. Far below any real difference (1/n over the seeds).
+TIE = 1e-9
 
 
 def _value(text: str) -> Any:
@@ -182,8 +186,9 @@ def select(
     metric over the seeds is best, renamed to the method. Returns (runs to report, the choices).
 
     The mean is over the seeds every point of that method finished, so points are compared on the same
-    seeds; points are scored in grid order (``index``), so that a tie goes to the first point of the
-    grid whatever order the runs were read in. Runs without a held-out score (no
+    seeds; points are scored in grid order (``index``), so that a tie (equal means, up to rounding)
+    goes to the first point of the grid whatever order the runs were read in; a NaN mean is never
+    chosen (see :func:`_best`). Runs without a held-out score (no
     ``--validation-from-train``) are selected on their dev score instead, and the choice says so: that
     is selection on the reported split. A method whose compared runs have a held-out score on some
     seeds or points and not on others is refused (:class:`ConfigError`): a mean over both would let
@@ -223,7 +228,7 @@ def select(
             table.append(
                 {"name": name, "settings": owner[name][1], "selection_score": sum(scores) / len(scores)}
             )
-        best = max(table, key=lambda row: row["selection_score"])  # ties: the first in grid order
+        best = _best(table)
         for r in runs_by_point[best["name"]]:
             kept.append({**r, "method": method, "grid_point": best["name"]})
         choices.setdefault(group, {})[method] = {
@@ -234,6 +239,17 @@ def select(
             "grid": table,
         }
     return kept, choices
+
+
+def _best(table: list[dict[str, Any]]) -> dict[str, Any]:
+    """The row of ``table`` (grid order) with the best selection score: a tie (equal up to :data:`TIE`)
+    goes to the first in grid order. A NaN score (a diverged run's Pearson) is never best: ``max`` kept
+    a NaN first row, since no comparison with NaN is true. All NaN: the first row."""
+    scores = [row["selection_score"] for row in table if not math.isnan(row["selection_score"])]
+    if not scores:
+        return table[0]
+    top = max(scores)
+    return next(row for row in table if row["selection_score"] >= top - TIE)
 
 
 def choice_markdown(choices: dict[str, Any]) -> str:

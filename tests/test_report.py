@@ -493,3 +493,33 @@ def test_a_methods_filter_on_a_grid_folder_names_the_methods_the_report_shows(tm
         "smart": "smart@lr=5e-05",
         "vanilla": "vanilla@lr=5e-05",
     }
+
+
+def test_a_method_whose_grid_is_incomplete_is_named_not_dropped_and_none_complete_is_one_line(tmp_path):
+    # grid.select chooses nothing for a method until every point has a run on a common seed; the
+    # report left such a method out without a word, and with no method complete (report --seeds 3 of a
+    # study whose later seeds ran the chosen point only) it stopped with "max() arg is an empty sequence".
+    import json
+
+    from smart_tune.grid import write_grid
+
+    index = {
+        m: [{"name": f"{m}@lr={lr}", "settings": {"learning_rate": lr}} for lr in (2e-05, 5e-05)]
+        for m in ("vanilla", "smart")
+    }
+    write_grid(tmp_path, index)
+    done = [("vanilla@lr=2e-05", 1), ("vanilla@lr=5e-05", 1), ("smart@lr=2e-05", 1), ("smart@lr=2e-05", 2)]
+    done += [("vanilla@lr=5e-05", 3), ("smart@lr=2e-05", 3)]
+    for name, seed in done:
+        path = tmp_path / "rte" / name / f"seed-{seed}"
+        path.mkdir(parents=True)
+        r = run("rte", name, seed, {"accuracy": 0.6, "accuracy_holdout": 0.6}, "accuracy")
+        (path / "results.json").write_text(json.dumps(r))
+    write_report(tmp_path)
+    assert list(json.loads((tmp_path / "summary.json").read_text())["rte"]["methods"]) == ["vanilla"]
+    assert (
+        "Not reported: smart in rte, no seed has a run of every point of its grid yet "
+        "(seeds finished per point: lr=2e-05: 1,2,3; lr=5e-05: none)"
+    ) in (tmp_path / "summary.md").read_text()
+    with pytest.raises(ConfigError, match=r"no method's grid .*\(smart in rte; vanilla in rte\)"):
+        write_report(tmp_path, seeds=[3])

@@ -241,6 +241,23 @@ def select(
     return kept, choices
 
 
+def unchosen(
+    results: list[dict[str, Any]], index: dict[str, list[dict[str, Any]]], group_of, choices: dict[str, Any]
+) -> dict[str, dict[str, dict[str, list[int]]]]:
+    """{group: {method: {point: its finished seeds}}} of each method with grid runs in a group but no
+    choice there (:func:`select` waits until every point has a run on a common seed): the report
+    leaves such a method out, and says so rather than drop it without a word."""
+    owner = {p["name"]: m for m, pts in index.items() for p in pts}
+    waiting: dict[str, dict[str, dict[str, list[int]]]] = {}
+    for r in results:
+        method = owner.get(r["method"])
+        if method is None or method in choices.get(group_of(r), {}):
+            continue
+        done = waiting.setdefault(group_of(r), {}).setdefault(method, {p["name"]: [] for p in index[method]})
+        done[r["method"]] = sorted({*done[r["method"]], int(r["seed"])})
+    return waiting
+
+
 def _best(table: list[dict[str, Any]]) -> dict[str, Any]:
     """The row of ``table`` (grid order) with the best selection score: a tie (equal up to :data:`TIE`)
     goes to the first in grid order. A NaN score (a diverged run's Pearson) is never best: ``max`` kept
@@ -252,11 +269,25 @@ def _best(table: list[dict[str, Any]]) -> dict[str, Any]:
     return next(row for row in table if row["selection_score"] >= top - TIE)
 
 
-def choice_markdown(choices: dict[str, Any]) -> str:
-    """A section for summary.md: every point's selection score and the chosen one, per task and method."""
-    if not choices:
+def choice_markdown(choices: dict[str, Any], waiting: dict[str, Any] | None = None) -> str:
+    """A section for summary.md: every point's selection score and the chosen one, per task and method;
+    then each method left out of the report because its grid is not complete on a seed (``waiting``,
+    see :func:`unchosen`)."""
+    if not choices and not waiting:
         return ""
     lines = ["## Grid: the setting chosen per task and method", ""]
+    for group, methods in (waiting or {}).items():
+        for method, done in methods.items():
+            shown = "; ".join(
+                f"{name.split('@', 1)[1]}: {','.join(map(str, s)) or 'none'}" for name, s in done.items()
+            )
+            lines += [
+                f"Not reported: {method} in {group}, no seed has a run of every point of its grid yet "
+                f"(seeds finished per point: {shown}).",
+                "",
+            ]
+    if not choices:
+        return "\n".join(lines)
     lines += ["| task | method | chosen | selected on | seeds | every point (mean selection score) |"]
     lines += ["|---|---|---|---|---|---|"]
     for group, methods in choices.items():

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
-from .grid import CHOICE_FILE, HOLDOUT_SUFFIX, choice_markdown, read_grid
+from .grid import CHOICE_FILE, HOLDOUT_SUFFIX, choice_markdown, read_grid, unchosen
 from .grid import select as select_grid
 from .results import (
     RESULTS,
@@ -803,8 +803,16 @@ def write_report(
         filtered = " that pass the --tasks/--methods/--seeds filters" if tasks or methods or seeds else ""
         raise ConfigError(f"no finished runs ({RESULTS}){filtered} under {where}")
     choices: dict[str, Any] = {}
+    waiting: dict[str, Any] = {}
     if index:  # a compare with --grid: only each method's chosen point is reported (see grid.select)
-        results, choices = select_grid(results, index, group_name)
+        found = results
+        results, choices = select_grid(found, index, group_name)
+        waiting = unchosen(found, index, group_name, choices)
+        if not results:  # every method waits for its grid: no table to draw
+            raise ConfigError(
+                f"no method's grid under {folder} has a run of every point on a common seed yet "
+                f"({'; '.join(f'{m} in {g}' for g, ms in waiting.items() for m in ms)}): nothing to report"
+            )
     summary = summarise(results)
     paths = {
         "markdown": folder / "summary.md",
@@ -815,7 +823,8 @@ def write_report(
     if choices:
         paths["grid"] = folder / CHOICE_FILE
         write_json_atomic(paths["grid"], choices)
-        markdown += "\n" + choice_markdown(choices)
+    if choices or waiting:
+        markdown += "\n" + choice_markdown(choices, waiting)
     write_text_atomic(paths["markdown"], markdown)
     write_json_atomic(paths["json"], summary)
     plot(summary, paths["chart"])

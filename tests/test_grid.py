@@ -177,3 +177,18 @@ def test_a_grid_listing_one_value_twice_is_refused():
             expand(["smart"], normalise_grids([spec]), {}, TRAINING_FIELDS)
     with pytest.raises(ConfigError, match="twice"):
         expand(["smart"], normalise_grids({"smart": {"learning_rate": [2e-5, 2e-5]}}), {}, TRAINING_FIELDS)
+
+
+@pytest.mark.parametrize(
+    "text", ['{"smart": [', "[1, 2]", '{"smart": [{"name": "smart@lr=1e-05"}]}', '{"smart": 3}']
+)
+def test_a_damaged_grid_file_is_a_one_line_error(tmp_path, text):
+    # report and compare read grid.json as they found it: a cut or hand-edited file stopped them with a
+    # JSONDecodeError, AttributeError or KeyError traceback.
+    from smart_tune.grid import read_grid, write_grid
+
+    (tmp_path / "grid.json").write_text(text)
+    with pytest.raises(ConfigError, match="unreadable .*grid.json"):
+        read_grid(tmp_path)
+    with pytest.raises(ConfigError, match="unreadable .*grid.json"):
+        write_grid(tmp_path, TWO_POINTS)

@@ -172,11 +172,28 @@ def write_grid(folder: str | Path, index: dict[str, list[dict[str, Any]]]) -> No
 
 
 def read_grid(folder: str | Path) -> dict[str, list[dict[str, Any]]]:
+    """A folder's ``grid.json`` ({method: [{"name", "settings"}]}); {} without one. :class:`ConfigError`
+    in one line when it is no such mapping (cut short, edited by hand), not a traceback from the
+    report's or compare's reading of it."""
     path = Path(folder) / GRID_FILE
     if not path.is_file():
         return {}
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
+    try:
+        with open(path, encoding="utf-8") as f:
+            grid = json.load(f)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"unreadable {path}: {exc}") from None
+    fine = isinstance(grid, dict) and all(
+        isinstance(pts, list)
+        and all(
+            isinstance(p, dict) and isinstance(p.get("name"), str) and isinstance(p.get("settings"), dict)
+            for p in pts
+        )
+        for pts in grid.values()
+    )
+    if not fine:
+        raise ConfigError(f"unreadable {path}: not a grid (each method's list of {{name, settings}} points)")
+    return grid
 
 
 def select(

@@ -224,17 +224,21 @@ def run_queue(jobs: list[dict], pool, t0: float, deadline: float, stop: float, w
 
 
 def pooling_decision(root: Path) -> tuple[str, dict]:
-    """The pre-registered rule: mean pooling iff plain's held-out main metric gains POOLING_MARGIN points."""
-    scores: dict[str, list[float]] = {"cls": [], "mean": []}
+    """The pre-registered rule: mean pooling iff plain's held-out main metric gains POOLING_MARGIN points.
+
+    The two heads are compared on the same (task, seed) runs: a run of one head that failed or was cut
+    leaves the pilot incomplete (keep cls), even when the other head lost a run of another task. Equal
+    counts alone let CoLA's Matthews correlation (about 30) stand against STS-B's Pearson (about 80)."""
+    scores: dict[str, dict[str, float]] = {"cls": {}, "mean": {}}
     for path in sorted((root / "pooling_pilot").rglob(RESULTS)):
         r = read_results(path)
         pooling = r.method.rsplit("-", 1)[1]
         held = r.metrics.get(r.main_metric + "_holdout")
         if held is not None:
-            scores[pooling].append(100 * held)
-    if not scores["cls"] or len(scores["cls"]) != len(scores["mean"]):
+            scores[pooling][f"{r.task} seed {r.seed}"] = 100 * held
+    if not scores["cls"] or scores["cls"].keys() != scores["mean"].keys():
         return "cls", {"reason": "pilot incomplete: keep cls", "scores": scores}
-    means = {k: sum(v) / len(v) for k, v in scores.items()}
+    means = {k: sum(v.values()) / len(v) for k, v in scores.items()}
     chosen = "mean" if means["mean"] - means["cls"] >= POOLING_MARGIN else "cls"
     return chosen, {"means": means, "margin": POOLING_MARGIN, "n": len(scores["cls"]), "chosen": chosen}
 

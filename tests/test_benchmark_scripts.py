@@ -516,3 +516,36 @@ def test_gpu_study_runs_record_what_compare_records_for_the_same_job(tmp_path, t
     run_dir = Path(spec["dir"])
     assert json.loads((run_dir / RUN_CONFIG).read_text()) == json.loads(json.dumps(same_job["options"]))
     assert (run_dir / RESOLVED).exists() and settings_changed(run_dir, same_job["options"]) is None
+
+
+def test_gpu_study_pooling_rule_compares_the_two_heads_on_the_same_runs(tmp_path):
+    # A cls run of STS-B and a mean run of CoLA failed: equal counts, so the rule compared cls's mean
+    # with CoLA's Matthews correlation (about 25) in it against mean's with STS-B's Pearson (about 80):
+    # mean pooling "won" by 26 points although it is behind on every task.
+    gpu = load("benchmarks/gpu_study.py")
+    held = {
+        "cls": {"rte": 0.60, "stsb": 0.80, "cola": 0.25},
+        "mean": {"rte": 0.59, "stsb": 0.79, "cola": 0.24},
+    }
+    main = {"rte": "accuracy", "stsb": "pearson", "cola": "matthews_correlation"}
+
+    def finish(pooling, task):
+        path = tmp_path / "pooling_pilot" / task / f"vanilla-{pooling}" / "seed-1"
+        path.mkdir(parents=True)
+        r = {"task": task, "method": f"vanilla-{pooling}", "seed": 1, "main_metric": main[task]}
+        r["metrics"] = {main[task] + "_holdout": held[pooling][task]}
+        (path / "results.json").write_text(json.dumps(r))
+
+    failed = [("cls", "stsb"), ("mean", "cola")]
+    for pooling, tasks in held.items():
+        for task in tasks:
+            if (pooling, task) not in failed:
+                finish(pooling, task)
+    chosen, why = gpu.pooling_decision(tmp_path)
+    assert chosen == "cls" and why["reason"].startswith("pilot incomplete")
+    for pooling, task in failed:  # now complete: mean is 1 point behind on every task
+        finish(pooling, task)
+    chosen, why = gpu.pooling_decision(tmp_path)
+    assert (
+        chosen == "cls" and why["n"] == 3 and why["means"]["cls"] - why["means"]["mean"] == pytest.approx(1.0)
+    )

@@ -126,6 +126,32 @@ def test_a_tie_goes_to_the_first_point_of_the_grid_whatever_order_the_runs_come_
         assert [row["name"] for row in c["grid"]] == ["smart@lr=5e-05", "smart@lr=1e-05"]
 
 
+def test_equal_means_that_differ_in_the_last_bit_are_a_tie_and_go_to_the_first_point():
+    # 120/249 and 126/249 against 121/249 and 125/249 on a held-out part of 249 examples: the same mean,
+    # yet summed in floating point the second comes out 1e-17 above the first (a tie broken by rounding).
+    results = [
+        run("smart@lr=5e-05", 1, dev=0.5, held=120 / 249),
+        run("smart@lr=5e-05", 2, dev=0.5, held=126 / 249),
+        run("smart@lr=1e-05", 1, dev=0.7, held=121 / 249),
+        run("smart@lr=1e-05", 2, dev=0.7, held=125 / 249),
+    ]
+    c = select(results, TWO_POINTS, lambda r: r["task"])[1]["rte"]["smart"]
+    assert c["chosen"] == "smart@lr=5e-05"
+
+
+def test_a_point_whose_held_out_score_is_nan_is_not_chosen():
+    # A diverged run scores NaN (Pearson of NaN predictions); max() kept a NaN first point as the best,
+    # since no comparison with NaN is true.
+    results = [
+        run("smart@lr=5e-05", 1, dev=0.1, held=float("nan")),
+        run("smart@lr=1e-05", 1, dev=0.7, held=0.6),
+    ]
+    c = select(results, TWO_POINTS, lambda r: r["task"])[1]["rte"]["smart"]
+    assert c["chosen"] == "smart@lr=1e-05"
+    nan_only = [run("smart@lr=5e-05", 1, 0.1, float("nan")), run("smart@lr=1e-05", 1, 0.7, float("nan"))]
+    assert select(nan_only, TWO_POINTS, lambda r: r["task"])[1]["rte"]["smart"]["chosen"] == "smart@lr=5e-05"
+
+
 def test_a_grid_with_held_out_scores_on_some_runs_only_is_refused_not_chosen_on_dev():
     # A point's mean of a dev score (0.9) and a held-out one would beat the better held-out point.
     no_holdout = {**run("smart@lr=5e-05", 2, dev=0.9, held=0.0), "metrics": {"accuracy": 0.9}}
@@ -151,3 +177,18 @@ def test_a_grid_listing_one_value_twice_is_refused():
             expand(["smart"], normalise_grids([spec]), {}, TRAINING_FIELDS)
     with pytest.raises(ConfigError, match="twice"):
         expand(["smart"], normalise_grids({"smart": {"learning_rate": [2e-5, 2e-5]}}), {}, TRAINING_FIELDS)
+
+
+@pytest.mark.parametrize(
+    "text", ['{"smart": [', "[1, 2]", '{"smart": [{"name": "smart@lr=1e-05"}]}', '{"smart": 3}']
+)
+def test_a_damaged_grid_file_is_a_one_line_error(tmp_path, text):
+    # report and compare read grid.json as they found it: a cut or hand-edited file stopped them with a
+    # JSONDecodeError, AttributeError or KeyError traceback.
+    from smart_tune.grid import read_grid, write_grid
+
+    (tmp_path / "grid.json").write_text(text)
+    with pytest.raises(ConfigError, match="unreadable .*grid.json"):
+        read_grid(tmp_path)
+    with pytest.raises(ConfigError, match="unreadable .*grid.json"):
+        write_grid(tmp_path, TWO_POINTS)

@@ -464,3 +464,62 @@ def test_the_average_says_how_its_tasks_were_selected_and_which_model_they_kept(
     assert summary["average"]["kept"] == ["best"]
     last = [{**r, "arguments": {"run": {}, "training": {"load_best_model_at_end": False}}} for r in runs]
     assert summarise(last)["average"]["kept"] == ["last"]
+
+
+def test_a_methods_filter_on_a_grid_folder_names_the_methods_the_report_shows(tmp_path):
+    # A compare with --grid runs `smart@lr=...` variants and reports each method under its own name;
+    # `report --methods vanilla,smart` matched no run (it compared the variants' names) and failed with
+    # "no finished runs that pass the filters".
+    import json
+
+    from smart_tune.grid import write_grid
+
+    index = {
+        m: [{"name": f"{m}@lr={lr}", "settings": {"learning_rate": lr}} for lr in (2e-05, 5e-05)]
+        for m in ("vanilla", "smart", "r3f")
+    }
+    write_grid(tmp_path, index)
+    for pts in index.values():
+        for n, p in enumerate(pts):
+            path = tmp_path / "rte" / p["name"] / "seed-1"
+            path.mkdir(parents=True)
+            r = run("rte", p["name"], 1, {"accuracy": 0.6, "accuracy_holdout": 0.5 + n / 10}, "accuracy")
+            (path / "results.json").write_text(json.dumps(r))
+    write_report(tmp_path, methods=["vanilla", "smart"])
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert list(summary["rte"]["methods"]) == ["vanilla", "smart"]
+    choices = json.loads((tmp_path / "grid_choice.json").read_text())["rte"]
+    assert {m: c["chosen"] for m, c in choices.items()} == {
+        "smart": "smart@lr=5e-05",
+        "vanilla": "vanilla@lr=5e-05",
+    }
+
+
+def test_a_method_whose_grid_is_incomplete_is_named_not_dropped_and_none_complete_is_one_line(tmp_path):
+    # grid.select chooses nothing for a method until every point has a run on a common seed; the
+    # report left such a method out without a word, and with no method complete (report --seeds 3 of a
+    # study whose later seeds ran the chosen point only) it stopped with "max() arg is an empty sequence".
+    import json
+
+    from smart_tune.grid import write_grid
+
+    index = {
+        m: [{"name": f"{m}@lr={lr}", "settings": {"learning_rate": lr}} for lr in (2e-05, 5e-05)]
+        for m in ("vanilla", "smart")
+    }
+    write_grid(tmp_path, index)
+    done = [("vanilla@lr=2e-05", 1), ("vanilla@lr=5e-05", 1), ("smart@lr=2e-05", 1), ("smart@lr=2e-05", 2)]
+    done += [("vanilla@lr=5e-05", 3), ("smart@lr=2e-05", 3)]
+    for name, seed in done:
+        path = tmp_path / "rte" / name / f"seed-{seed}"
+        path.mkdir(parents=True)
+        r = run("rte", name, seed, {"accuracy": 0.6, "accuracy_holdout": 0.6}, "accuracy")
+        (path / "results.json").write_text(json.dumps(r))
+    write_report(tmp_path)
+    assert list(json.loads((tmp_path / "summary.json").read_text())["rte"]["methods"]) == ["vanilla"]
+    assert (
+        "Not reported: smart in rte, no seed has a run of every point of its grid yet "
+        "(seeds finished per point: lr=2e-05: 1,2,3; lr=5e-05: none)"
+    ) in (tmp_path / "summary.md").read_text()
+    with pytest.raises(ConfigError, match=r"no method's grid .*\(smart in rte; vanilla in rte\)"):
+        write_report(tmp_path, seeds=[3])

@@ -127,3 +127,47 @@ def test_importing_the_results_module_imports_neither_torch_nor_transformers():
     proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip().splitlines()[-1] == "[]"
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        {"seed": "one"},
+        {"seed": None},
+        {"seed": True},
+        {"task": None},
+        {"method": 3},
+        {"metrics": None},
+        {"metrics": [0.5]},
+        {"metrics": {"accuracy": "0.61"}},
+        {"metrics": {"accuracy": None}},
+        {"train_runtime_s": "120"},
+        {"log_history": {"loss": 0.7}},
+        {"log_history": [1, 2]},
+        {"arguments": [1]},
+        {"arguments": {"run": [1], "training": {}}},
+        {"arguments": {"run": {"train_fraction": "1%"}}},
+    ],
+    ids=repr,
+)
+def test_a_field_of_the_wrong_type_is_a_one_line_error_naming_it(tmp_path, damage):
+    # Each of these read fine and stopped `report` later with a TypeError or ValueError traceback
+    # (int(seed), sum over metrics, f"{fraction:g}"), or let a string seed into the pairing.
+    path = tmp_path / RESULTS
+    path.write_text(json.dumps({**todays_results(), **damage}), encoding="utf-8")
+    field_name = next(iter(damage))
+    with pytest.raises(ConfigError, match=f"unreadable results file .*{field_name}"):
+        read_results(path)
+
+
+def test_report_on_a_folder_with_a_damaged_results_file_says_so_in_one_line(tmp_path, capsys):
+    from smart_tune.cli import main
+
+    for method, metrics in (("vanilla", {"accuracy": 0.6}), ("smart", None)):
+        run_dir = tmp_path / "rte" / method / "seed-1"
+        run_dir.mkdir(parents=True)
+        data = {"task": "rte", "method": method, "seed": 1, "metrics": metrics, "main_metric": "accuracy"}
+        (run_dir / RESULTS).write_text(json.dumps(data), encoding="utf-8")
+    assert main(["report", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "smart/seed-1" in err[0] and "metrics" in err[0]

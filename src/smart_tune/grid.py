@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,9 @@ SHORT = {
     "smart_teacher_horizon": "horizon",
 }
 ALIASES = {"epochs": "num_train_epochs", "batch_size": "per_device_train_batch_size", "lr": "learning_rate"}
+# Selection scores this close are one mean summed in another order: accuracies are k/n, and 120/249 +
+# 126/249 comes out 1e-17 above 121/249 + 125/249. Far below any real difference (1/n over the seeds).
+TIE = 1e-9
 
 
 def _value(text: str) -> Any:
@@ -168,11 +172,28 @@ def write_grid(folder: str | Path, index: dict[str, list[dict[str, Any]]]) -> No
 
 
 def read_grid(folder: str | Path) -> dict[str, list[dict[str, Any]]]:
+    """A folder's ``grid.json`` ({method: [{"name", "settings"}]}); {} without one. :class:`ConfigError`
+    in one line when it is no such mapping (cut short, edited by hand), not a traceback from the
+    report's or compare's reading of it."""
     path = Path(folder) / GRID_FILE
     if not path.is_file():
         return {}
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
+    try:
+        with open(path, encoding="utf-8") as f:
+            grid = json.load(f)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"unreadable {path}: {exc}") from None
+    fine = isinstance(grid, dict) and all(
+        isinstance(pts, list)
+        and all(
+            isinstance(p, dict) and isinstance(p.get("name"), str) and isinstance(p.get("settings"), dict)
+            for p in pts
+        )
+        for pts in grid.values()
+    )
+    if not fine:
+        raise ConfigError(f"unreadable {path}: not a grid (each method's list of {{name, settings}} points)")
+    return grid
 
 
 def select(
@@ -182,8 +203,9 @@ def select(
     metric over the seeds is best, renamed to the method. Returns (runs to report, the choices).
 
     The mean is over the seeds every point of that method finished, so points are compared on the same
-    seeds; points are scored in grid order (``index``), so that a tie goes to the first point of the
-    grid whatever order the runs were read in. Runs without a held-out score (no
+    seeds; points are scored in grid order (``index``), so that a tie (equal means, up to rounding)
+    goes to the first point of the grid whatever order the runs were read in; a NaN mean is never
+    chosen (see :func:`_best`). Runs without a held-out score (no
     ``--validation-from-train``) are selected on their dev score instead, and the choice says so: that
     is selection on the reported split. A method whose compared runs have a held-out score on some
     seeds or points and not on others is refused (:class:`ConfigError`): a mean over both would let
@@ -223,7 +245,7 @@ def select(
             table.append(
                 {"name": name, "settings": owner[name][1], "selection_score": sum(scores) / len(scores)}
             )
-        best = max(table, key=lambda row: row["selection_score"])  # ties: the first in grid order
+        best = _best(table)
         for r in runs_by_point[best["name"]]:
             kept.append({**r, "method": method, "grid_point": best["name"]})
         choices.setdefault(group, {})[method] = {
@@ -236,11 +258,53 @@ def select(
     return kept, choices
 
 
-def choice_markdown(choices: dict[str, Any]) -> str:
-    """A section for summary.md: every point's selection score and the chosen one, per task and method."""
-    if not choices:
+def unchosen(
+    results: list[dict[str, Any]], index: dict[str, list[dict[str, Any]]], group_of, choices: dict[str, Any]
+) -> dict[str, dict[str, dict[str, list[int]]]]:
+    """{group: {method: {point: its finished seeds}}} of each method with grid runs in a group but no
+    choice there (:func:`select` waits until every point has a run on a common seed): the report
+    leaves such a method out, and says so rather than drop it without a word."""
+    owner = {p["name"]: m for m, pts in index.items() for p in pts}
+    waiting: dict[str, dict[str, dict[str, list[int]]]] = {}
+    for r in results:
+        method = owner.get(r["method"])
+        if method is None or method in choices.get(group_of(r), {}):
+            continue
+        done = waiting.setdefault(group_of(r), {}).setdefault(method, {p["name"]: [] for p in index[method]})
+        done[r["method"]] = sorted({*done[r["method"]], int(r["seed"])})
+    return waiting
+
+
+def _best(table: list[dict[str, Any]]) -> dict[str, Any]:
+    """The row of ``table`` (grid order) with the best selection score: a tie (equal up to :data:`TIE`)
+    goes to the first in grid order. A NaN score (a diverged run's Pearson) is never best: ``max`` kept
+    a NaN first row, since no comparison with NaN is true. All NaN: the first row."""
+    scores = [row["selection_score"] for row in table if not math.isnan(row["selection_score"])]
+    if not scores:
+        return table[0]
+    top = max(scores)
+    return next(row for row in table if row["selection_score"] >= top - TIE)
+
+
+def choice_markdown(choices: dict[str, Any], waiting: dict[str, Any] | None = None) -> str:
+    """A section for summary.md: every point's selection score and the chosen one, per task and method;
+    then each method left out of the report because its grid is not complete on a seed (``waiting``,
+    see :func:`unchosen`)."""
+    if not choices and not waiting:
         return ""
     lines = ["## Grid: the setting chosen per task and method", ""]
+    for group, methods in (waiting or {}).items():
+        for method, done in methods.items():
+            shown = "; ".join(
+                f"{name.split('@', 1)[1]}: {','.join(map(str, s)) or 'none'}" for name, s in done.items()
+            )
+            lines += [
+                f"Not reported: {method} in {group}, no seed has a run of every point of its grid yet "
+                f"(seeds finished per point: {shown}).",
+                "",
+            ]
+    if not choices:
+        return "\n".join(lines)
     lines += ["| task | method | chosen | selected on | seeds | every point (mean selection score) |"]
     lines += ["|---|---|---|---|---|---|"]
     for group, methods in choices.items():

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
-from .grid import CHOICE_FILE, HOLDOUT_SUFFIX, choice_markdown, read_grid
+from .grid import CHOICE_FILE, HOLDOUT_SUFFIX, choice_markdown, read_grid, unchosen
 from .grid import select as select_grid
 from .results import (
     RESULTS,
@@ -182,19 +182,24 @@ def collect_results(
     methods: list[str] | None = None,
     seeds: list[int] | None = None,
     rename: dict[str, str] | None = None,
+    grid_points: dict[str, str] | None = None,
 ) -> list[dict[str, Any]]:
     """The finished runs of several folders, optionally only some tasks, methods and seeds.
 
     ``rename`` maps a method's name in its folder to its name in this report (applied before the
-    filters), e.g. the Study 1 variant that became the ``smart`` preset. A (group, method, seed) found
-    twice is an error: the report would not know which one to count. See :func:`check_comparable`.
+    filters), e.g. the Study 1 variant that became the ``smart`` preset. ``grid_points`` maps each grid
+    point's variant name (``smart@lr=2e-05``) to its method (``smart``): a ``methods`` filter names the
+    methods as the report shows them, so it keeps every point of a named method's grid (the choice
+    needs them all). A (group, method, seed) found twice is an error: the report would not know which
+    one to count. See :func:`check_comparable`.
     """
     seen: dict[tuple, str] = {}
     kept = []
     for folder in folders:
         for r in load_results(folder):
             r["method"] = (rename or {}).get(r["method"], r["method"])
-            if (tasks and r["task"] not in tasks) or (methods and r["method"] not in methods):
+            shown = (grid_points or {}).get(r["method"], r["method"])
+            if (tasks and r["task"] not in tasks) or (methods and shown not in methods):
                 continue
             if seeds and int(r["seed"]) not in seeds:
                 continue
@@ -790,15 +795,24 @@ def write_report(
     ``folder`` from its finished runs and those of the ``include`` folders, optionally only some
     ``tasks``, ``methods`` and ``seeds``, with methods renamed by ``rename`` ({old: new})."""
     folder = Path(folder)
-    results = collect_results([folder, *include], tasks, methods, seeds, rename)
+    index = read_grid(folder)
+    grid_points = {p["name"]: method for method, pts in index.items() for p in pts}
+    results = collect_results([folder, *include], tasks, methods, seeds, rename, grid_points)
     if not results:
         where = ", ".join(str(f) for f in [folder, *include])
         filtered = " that pass the --tasks/--methods/--seeds filters" if tasks or methods or seeds else ""
         raise ConfigError(f"no finished runs ({RESULTS}){filtered} under {where}")
-    index = read_grid(folder)
     choices: dict[str, Any] = {}
+    waiting: dict[str, Any] = {}
     if index:  # a compare with --grid: only each method's chosen point is reported (see grid.select)
-        results, choices = select_grid(results, index, group_name)
+        found = results
+        results, choices = select_grid(found, index, group_name)
+        waiting = unchosen(found, index, group_name, choices)
+        if not results:  # every method waits for its grid: no table to draw
+            raise ConfigError(
+                f"no method's grid under {folder} has a run of every point on a common seed yet "
+                f"({'; '.join(f'{m} in {g}' for g, ms in waiting.items() for m in ms)}): nothing to report"
+            )
     summary = summarise(results)
     paths = {
         "markdown": folder / "summary.md",
@@ -809,7 +823,8 @@ def write_report(
     if choices:
         paths["grid"] = folder / CHOICE_FILE
         write_json_atomic(paths["grid"], choices)
-        markdown += "\n" + choice_markdown(choices)
+    if choices or waiting:
+        markdown += "\n" + choice_markdown(choices, waiting)
     write_text_atomic(paths["markdown"], markdown)
     write_json_atomic(paths["json"], summary)
     plot(summary, paths["chart"])

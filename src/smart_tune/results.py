@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import os
+import types
+import typing
 from contextlib import contextmanager
 from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
@@ -133,6 +135,18 @@ class RunResults:
         ]
         if missing:
             raise KeyError(missing[0])
+        hints = typing.get_type_hints(cls)
+        for name, value in known.items():
+            if not _fits(value, hints[name]):
+                raise TypeError(f"{name} is {value!r}, not {_shown(hints[name])}")
+        # The options the report reads a run's schedule from, and its group (a fraction's) name.
+        arguments = known.get("arguments") or {}
+        for part in ("run", "training"):
+            if not isinstance(arguments.get(part) or {}, dict):
+                raise TypeError(f"arguments.{part} is {arguments[part]!r}, not a mapping")
+        fraction = (arguments.get("run") or {}).get("train_fraction")
+        if not _fits(fraction, float | None):
+            raise TypeError(f"arguments.run.train_fraction is {fraction!r}, not a number")
         return cls(**known, extra={k: v for k, v in data.items() if k not in names})
 
     def to_dict(self) -> dict[str, Any]:
@@ -142,9 +156,35 @@ class RunResults:
         return data
 
 
+def _fits(value: Any, hint: Any) -> bool:
+    """Whether a JSON value is of a field's type (``int | None``, ``dict[str, float]``, ...): a damaged
+    file (a seed "one", metrics null, a score "0.5") is refused when read, not met as a TypeError deep
+    in a report's arithmetic. An int is a float; a bool is no number."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint is Any:
+        return True
+    if origin in (typing.Union, types.UnionType):
+        return any(_fits(value, a) for a in args)
+    if hint is type(None):
+        return value is None
+    if hint in (int, float):
+        return isinstance(value, (int, float) if hint is float else int) and not isinstance(value, bool)
+    if origin in (dict, list):
+        if not isinstance(value, origin):
+            return False
+        return all(_fits(v, args[-1]) for v in (value.values() if origin is dict else value))
+    return isinstance(value, hint)
+
+
+def _shown(hint: Any) -> str:
+    """A field's type as an error message names it: ``int``, ``dict[str, float] | None``."""
+    return getattr(hint, "__name__", None) if isinstance(hint, type) else str(hint).replace("typing.", "")
+
+
 def read_results(path: str | Path) -> RunResults:
     """A ``results.json`` as a :class:`RunResults`; :class:`ConfigError` when the file cannot be read,
-    is not JSON, or lacks a field every results file has."""
+    is not JSON, lacks a field every results file has, or holds a field of another type than its own
+    (see :func:`_fits`)."""
     try:
         with open(path, encoding="utf-8") as f:
             data = json.load(f)

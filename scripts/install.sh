@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Set up smart-tune in a virtual environment (default .venv) on a machine that has only Python.
-# Where no torch is installed, pin the CPU wheel (an unpinned torch pulls a multi-GB CUDA build);
-# the package itself accepts any recent torch. Idempotent: a second run installs nothing new.
+# Where no torch is installed, install torch==$SMART_TUNE_TORCH (2.13.0): the CPU wheel where pip is set
+# up to find it (these machines: /opt/wheels); from PyPI on Linux it is the multi-GB CUDA build, so
+# elsewhere put the CPU wheel (https://download.pytorch.org/whl/cpu) in the venv first. The package
+# itself accepts any recent torch. Idempotent: a second run installs nothing new.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${SMART_TUNE_VENV:-.venv}

@@ -66,6 +66,20 @@ def test_prepare_feeds_the_word_embeddings_once_and_reuses_them():
     assert seen and seen[-1] is not None and seen[-1].shape == (*batch["input_ids"].shape, 32)
 
 
+def test_a_batch_without_input_ids_is_refused_in_one_line_when_r_s_follows():
+    from smart_tune.errors import ConfigError
+
+    model = tiny_model(dropout=0.0)
+    batch = toy_batch()
+    embedded = {k: v for k, v in batch.items() if k != "input_ids"}
+    embedded["inputs_embeds"] = model.get_input_embeddings()(batch["input_ids"])
+    objective = SmartObjective(AdversarialRegularizer(), None)
+    with pytest.raises(ConfigError, match="the batch has no input_ids") as info:
+        objective.loss(model, embedded)  # was a KeyError: 'input_ids' inside R_s
+    assert "\n" not in str(info.value)
+    SmartObjective(None, MeanTeacher(model)).loss(model, embedded)  # no R_s: nothing to perturb, it runs
+
+
 def test_a_nonfinite_term_is_dropped_and_named():
     class Broken:
         dropout = "independent"

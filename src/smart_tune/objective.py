@@ -38,6 +38,7 @@ import torch
 from torch import nn
 
 from .adversarial import AdversarialRegularizer, NoiseRegularizer
+from .errors import ConfigError
 from .passes import capture_rng_state, problem_type_for, with_embeddings, word_embeddings
 from .teacher import MeanTeacher
 
@@ -105,8 +106,15 @@ class SmartObjective:
         regularize = regularize and self.regularizer is not None
         device = device if device is not None else batch["input_ids"].device if "input_ids" in batch else None
         rng_state = capture_rng_state(device) if self._shares_masks() else None
-        if not regularize or "input_ids" not in batch:
+        if not regularize:
             return PreparedBatch(dict(batch), None, rng_state, regularize)
+        if "input_ids" not in batch:
+            # R_s perturbs E(input_ids), with the positions the ids give (RoBERTa's follow the padding):
+            # a batch of ready-made inputs_embeds holds neither.
+            raise ConfigError(
+                "SMART and R3F perturb the word embeddings of input_ids: the batch has no input_ids (only "
+                f"{', '.join(sorted(batch)) or 'nothing'}); give input_ids, not inputs_embeds"
+            )
         embeds = word_embeddings(model, batch["input_ids"])
         return PreparedBatch(with_embeddings(model, batch, embeds), embeds, rng_state, regularize)
 

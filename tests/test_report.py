@@ -488,11 +488,46 @@ def test_a_methods_filter_on_a_grid_folder_names_the_methods_the_report_shows(tm
     write_report(tmp_path, methods=["vanilla", "smart"])
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert list(summary["rte"]["methods"]) == ["vanilla", "smart"]
+    shown = (tmp_path / "summary.md").read_text()
+    assert "| rte | smart | lr=5e-05 |" in shown and "| rte | vanilla | lr=5e-05 |" in shown
+    assert "| rte | r3f |" not in shown
+    # The folder's decision file comes from a report of the whole folder only (see the next test).
+    assert not (tmp_path / "grid_choice.json").exists()
+    write_report(tmp_path)
     choices = json.loads((tmp_path / "grid_choice.json").read_text())["rte"]
     assert {m: c["chosen"] for m, c in choices.items()} == {
         "smart": "smart@lr=5e-05",
         "vanilla": "vanilla@lr=5e-05",
+        "r3f": "r3f@lr=5e-05",
     }
+
+
+def test_a_filtered_report_leaves_the_folders_grid_choice_alone(tmp_path):
+    # A study's final stage runs the points in grid_choice.json; `report --seeds 1` (a look at one seed)
+    # rewrote it with a choice made on seed 1 alone.
+    import json
+
+    from smart_tune.grid import write_grid
+
+    index = {
+        m: [{"name": f"{m}@lr={lr}", "settings": {"learning_rate": lr}} for lr in (2e-05, 5e-05)]
+        for m in ("vanilla", "smart")
+    }
+    write_grid(tmp_path, index)
+    for pts in index.values():
+        for seed, better in ((1, 0), (2, 1)):  # seed 1 favours the first point, seeds 1-2 the second
+            for n, p in enumerate(pts):
+                path = tmp_path / "rte" / p["name"] / f"seed-{seed}"
+                path.mkdir(parents=True)
+                held_out = 0.5 + (0.05 if n == better else 0) + (0.2 * n if seed == 2 else 0)
+                r = run("rte", p["name"], seed, {"accuracy": 0.6, "accuracy_holdout": held_out}, "accuracy")
+                (path / "results.json").write_text(json.dumps(r))
+    write_report(tmp_path)
+    before = (tmp_path / "grid_choice.json").read_text()
+    assert json.loads(before)["rte"]["smart"]["chosen"] == "smart@lr=5e-05"
+    write_report(tmp_path, seeds=[1])
+    assert "| rte | smart | lr=2e-05 |" in (tmp_path / "summary.md").read_text()  # seed 1's choice, shown
+    assert (tmp_path / "grid_choice.json").read_text() == before
 
 
 def test_a_method_whose_grid_is_incomplete_is_named_not_dropped_and_none_complete_is_one_line(tmp_path):

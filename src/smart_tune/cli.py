@@ -392,7 +392,8 @@ def cmd_report(argv: list[str]) -> int:
 
     p = argparse.ArgumentParser(
         prog="smart-tune report",
-        description="Rebuild summary.md/json/png from finished runs.",
+        description="Rebuild summary.md/json/png from finished runs (and, for a compare with --grid, "
+        "grid_choice.json: each method's chosen point, written by a report with no filter only).",
         epilog="examples:\n  smart-tune report runs/cmp\n"
         "  smart-tune report runs/ablation --include runs/headline --tasks rte,mrpc "
         "--methods vanilla,smart,smart-no-rs",

@@ -793,7 +793,8 @@ def write_report(
 ) -> dict[str, Path]:
     """Rebuild summary.md, summary.json and summary.png (and curve.png, when there are fractions) in
     ``folder`` from its finished runs and those of the ``include`` folders, optionally only some
-    ``tasks``, ``methods`` and ``seeds``, with methods renamed by ``rename`` ({old: new})."""
+    ``tasks``, ``methods`` and ``seeds``, with methods renamed by ``rename`` ({old: new}). A folder
+    with a grid also gets grid_choice.json, from a report of the whole folder only (no filter)."""
     folder = Path(folder)
     index = read_grid(folder)
     grid_points = {p["name"]: method for method, pts in index.items() for p in pts}
@@ -820,7 +821,11 @@ def write_report(
         "chart": folder / "summary.png",
     }
     markdown = to_markdown(summary)
-    if choices:
+    # grid_choice.json is the folder's decision (a study's later stage runs the chosen points): only a
+    # report of the whole folder writes it. A filtered one (--seeds 1 to look at one seed) shows its
+    # choice in summary.md and leaves the file alone.
+    whole_folder = not (include or tasks or methods or seeds or rename)
+    if choices and whole_folder:
         paths["grid"] = folder / CHOICE_FILE
         write_json_atomic(paths["grid"], choices)
     if choices or waiting:

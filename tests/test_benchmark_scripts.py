@@ -326,6 +326,19 @@ def test_study6_report_draws_a_chart_per_part_beside_the_summary(tmp_path):
     assert "summary-c.png" not in (folder / "summary.md").read_text()
 
 
+@pytest.mark.parametrize("damage", ["{cut", "[1, 2]", '{"method": "smart"}', '{"by_agreement": 5}'])
+def test_study6_report_names_a_damaged_file_in_one_line(tmp_path, capsys, damage):
+    report = load(STUDY6)
+    folder = _study6_folder(tmp_path)
+    name = "agreement.json" if "by_agreement" in damage else "results.json"
+    victim = sorted(folder.glob(f"da-*/*/snli/*/seed-*/{name}"))[0]
+    victim.write_text(damage)
+    assert report.main([str(folder)]) == 2  # was a traceback (JSONDecodeError, KeyError, TypeError)
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and err.startswith(f"error: {victim}: "), err
+    assert not (folder / "summary.md").exists()
+
+
 def test_study6_estimate_prices_each_kind_of_job():
     report = load(STUDY6)
     costs = {

@@ -15,6 +15,8 @@ import json
 import math
 import shlex
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -35,8 +37,27 @@ AVERAGE = "average"
 Scores = dict[tuple[str, str, str], dict[int, float]]
 
 
+class DamagedFile(Exception):
+    """A run's results.json or agreement.json that cannot be read, or lacks what the report reads."""
+
+
+@contextmanager
+def _damaged(path: Path) -> Iterator[None]:
+    """Turns a missing or mistyped field of ``path`` into one line naming the file (not a traceback)."""
+    try:
+        yield
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise DamagedFile(f"{path}: not a finished run's file ({type(exc).__name__}: {exc})") from None
+
+
 def _read(path: Path) -> dict[str, Any]:
-    return json.loads(path.read_text(encoding="utf-8"))
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise DamagedFile(f"{path}: unreadable ({exc})") from None
+    if not isinstance(data, dict):
+        raise DamagedFile(f"{path}: not a JSON object")
+    return data
 
 
 def _main_score(metrics: dict[str, float], main: str) -> float:
@@ -59,34 +80,28 @@ def collect(folder: str | Path) -> Scores:
         for run in sorted(folder.glob(pattern)):
             if (run / "results.json").exists():
                 r = _read(run / "results.json")
-                put(
-                    "glue",
-                    f"{arm}/{r['method']}",
-                    r["task"],
-                    _seed(run),
-                    _main_score(r["metrics"], r["main_metric"]),
-                )
+                with _damaged(run / "results.json"):
+                    score = _main_score(r["metrics"], r["main_metric"])
+                    put("glue", f"{arm}/{r['method']}", r["task"], _seed(run), score)
     for run in sorted(folder.glob("mt/*/seed-*")):
         if (run / "results.json").exists():
             r = _read(run / "results.json")
-            for task, entry in r["tasks"].items():
-                put(
-                    "glue",
-                    f"mt/{r['method']}",
-                    task,
-                    _seed(run),
-                    _main_score(entry["metrics"], entry["main_metric"]),
-                )
+            with _damaged(run / "results.json"):
+                for task, entry in r["tasks"].items():
+                    score = _main_score(entry["metrics"], entry["main_metric"])
+                    put("glue", f"mt/{r['method']}", task, _seed(run), score)
     for run in sorted(folder.glob("da-*/*/snli/*/seed-*")):
         start, fraction, method = run.parts[-5][len("da-") :], run.parts[-4], run.parts[-2]
         if (run / "results.json").exists():
             r = _read(run / "results.json")
-            put(
-                "snli", f"{start}/{method}", fraction, _seed(run), _main_score(r["metrics"], r["main_metric"])
-            )
+            with _damaged(run / "results.json"):
+                score = _main_score(r["metrics"], r["main_metric"])
+                put("snli", f"{start}/{method}", fraction, _seed(run), score)
         if (run / "agreement.json").exists():
-            for bucket, entry in _read(run / "agreement.json")["by_agreement"].items():
-                put("agreement", f"{start}/{method}", bucket, _seed(run), 100.0 * entry["accuracy"])
+            agreement = _read(run / "agreement.json")
+            with _damaged(run / "agreement.json"):
+                for bucket, entry in agreement["by_agreement"].items():
+                    put("agreement", f"{start}/{method}", bucket, _seed(run), 100.0 * entry["accuracy"])
     return scores
 
 
@@ -581,7 +596,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if not a.folder:
         parser.error("give the run folder, or --estimate JOBS")
-    scores = collect(a.folder)
+    try:
+        scores = collect(a.folder)
+    except DamagedFile as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     markdown = to_markdown(scores, write_charts(a.folder, scores))
     (Path(a.folder) / "summary.md").write_text(markdown + "\n", encoding="utf-8")
     print(markdown)

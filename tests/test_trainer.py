@@ -106,26 +106,35 @@ def test_teacher_moves_once_per_optimizer_step_with_gradient_accumulation(tmp_ou
     assert trainer.teacher.num_updates == 3
 
 
-@pytest.mark.parametrize("method", ["vanilla", "smart"])
-def test_gradient_accumulation_equals_the_large_batch(tmp_out, method):
-    """Batch 8 equals 4 × 2 accumulated micro-batches: the task loss, R_s (a deterministic stand-in
-    here) and D_Breg are all averaged over micro-batches. transformers' Trainer alone sums them for
-    sequence-classification models (it takes their loss as normalised by num_items_in_batch)."""
+def large_batch_and_accumulated(tmp_out, smart_method="smart", **trainer_kwargs):
+    """Two SmartTrainers trained on ToyDataset, one at batch 8, one at 4 × 2 accumulated micro-batches
+    (no clipping, no warm-up; R_s a deterministic stand-in for SMART), for a step-by-step comparison."""
     trained = []
     for batch, accumulation in ((8, 1), (4, 2)):
         args = smart_args(
             tmp_out,
             per_device_train_batch_size=batch,
             gradient_accumulation_steps=accumulation,
-            smart_method=method,
+            smart_method=smart_method,
             max_grad_norm=1e9,
             warmup_steps=0,
         )
-        trainer = SmartTrainer(model=tiny_model(dropout=0.0), args=args, train_dataset=ToyDataset())
-        if method == "smart":
+        trainer = SmartTrainer(
+            model=tiny_model(dropout=0.0), args=args, train_dataset=ToyDataset(), **trainer_kwargs
+        )
+        if smart_method == "smart":
             trainer.regularizer = FixedPerturbation()
         trainer.train()
         trained.append(trainer)
+    return trained
+
+
+@pytest.mark.parametrize("method", ["vanilla", "smart"])
+def test_gradient_accumulation_equals_the_large_batch(tmp_out, method):
+    """Batch 8 equals 4 × 2 accumulated micro-batches: the task loss, R_s (a deterministic stand-in
+    here) and D_Breg are all averaged over micro-batches. transformers' Trainer alone sums them for
+    sequence-classification models (it takes their loss as normalised by num_items_in_batch)."""
+    trained = large_batch_and_accumulated(tmp_out, smart_method=method)
     assert max_weight_diff(*trained) < 1e-6
     for key in ("loss", "grad_norm"):  # a gradient scaled by the accumulation steps shows in its norm
         logged = [[e[key] for e in t.state.log_history if key in e] for t in trained]
@@ -145,32 +154,15 @@ def test_gradient_accumulation_with_compute_loss_func_logs_the_large_batch_terms
             torch.nn.functional.cross_entropy(outputs["logits"], labels, reduction="sum") / num_items_in_batch
         )
 
-    trained = []
-    for batch, accumulation in ((8, 1), (4, 2)):
-        args = smart_args(
-            tmp_out,
-            per_device_train_batch_size=batch,
-            gradient_accumulation_steps=accumulation,
-            max_grad_norm=1e9,
-            warmup_steps=0,
-        )
-        trainer = SmartTrainer(
-            model=tiny_model(dropout=0.0),
-            args=args,
-            train_dataset=ToyDataset(),
-            compute_loss_func=summed_over_items,
-        )
-        trainer.regularizer = FixedPerturbation()
-        trainer.train()
-        trained.append(trainer)
+    trained = large_batch_and_accumulated(tmp_out, compute_loss_func=summed_over_items)
     assert max_weight_diff(*trained) < 1e-6
     for key in ("loss", "smart_task_loss", "smart_adv_loss", "smart_breg_loss"):
         assert logged(trained[0], key) == pytest.approx(logged(trained[1], key), rel=1e-5, abs=1e-10), key
 
 
 def test_extra_terms_scale_without_the_trainers_loss_is_scaled_for_ga(tmp_out, monkeypatch):
-    """transformers 5.0 (allowed by pyproject) has no Trainer.loss_is_scaled_for_ga: every SMART step
-    failed with AttributeError. Its rule is then the Trainer's own: scaled when a compute_loss_func is
+    """transformers 5.6-5.18 (allowed by pyproject) have no Trainer.loss_is_scaled_for_ga: every SMART
+    step failed with AttributeError. The rule is then the Trainer's own: scaled when a compute_loss_func is
     given (sequence-classification heads take no loss kwargs here)."""
     import transformers
 

@@ -431,7 +431,7 @@ def predict_own_test(prepared: PreparedRun, scores: Scores) -> None:
     ``smart-tune predict --model-dir OUT --file FILE`` writes them; and its scores (``*_test``) when
     every row has a label. One forward pass over the file does both."""
     from .data import is_labelled
-    from .scoring import submission_values
+    from .scoring import submission_text
 
     trainer, task = prepared.trainer, prepared.task
     dataset = prepared.splits[OWN_TEST]
@@ -450,9 +450,8 @@ def predict_own_test(prepared: PreparedRun, scores: Scores) -> None:
         )
         scores.num_examples[OWN_TEST] = len(dataset)
     preds = out.predictions[0] if isinstance(out.predictions, tuple) else out.predictions
-    rows = zip(dataset[:]["idx"], submission_values(task, np.asarray(preds), None))
     path = prepared.output_dir / "predictions" / f"{Path(prepared.run.test_file).stem}.tsv"
-    scores.files[path] = "index\tprediction\n" + "".join(f"{idx}\t{value}\n" for idx, value in rows)
+    scores.files[path] = submission_text(task, dataset, np.asarray(preds), None)
 
 
 def record(prepared: PreparedRun, fitted: Fitted, scores: Scores) -> dict[str, Any]:

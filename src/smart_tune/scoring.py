@@ -83,7 +83,7 @@ def own_file(
     try:
         config = AutoConfig.from_pretrained(str(path), trust_remote_code=trust_remote_code)
     except Exception as exc:  # noqa: BLE001 - any failure to read config.json, in one line
-        raise ConfigError(f"cannot read the model's config.json in {path}: {_first_line(exc)}") from exc
+        raise ConfigError(f"cannot read the model's config.json in {path}: {first_line(exc)}") from exc
     run = _recorded_run(path)
     text_columns = text_columns or run.get("text_columns") or "sentence"
     label_column = label_column or run.get("label_column") or "label"
@@ -105,11 +105,6 @@ def _recorded_run(path: Path) -> dict[str, Any]:
         return run if isinstance(run, dict) else {}
     except (OSError, ValueError, KeyError, TypeError):
         return {}
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return lines[0] if lines else type(exc).__name__
 
 
 def check_head(path: Path, task, trust_remote_code: bool = False) -> None:
@@ -341,12 +336,18 @@ def predict(
         name = GLUE_SUBMISSION.get((task.name, split), f"{task.display_name}-{split}.tsv")
         if own:
             name = f"{Path(data_file).stem}.tsv"
-        rows = zip(dataset[:]["idx"], submission_values(task, preds, order))
-        files[out_dir / name] = "index\tprediction\n" + "".join(f"{idx}\t{value}\n" for idx, value in rows)
+        files[out_dir / name] = submission_text(task, dataset, preds, order)
     out_dir.mkdir(parents=True, exist_ok=True)
     for path, text in files.items():
         write_text_atomic(path, text)
     return [str(path) for path in files]
+
+
+def submission_text(task, dataset, preds, order) -> str:
+    """A predictions file: ``index<TAB>prediction`` per row of ``dataset`` (its ``idx``), the values as
+    :func:`submission_values` writes them."""
+    rows = zip(dataset[:]["idx"], submission_values(task, preds, order))
+    return "index\tprediction\n" + "".join(f"{idx}\t{value}\n" for idx, value in rows)
 
 
 def submission_values(task, preds, order) -> list[str]:

@@ -226,7 +226,7 @@ class SmartTrainer(Trainer):
         """Scale for R_s and D_Breg (batch means) so that they accumulate like the task loss: when the
         Trainer will not divide the loss by the accumulation steps (the task loss is already normalised
         over the whole accumulated batch), divide the extra terms here instead."""
-        # The Trainer's own say (transformers >= 5.x; 5.0 has no such attribute and decides as below).
+        # The Trainer's own say (transformers >= 5.19; 5.6-5.18 have no such attribute and decide as below).
         declared = getattr(self, "loss_is_scaled_for_ga", None)
         if declared is not None:
             scaled = declared

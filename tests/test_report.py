@@ -76,13 +76,32 @@ def test_summary_statistics_and_paired_differences():
     diff = summary["smart"]["vs_vanilla"]["accuracy"]
     assert diff["n"] == 2 and diff["wins"] == 2 and diff["mean"] == pytest.approx(0.035)
     last = summary["smart"]["vs_vanilla"]["last_epoch_accuracy"]
-    assert last["mean"] == pytest.approx(0.0) and last["wins"] == 1  # +0.02 and -0.02
+    assert last["mean"] == pytest.approx(0.0) and (last["wins"], last["ties"], last["losses"]) == (1, 0, 1)
     assert summary["vanilla"]["train_minutes_mean"] == pytest.approx(2.0)
     table = to_markdown(summarise(runs))
     assert "last_epoch_accuracy mean ± std" in table and "| smart | 3 |" in table
-    assert "| 62.33 ± 7.51 | 70.00 | +3.50 ± 2.12 [-15.56, +22.56] (2/2) |" in table
+    assert "| 62.33 ± 7.51 | 70.00 | +3.50 ± 2.12 [-15.56, +22.56] (2W/0T/0L of 2) |" in table
     single = to_markdown(summarise([result("vanilla", 1, 0.5, 0.5), result("smart", 1, 0.6, 0.6)]))
-    assert "| smart | 1 | 60.00 | 60.00 | +10.00 (1/1) |" in single  # no "± 0.00" from one seed
+    assert "| smart | 1 | 60.00 | 60.00 | +10.00 (1W/0T/0L of 1) |" in single  # no "± 0.00" from one seed
+
+
+def test_a_seed_where_a_method_ties_vanilla_is_a_tie_not_a_loss():
+    # Equal accuracies on a small dev set give a difference of exactly 0; it was counted as a non-win
+    # ("1/3"), i.e. as a loss. A mean of two tasks summed in another order is a tie too (grid.TIE).
+    runs = [result("vanilla", s, v, v) for s, v in ((1, 0.50), (2, 0.60), (3, 0.55))]
+    runs += [result("smart", s, v, v) for s, v in ((1, 0.55), (2, 0.60), (3, 0.50))]  # +5, 0, -5
+    d = summarise(runs)["rte"]["methods"]["smart"]["vs_vanilla"]["accuracy"]
+    assert (d["wins"], d["ties"], d["losses"], d["n"]) == (1, 1, 1, 3)
+    assert "+0.00 ± 5.00 [-12.42, +12.42] (1W/1T/1L of 3) |" in to_markdown(summarise(runs))
+    # Correct answers out of 249 on rte and mrpc: the same total, summed in another order.
+    for plain, smart in (((120, 126), (121, 125)), ((121, 125), (120, 126))):
+        two_tasks = [
+            {**result(method, 1, k / 249, k / 249), "task": task}
+            for method, ks in (("vanilla", plain), ("smart", smart))
+            for task, k in zip(("rte", "mrpc"), ks)
+        ]
+        avg = summarise(two_tasks)["average"]["methods"]["smart"]["vs_vanilla"]["mean_of_main_metrics"]
+        assert avg["mean"] != 0 and (avg["wins"], avg["ties"], avg["losses"]) == (0, 1, 0)
 
 
 def test_the_charts_paired_differences_are_the_per_seed_pairs_of_vs_vanilla():

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
-from .grid import CHOICE_FILE, HOLDOUT_SUFFIX, choice_markdown, read_grid, unchosen
+from .grid import CHOICE_FILE, HOLDOUT_SUFFIX, TIE, choice_markdown, read_grid, unchosen
 from .grid import select as select_grid
 from .results import (
     RESULTS,
@@ -485,15 +485,32 @@ def _method_summary(
 
 
 def _paired_stats(paired: list[float]) -> dict[str, Any]:
-    """Mean, std, n, wins and 95% interval of per-seed differences to vanilla."""
+    """Mean, std, n, wins, ties, losses and 95% interval of per-seed differences to vanilla."""
     d_mean, d_std = _mean_std(paired)
     return {
         "mean": d_mean,
         "std": d_std,
         "n": len(paired),
-        "wins": sum(d > 0 for d in paired),
+        **tally(paired),
         "ci95": paired_interval(d_mean, d_std, len(paired)),
     }
+
+
+def tally(differences: list[float]) -> dict[str, int]:
+    """How many per-seed differences are ahead of zero (``wins``), level with it (``ties``: within
+    :data:`grid.TIE`, the tolerance the grid choice takes for equal scores, e.g. equal accuracies on a
+    small dev set) and behind it (``losses``). A NaN difference (a diverged run's Pearson) is none of
+    the three, so the three may add up to fewer than n."""
+    return {
+        "wins": sum(d > TIE for d in differences),
+        "ties": sum(abs(d) <= TIE for d in differences),
+        "losses": sum(d < -TIE for d in differences),
+    }
+
+
+def tally_text(d: dict[str, Any]) -> str:
+    """``"2W/1T/0L of 3"``: the wins, ties and losses of :func:`tally` out of ``d["n"]`` paired seeds."""
+    return f"{d['wins']}W/{d['ties']}T/{d['losses']}L of {d['n']}"
 
 
 def _group_order(group: str, methods: GroupRuns) -> tuple:
@@ -512,7 +529,8 @@ MARKDOWN_INTRO = [
     "",
     "Scores ×100 on each task's evaluation split (dev unless the study says otherwise): mean ± sample "
     "std over seeds, best run, and the paired difference to vanilla on the same seeds (mean ± std, "
-    "[its 95% interval, Student's t over the seeds], (wins = seeds where the method beats vanilla / seeds)).",
+    "[its 95% interval, Student's t over the seeds], (W/T/L of n: of the n paired seeds, how many the "
+    f"method wins, ties and loses against vanilla; a tie is a difference within {TIE:g}, rounding)).",
     "A metric's plain name scores the model each run kept: the best of its end-of-epoch evaluations on "
     "dev (so dev picks the epoch: optimistic), unless a table says otherwise. `last_epoch_<metric>` "
     "scores the model at the end of training. min/run: training minutes per run (a resumed run's time is scaled up from the steps "
@@ -598,7 +616,7 @@ def _metric_cells(e: dict[str, Any], m: str) -> list[str]:
     d_spread = f" ± {_pct(d['std'])}" if d and d["n"] > 1 else ""
     if d and d.get("ci95"):
         d_spread += f" [{100 * d['ci95'][0]:+.2f}, {100 * d['ci95'][1]:+.2f}]"
-    cells.append(f"{100 * d['mean']:+.2f}{d_spread} ({d['wins']}/{d['n']})" if d else "–")
+    cells.append(f"{100 * d['mean']:+.2f}{d_spread} ({tally_text(d)})" if d else "–")
     return cells
 
 

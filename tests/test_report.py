@@ -120,6 +120,23 @@ def test_the_charts_paired_differences_are_the_per_seed_pairs_of_vs_vanilla():
     assert paired_differences(summarise(runs[3:])["rte"], "smart", "accuracy") == []  # no vanilla at all
 
 
+def test_the_paired_rows_name_the_seeds_they_pair():
+    # Methods with different seeds are paired on the seeds both have: the table gave n, not which.
+    blind = result("smart", 1, 0.55, 0.50)
+    blind["log_history"] = []  # no last-epoch score on seed 1: that metric pairs seed 2 only
+    runs = [result("vanilla", s, 0.5, 0.5) for s in (1, 2, 4)]
+    runs += [blind, result("smart", 2, 0.62, 0.58), result("smart", 3, 0.7, 0.7), result("r3f", 2, 0.7, 0.7)]
+    summary = summarise(runs)
+    smart = summary["rte"]["methods"]["smart"]["vs_vanilla"]
+    assert smart["accuracy"]["seeds"] == [1, 2] and smart["last_epoch_accuracy"]["seeds"] == [2]
+    assert summary["rte"]["methods"]["r3f"]["vs_vanilla"]["accuracy"]["seeds"] == [2]
+    assert (
+        "Δ vs vanilla pairs the seeds both have: r3f seed 2; "
+        "smart seeds 1, 2 (accuracy); seed 2 (last_epoch_accuracy)."
+    ) in to_markdown(summary)
+    assert "pairs the seeds" not in to_markdown(summarise([r for r in runs if r["method"] == "smart"]))
+
+
 def test_a_run_without_a_metric_does_not_shift_the_other_seeds_values():
     blind = result("vanilla", 1, 0.50, 0.50)
     blind["log_history"] = []  # no evaluation logged: no last-epoch score for seed 1

@@ -464,13 +464,10 @@ def _method_summary(
             "values": values,
             "seeds": covered,
         }
-        paired = [
-            by_seed[s]["metrics"][name] - baseline[s]["metrics"][name]
-            for s in covered
-            if s in baseline and name in baseline[s]["metrics"]
-        ]
-        if paired and method != BASELINE:
-            entry["vs_vanilla"][name] = _paired_stats(paired)
+        pairs = [s for s in covered if s in baseline and name in baseline[s]["metrics"]]
+        if pairs and method != BASELINE:
+            paired = [by_seed[s]["metrics"][name] - baseline[s]["metrics"][name] for s in pairs]
+            entry["vs_vanilla"][name] = {**_paired_stats(paired), "seeds": pairs}
     terms = [training_terms(by_seed[s]) for s in seeds]
     entry["terms"] = {
         key: sum(t[key] for t in terms) / len(terms) for key, _, _ in TERMS if all(key in t for t in terms)
@@ -601,7 +598,30 @@ def _scores_table(data: dict[str, Any]) -> list[str]:
         )
         lines.append("| " + " | ".join(row) + " |")
     lines.append("")
-    return lines
+    return lines + _paired_seeds_note(data, metric_names)
+
+
+def _paired_seeds_note(data: dict[str, Any], metric_names: list[str]) -> list[str]:
+    """A line under a group's table naming the seeds each Δ vs vanilla pairs (the seeds both have),
+    per metric where they differ (a run lacking a last-epoch score); nothing paired: no line."""
+    parts = []
+    for method, e in data["methods"].items():
+        by_seeds: dict[tuple[int, ...], list[str]] = {}
+        for m in metric_names:
+            if m in e["vs_vanilla"]:
+                by_seeds.setdefault(tuple(e["vs_vanilla"][m]["seeds"]), []).append(m)
+        if len(by_seeds) == 1:
+            parts.append(f"{method} {_seed_list(next(iter(by_seeds)))}")
+        elif by_seeds:
+            shown = "; ".join(f"{_seed_list(seeds)} ({', '.join(ms)})" for seeds, ms in by_seeds.items())
+            parts.append(f"{method} {shown}")
+    if not parts:
+        return []
+    return [f"Δ vs {BASELINE} pairs the seeds both have: {'; '.join(parts)}.", ""]
+
+
+def _seed_list(seeds) -> str:
+    return ("seed " if len(seeds) == 1 else "seeds ") + ", ".join(map(str, seeds))
 
 
 def _metric_cells(e: dict[str, Any], m: str) -> list[str]:

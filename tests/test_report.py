@@ -190,6 +190,36 @@ def test_average_over_tasks_is_the_per_seed_mean_of_main_metrics_and_paired_to_v
     assert "average" not in summarise([r for r in runs if r["task"] == "rte"])
 
 
+def test_the_average_names_each_method_and_seed_it_leaves_out_rather_than_drop_them():
+    # A method with no run of one task vanished from the average without a word (and a seed lacking a
+    # task likewise): the average row read as if it compared every method over the same tasks.
+    runs = [
+        run(t, m, s, {"accuracy": 0.5 + s / 100}, "accuracy")
+        for t in ("rte", "mrpc", "cola")
+        for m in ("vanilla", "smart")
+        for s in (1, 2, 3)
+        if not (m == "smart" and t == "cola") and not (m == "vanilla" and t == "cola" and s == 3)
+    ]
+    avg = summarise(runs)["average"]
+    assert list(avg["methods"]) == ["vanilla"] and avg["methods"]["vanilla"]["seeds"] == [1, 2]
+    assert avg["left_out"] == {
+        "smart": [{"seed": s, "missing": ["cola"]} for s in (1, 2, 3)],
+        "vanilla": [{"seed": 3, "missing": ["cola"]}],
+    }
+    text = to_markdown(summarise(runs))
+    assert "Left out of the average, a task missing on that seed" in text
+    assert "smart seeds 1, 2, 3 (no cola); vanilla seed 3 (no cola)." in text
+    assert "| smart (incomplete: no cola) | 0 | – | – | – | – | – | – | – |" in text
+    # No method with every task on one seed: the average is there all the same, naming what is missing.
+    no_rte = summarise([r for r in runs if not (r["method"] == "vanilla" and r["task"] == "rte")])
+    assert no_rte["average"]["methods"] == {}
+    assert no_rte["average"]["averaged"] == {"cola": "accuracy", "mrpc": "accuracy", "rte": "accuracy"}
+    assert no_rte["average"]["left_out"]["vanilla"][2] == {"seed": 3, "missing": ["cola", "rte"]}
+    assert "| vanilla (incomplete: no cola, rte) | 0 | – |" in to_markdown(no_rte)
+    complete = summarise([r for r in runs if r["task"] != "cola"])
+    assert complete["average"]["left_out"] == {} and "Left out" not in to_markdown(complete)
+
+
 def test_fractions_form_their_own_groups_and_a_curve(tmp_path):
     import json
 
@@ -370,6 +400,7 @@ def test_average_skips_runs_without_their_main_metric_and_inherits_schedule_note
     ]
     summary = summarise([{**r, "_path": str(i)} for i, r in enumerate(runs)])
     assert list(summary["average"]["methods"]) == ["lr2e-5"]
+    assert summary["average"]["left_out"] == {"lr5e-5": [{"seed": 1, "missing": ["mrpc"]}]}
     assert summary["average"]["differs_in"] == ["learning_rate"]
 
 

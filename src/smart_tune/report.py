@@ -12,8 +12,8 @@ one dot per seed.
 Runs trained on a fraction of their training split (``--train-fraction``) form their own group,
 ``"snli (1% train)"``; when one task has several fractions, ``curve.png`` plots the main metric against
 the fraction. With two or more whole tasks, an ``average`` group gives, per method and seed, the mean
-of the tasks' main metrics (the seeds where the method has every task), compared with vanilla in pairs
-as any task is. Runs of other folders can join a report (``include``), e.g. an ablation that reuses a
+of the tasks' main metrics (the seeds where the method has every task; the others, and a method with
+no such seed, are named as left out), compared with vanilla in pairs as any task is. Runs of other folders can join a report (``include``), e.g. an ablation that reuses a
 headline study's plain and SMART runs, filtered by task and method.
 """
 
@@ -214,24 +214,47 @@ def collect_results(
     return kept
 
 
-def task_average(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Per method and seed, the mean over tasks of each task's main metric (a run of group ``average``).
-
-    Only whole-split runs count, only when there are two tasks or more, and only the seeds where the
-    method has every task. ``train_runtime_s`` is the sum over the tasks.
-    """
+def _average_inputs(results: list[dict[str, Any]]) -> tuple[list[str], dict[tuple, dict], list[tuple]]:
+    """What an average over tasks reads: (the tasks, every task with a whole-split run, [] under two;
+    each such run that has its main metric, by (task, method, seed); each (method, seed) with a
+    whole-split run, in order)."""
     whole = [r for r in results if train_fraction(r) is None]
     task_names = sorted({r["task"] for r in whole})
     if len(task_names) < 2:
-        return []
+        return [], {}, []
     # A run without its main metric (no labelled evaluation split) leaves its method and seed out.
     by_run = {
         (r["task"], r["method"], int(r["seed"])): r
         for r in whole
         if r.get("main_metric") in (r.get("metrics") or {})
     }
+    return task_names, by_run, sorted({(r["method"], int(r["seed"])) for r in whole})
+
+
+def average_left_out(results: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """{method: [{"seed", "missing": [tasks]}]}: each seed of a method that the average over tasks
+    leaves out, and the tasks it lacks there (no whole-split run, or one without its main metric).
+    Every method and seed with a run is either averaged or named here: none drops out unsaid, and no
+    method's mean is over fewer tasks than another's."""
+    task_names, by_run, pairs = _average_inputs(results)
+    left: dict[str, list[dict[str, Any]]] = {}
+    for method, seed in pairs:
+        missing = [t for t in task_names if (t, method, seed) not in by_run]
+        if missing:
+            left.setdefault(method, []).append({"seed": seed, "missing": missing})
+    return left
+
+
+def task_average(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per method and seed, the mean over tasks of each task's main metric (a run of group ``average``).
+
+    Only whole-split runs count, only when there are two tasks or more, and only the seeds where the
+    method has every task (the others: :func:`average_left_out`). ``train_runtime_s`` is the sum over
+    the tasks.
+    """
+    task_names, by_run, pairs = _average_inputs(results)
     averaged = []
-    for method, seed in sorted({(m, s) for _, m, s in by_run}):
+    for method, seed in pairs:
         runs = [by_run.get((t, method, seed)) for t in task_names]
         if any(r is None for r in runs):
             continue
@@ -391,11 +414,26 @@ def summarise(results: list[dict[str, Any]]) -> dict[str, Any]:
         task: _group_summary(grouped[task])
         for task in sorted(grouped, key=lambda g: _group_order(g, grouped[g]))
     }
-    if AVERAGE in summary:  # the average inherits every averaged task's differences and selection
-        tasks = [d for g, d in summary.items() if g != AVERAGE and d["train_fraction"] is None]
-        for key in ("differs_in", "kept", "selected_on"):
-            summary[AVERAGE][key] = sorted({k for d in tasks for k in d[key]})
+    _complete_average(summary, results)
     return summary
+
+
+def _complete_average(summary: dict[str, Any], results: list[dict[str, Any]]) -> None:
+    """With two whole tasks or more, the ``average`` group (last) names what it leaves out
+    (``left_out``, see :func:`average_left_out`; {} when nothing); when no method has a seed with every
+    task it is there all the same, with no method, rather than missing without a word. It inherits
+    every averaged task's schedule differences and selection."""
+    task_names = _average_inputs(results)[0]
+    if not task_names:
+        return
+    empty = {"main_metric": AVERAGE_METRIC, "task": AVERAGE, "train_fraction": None, "methods": {}}
+    data = summary.pop(AVERAGE, None) or empty
+    data.setdefault("averaged", {t: summary[t]["main_metric"] for t in task_names})
+    data["left_out"] = average_left_out(results)
+    tasks = [summary[t] for t in task_names]
+    for key in ("differs_in", "kept", "selected_on"):
+        data[key] = sorted({k for d in tasks for k in d[key]})
+    summary[AVERAGE] = data
 
 
 def _group_runs(results: list[dict[str, Any]]) -> dict[str, GroupRuns]:
@@ -572,7 +610,24 @@ def _group_notes(data: dict[str, Any]) -> list[str]:
             "min/run is the sum over the tasks.",
             "",
         ]
+    if data.get("left_out"):
+        lines += [
+            "Left out of the average, a task missing on that seed (no run, or none with its main "
+            f"metric): {_left_out_text(data['left_out'])}.",
+            "",
+        ]
     return lines
+
+
+def _left_out_text(left_out: dict[str, list[dict[str, Any]]]) -> str:
+    """``"smart seeds 1, 2 (no cola); vanilla seed 3 (no cola, mrpc)"``."""
+    parts = []
+    for method, seeds in left_out.items():
+        by_missing: dict[tuple[str, ...], list[int]] = {}
+        for s in seeds:
+            by_missing.setdefault(tuple(s["missing"]), []).append(s["seed"])
+        parts += [f"{method} {_seed_list(ss)} (no {', '.join(m)})" for m, ss in by_missing.items()]
+    return "; ".join(parts)
 
 
 def _scores_table(data: dict[str, Any]) -> list[str]:
@@ -597,6 +652,11 @@ def _scores_table(data: dict[str, Any]) -> list[str]:
             + (f" ({e['train_minutes_unknown']} ?)" if e["train_minutes_unknown"] else "")
         )
         lines.append("| " + " | ".join(row) + " |")
+    for method, seeds in data.get("left_out", {}).items():
+        if method not in data["methods"]:  # no seed with every task: a row all the same, saying why
+            missing = sorted({t for s in seeds for t in s["missing"]})
+            shown = f"{method} (incomplete: no {', '.join(missing)})"
+            lines.append("| " + " | ".join([shown, "0", *["–"] * (3 * len(metric_names)), "–"]) + " |")
     lines.append("")
     return lines + _paired_seeds_note(data, metric_names)
 

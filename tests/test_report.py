@@ -625,3 +625,36 @@ def test_a_method_whose_grid_is_incomplete_is_named_not_dropped_and_none_complet
     ) in (tmp_path / "summary.md").read_text()
     with pytest.raises(ConfigError, match=r"no method's grid .*\(smart in rte; vanilla in rte\)"):
         write_report(tmp_path, seeds=[3])
+
+
+def test_rename_applies_to_a_grid_folders_methods_and_refuses_a_point(tmp_path, capsys):
+    # `report --rename smart=NEW` on a compare with --grid did nothing: the runs are named after their
+    # points (smart@lr=5e-05) and grid.json's methods were read unrenamed.
+    import json
+
+    from smart_tune.cli import main
+    from smart_tune.grid import write_grid
+
+    index = {
+        m: [{"name": f"{m}@lr={lr}", "settings": {"learning_rate": lr}} for lr in (2e-05, 5e-05)]
+        for m in ("vanilla", "smart")
+    }
+    write_grid(tmp_path, index)
+    for pts in index.values():
+        for n, p in enumerate(pts):
+            path = tmp_path / "rte" / p["name"] / "seed-1"
+            path.mkdir(parents=True)
+            r = run("rte", p["name"], 1, {"accuracy": 0.6, "accuracy_holdout": 0.5 + n / 10}, "accuracy")
+            (path / "results.json").write_text(json.dumps(r))
+    write_report(tmp_path, rename={"smart": "smart-paper"}, methods=["vanilla", "smart-paper"])
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert list(summary["rte"]["methods"]) == ["vanilla", "smart-paper"]
+    assert "| rte | smart-paper | lr=5e-05 |" in (tmp_path / "summary.md").read_text()
+    assert not (tmp_path / "grid_choice.json").exists()  # a renamed report is not the folder's decision
+    capsys.readouterr()
+    assert main(["report", str(tmp_path), "--rename", "smart@lr=5e-05=best"]) == 2
+    err = capsys.readouterr().err
+    assert "smart@lr=5e-05 is a point of smart's grid; rename the method (smart=NEW)" in err
+    assert len(err.strip().splitlines()) == 1
+    with pytest.raises(ConfigError, match="grid methods vanilla and smart would both be called vanilla"):
+        write_report(tmp_path, rename={"smart": "vanilla"})

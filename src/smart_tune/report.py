@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
-from .grid import CHOICE_FILE, HOLDOUT_SUFFIX, TIE, choice_markdown, read_grid, unchosen
+from .grid import CHOICE_FILE, HOLDOUT_SUFFIX, TIE, choice_markdown, read_grid, rename_grid, unchosen
 from .grid import select as select_grid
 from .results import (
     RESULTS,
@@ -891,10 +891,11 @@ def write_report(
 ) -> dict[str, Path]:
     """Rebuild summary.md, summary.json and summary.png (and curve.png, when there are fractions) in
     ``folder`` from its finished runs and those of the ``include`` folders, optionally only some
-    ``tasks``, ``methods`` and ``seeds``, with methods renamed by ``rename`` ({old: new}). A folder
-    with a grid also gets grid_choice.json, from a report of the whole folder only (no filter)."""
+    ``tasks``, ``methods`` and ``seeds``, with methods renamed by ``rename`` ({old: new}; a method of
+    the folder's grid too, see :func:`grid.rename_grid`). A folder with a grid also gets
+    grid_choice.json, from a report of the whole folder only (no filter, no rename)."""
     folder = Path(folder)
-    index = read_grid(folder)
+    index = rename_grid(read_grid(folder), rename or {})
     grid_points = {p["name"]: method for method, pts in index.items() for p in pts}
     results = collect_results([folder, *include], tasks, methods, seeds, rename, grid_points)
     if not results:

@@ -13,8 +13,10 @@ Runs trained on a fraction of their training split (``--train-fraction``) form t
 ``"snli (1% train)"``; when one task has several fractions, ``curve.png`` plots the main metric against
 the fraction. With two or more whole tasks, an ``average`` group gives, per method and seed, the mean
 of the tasks' main metrics (the seeds where the method has every task; the others, and a method with
-no such seed, are named as left out), compared with vanilla in pairs as any task is. Runs of other folders can join a report (``include``), e.g. an ablation that reuses a
-headline study's plain and SMART runs, filtered by task and method.
+no such seed, are named as left out), compared with vanilla in pairs as any task is. Each paired
+difference counts wins, ties and losses and names the seeds it pairs. Runs of other folders can join a
+report (``include``), e.g. an ablation that reuses a headline study's plain and SMART runs, filtered by
+task and method.
 """
 
 from __future__ import annotations

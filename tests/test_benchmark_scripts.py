@@ -276,12 +276,13 @@ def test_study6_collects_every_arm_and_pairs_by_seed(tmp_path):
 def test_study6_paired_interval_and_cells():
     report = load(STUDY6)
     d = report.paired({1: 3.0, 2: 1.0, 3: 2.0}, {1: 1.0, 2: 1.0, 3: 1.0})  # differences 2, 0, 1
-    assert d["mean"] == pytest.approx(1.0) and d["std"] == pytest.approx(1.0) and d["wins"] == 2
+    assert d["mean"] == pytest.approx(1.0) and d["std"] == pytest.approx(1.0)
+    assert (d["wins"], d["ties"], d["losses"]) == (2, 1, 0)  # the level seed is a tie, not a loss
     half = 4.302652729911275 / 3**0.5  # t(0.975, 2) · 1 / √3
     assert d["interval"] == [pytest.approx(1 - half), pytest.approx(1 + half)]
-    assert report.delta_cell(d) == "+1.00 [-1.48, +3.48] (2/3)"
+    assert report.delta_cell(d) == "+1.00 [-1.48, +3.48] (2W/1T/0L of 3)"
     bold = report.paired({1: 2.0, 2: 3.0, 3: 2.5}, {1: 0.0, 2: 0.0, 3: 0.0})  # the interval excludes 0
-    assert report.delta_cell(bold) == "**+2.50 [+1.26, +3.74] (3/3)**"
+    assert report.delta_cell(bold) == "**+2.50 [+1.26, +3.74] (3W/0T/0L of 3)**"
     assert report.score_cell({1: 1.0, 2: 3.0}) == "2.00 ± 1.41 (n=2)"
     assert report.score_cell(None) == report.delta_cell(None) == "–"
 
@@ -295,7 +296,9 @@ def test_study6_summary_has_each_table(tmp_path):
         "| single-task plain | 61.00 ± 1.41 (n=2) | – | 81.00 ± 1.41 (n=2) | – | – | 71.00 ± 1.41 (n=2) |"
         in text
     )
-    assert "| MT-DNN-SMART − single-task plain | +4.00 [+4.00, +4.00] (2/2) |" in text.replace("**", "")
+    assert "| MT-DNN-SMART − single-task plain | +4.00 [+4.00, +4.00] (2W/0T/0L of 2) |" in text.replace(
+        "**", ""
+    )
     assert "| start, fine-tuning | 1pct | 100pct |" in text  # fractions in increasing order
     assert "| MT SMART, SMART | 44.00 ± 1.41 (n=2) | 84.00 ± 1.41 (n=2) |" in text
     assert "| model | 5/0/0 | 3/1/1 |" in text  # only the buckets there are, in the paper's order
@@ -463,7 +466,9 @@ def test_study5_target_needs_a_point_five_seeds_no_task_below_half_a_point_and_r
     # A grid of one point for plain, or no grid.json at all: not the same tuning budget.
     assert study5_target.checks(summary, "smart", {**grids, "vanilla": grid[:1]})[7][2] is False
     assert study5_target.checks(summary, "smart")[7] == (rows[7][0], "no grid.json", False)
-    assert rows[0][1].startswith("+1.10 ± 0.00, 95% interval [+1.10, +1.10], 5/5 seeds ahead")
+    assert rows[0][1].startswith(
+        "+1.10 ± 0.00, 95% interval [+1.10, +1.10], 5W/0T/0L of 5 seeds (wins/ties/losses)"
+    )
     assert rows[1][1] == "cola -0.40, mrpc +2.50, rte +2.50, stsb -0.20"
 
     # cola at -0.6: below the floor; three seeds only: not enough.

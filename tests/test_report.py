@@ -76,13 +76,32 @@ def test_summary_statistics_and_paired_differences():
     diff = summary["smart"]["vs_vanilla"]["accuracy"]
     assert diff["n"] == 2 and diff["wins"] == 2 and diff["mean"] == pytest.approx(0.035)
     last = summary["smart"]["vs_vanilla"]["last_epoch_accuracy"]
-    assert last["mean"] == pytest.approx(0.0) and last["wins"] == 1  # +0.02 and -0.02
+    assert last["mean"] == pytest.approx(0.0) and (last["wins"], last["ties"], last["losses"]) == (1, 0, 1)
     assert summary["vanilla"]["train_minutes_mean"] == pytest.approx(2.0)
     table = to_markdown(summarise(runs))
     assert "last_epoch_accuracy mean ± std" in table and "| smart | 3 |" in table
-    assert "| 62.33 ± 7.51 | 70.00 | +3.50 ± 2.12 [-15.56, +22.56] (2/2) |" in table
+    assert "| 62.33 ± 7.51 | 70.00 | +3.50 ± 2.12 [-15.56, +22.56] (2W/0T/0L of 2) |" in table
     single = to_markdown(summarise([result("vanilla", 1, 0.5, 0.5), result("smart", 1, 0.6, 0.6)]))
-    assert "| smart | 1 | 60.00 | 60.00 | +10.00 (1/1) |" in single  # no "± 0.00" from one seed
+    assert "| smart | 1 | 60.00 | 60.00 | +10.00 (1W/0T/0L of 1) |" in single  # no "± 0.00" from one seed
+
+
+def test_a_seed_where_a_method_ties_vanilla_is_a_tie_not_a_loss():
+    # Equal accuracies on a small dev set give a difference of exactly 0; it was counted as a non-win
+    # ("1/3"), i.e. as a loss. A mean of two tasks summed in another order is a tie too (grid.TIE).
+    runs = [result("vanilla", s, v, v) for s, v in ((1, 0.50), (2, 0.60), (3, 0.55))]
+    runs += [result("smart", s, v, v) for s, v in ((1, 0.55), (2, 0.60), (3, 0.50))]  # +5, 0, -5
+    d = summarise(runs)["rte"]["methods"]["smart"]["vs_vanilla"]["accuracy"]
+    assert (d["wins"], d["ties"], d["losses"], d["n"]) == (1, 1, 1, 3)
+    assert "+0.00 ± 5.00 [-12.42, +12.42] (1W/1T/1L of 3) |" in to_markdown(summarise(runs))
+    # Correct answers out of 249 on rte and mrpc: the same total, summed in another order.
+    for plain, smart in (((120, 126), (121, 125)), ((121, 125), (120, 126))):
+        two_tasks = [
+            {**result(method, 1, k / 249, k / 249), "task": task}
+            for method, ks in (("vanilla", plain), ("smart", smart))
+            for task, k in zip(("rte", "mrpc"), ks)
+        ]
+        avg = summarise(two_tasks)["average"]["methods"]["smart"]["vs_vanilla"]["mean_of_main_metrics"]
+        assert avg["mean"] != 0 and (avg["wins"], avg["ties"], avg["losses"]) == (0, 1, 0)
 
 
 def test_the_charts_paired_differences_are_the_per_seed_pairs_of_vs_vanilla():
@@ -99,6 +118,23 @@ def test_the_charts_paired_differences_are_the_per_seed_pairs_of_vs_vanilla():
     assert statistics.stdev(diffs) == pytest.approx(task["methods"]["smart"]["vs_vanilla"]["accuracy"]["std"])
     assert paired_differences(task, "smart", "f1") == []  # a metric it does not have
     assert paired_differences(summarise(runs[3:])["rte"], "smart", "accuracy") == []  # no vanilla at all
+
+
+def test_the_paired_rows_name_the_seeds_they_pair():
+    # Methods with different seeds are paired on the seeds both have: the table gave n, not which.
+    blind = result("smart", 1, 0.55, 0.50)
+    blind["log_history"] = []  # no last-epoch score on seed 1: that metric pairs seed 2 only
+    runs = [result("vanilla", s, 0.5, 0.5) for s in (1, 2, 4)]
+    runs += [blind, result("smart", 2, 0.62, 0.58), result("smart", 3, 0.7, 0.7), result("r3f", 2, 0.7, 0.7)]
+    summary = summarise(runs)
+    smart = summary["rte"]["methods"]["smart"]["vs_vanilla"]
+    assert smart["accuracy"]["seeds"] == [1, 2] and smart["last_epoch_accuracy"]["seeds"] == [2]
+    assert summary["rte"]["methods"]["r3f"]["vs_vanilla"]["accuracy"]["seeds"] == [2]
+    assert (
+        "Δ vs vanilla pairs the seeds both have: r3f seed 2; "
+        "smart seeds 1, 2 (accuracy); seed 2 (last_epoch_accuracy)."
+    ) in to_markdown(summary)
+    assert "pairs the seeds" not in to_markdown(summarise([r for r in runs if r["method"] == "smart"]))
 
 
 def test_a_run_without_a_metric_does_not_shift_the_other_seeds_values():
@@ -152,6 +188,36 @@ def test_average_over_tasks_is_the_per_seed_mean_of_main_metrics_and_paired_to_v
     assert smart["train_minutes_mean"] == pytest.approx(4.0)  # the sum over the two tasks
     assert "Per seed, the mean of cola matthews_correlation, rte accuracy" in to_markdown(summary)
     assert "average" not in summarise([r for r in runs if r["task"] == "rte"])
+
+
+def test_the_average_names_each_method_and_seed_it_leaves_out_rather_than_drop_them():
+    # A method with no run of one task vanished from the average without a word (and a seed lacking a
+    # task likewise): the average row read as if it compared every method over the same tasks.
+    runs = [
+        run(t, m, s, {"accuracy": 0.5 + s / 100}, "accuracy")
+        for t in ("rte", "mrpc", "cola")
+        for m in ("vanilla", "smart")
+        for s in (1, 2, 3)
+        if not (m == "smart" and t == "cola") and not (m == "vanilla" and t == "cola" and s == 3)
+    ]
+    avg = summarise(runs)["average"]
+    assert list(avg["methods"]) == ["vanilla"] and avg["methods"]["vanilla"]["seeds"] == [1, 2]
+    assert avg["left_out"] == {
+        "smart": [{"seed": s, "missing": ["cola"]} for s in (1, 2, 3)],
+        "vanilla": [{"seed": 3, "missing": ["cola"]}],
+    }
+    text = to_markdown(summarise(runs))
+    assert "Left out of the average, a task missing on that seed" in text
+    assert "smart seeds 1, 2, 3 (no cola); vanilla seed 3 (no cola)." in text
+    assert "| smart (incomplete: no cola) | 0 | – | – | – | – | – | – | – |" in text
+    # No method with every task on one seed: the average is there all the same, naming what is missing.
+    no_rte = summarise([r for r in runs if not (r["method"] == "vanilla" and r["task"] == "rte")])
+    assert no_rte["average"]["methods"] == {}
+    assert no_rte["average"]["averaged"] == {"cola": "accuracy", "mrpc": "accuracy", "rte": "accuracy"}
+    assert no_rte["average"]["left_out"]["vanilla"][2] == {"seed": 3, "missing": ["cola", "rte"]}
+    assert "| vanilla (incomplete: no cola, rte) | 0 | – |" in to_markdown(no_rte)
+    complete = summarise([r for r in runs if r["task"] != "cola"])
+    assert complete["average"]["left_out"] == {} and "Left out" not in to_markdown(complete)
 
 
 def test_fractions_form_their_own_groups_and_a_curve(tmp_path):
@@ -334,6 +400,7 @@ def test_average_skips_runs_without_their_main_metric_and_inherits_schedule_note
     ]
     summary = summarise([{**r, "_path": str(i)} for i, r in enumerate(runs)])
     assert list(summary["average"]["methods"]) == ["lr2e-5"]
+    assert summary["average"]["left_out"] == {"lr5e-5": [{"seed": 1, "missing": ["mrpc"]}]}
     assert summary["average"]["differs_in"] == ["learning_rate"]
 
 
@@ -558,3 +625,36 @@ def test_a_method_whose_grid_is_incomplete_is_named_not_dropped_and_none_complet
     ) in (tmp_path / "summary.md").read_text()
     with pytest.raises(ConfigError, match=r"no method's grid .*\(smart in rte; vanilla in rte\)"):
         write_report(tmp_path, seeds=[3])
+
+
+def test_rename_applies_to_a_grid_folders_methods_and_refuses_a_point(tmp_path, capsys):
+    # `report --rename smart=NEW` on a compare with --grid did nothing: the runs are named after their
+    # points (smart@lr=5e-05) and grid.json's methods were read unrenamed.
+    import json
+
+    from smart_tune.cli import main
+    from smart_tune.grid import write_grid
+
+    index = {
+        m: [{"name": f"{m}@lr={lr}", "settings": {"learning_rate": lr}} for lr in (2e-05, 5e-05)]
+        for m in ("vanilla", "smart")
+    }
+    write_grid(tmp_path, index)
+    for pts in index.values():
+        for n, p in enumerate(pts):
+            path = tmp_path / "rte" / p["name"] / "seed-1"
+            path.mkdir(parents=True)
+            r = run("rte", p["name"], 1, {"accuracy": 0.6, "accuracy_holdout": 0.5 + n / 10}, "accuracy")
+            (path / "results.json").write_text(json.dumps(r))
+    write_report(tmp_path, rename={"smart": "smart-paper"}, methods=["vanilla", "smart-paper"])
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert list(summary["rte"]["methods"]) == ["vanilla", "smart-paper"]
+    assert "| rte | smart-paper | lr=5e-05 |" in (tmp_path / "summary.md").read_text()
+    assert not (tmp_path / "grid_choice.json").exists()  # a renamed report is not the folder's decision
+    capsys.readouterr()
+    assert main(["report", str(tmp_path), "--rename", "smart@lr=5e-05=best"]) == 2
+    err = capsys.readouterr().err
+    assert "smart@lr=5e-05 is a point of smart's grid; rename the method (smart=NEW)" in err
+    assert len(err.strip().splitlines()) == 1
+    with pytest.raises(ConfigError, match="grid methods vanilla and smart would both be called vanilla"):
+        write_report(tmp_path, rename={"smart": "vanilla"})

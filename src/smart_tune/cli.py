@@ -381,8 +381,10 @@ def _seeds(text: str) -> list[int]:
 
 
 def _rename(text: str) -> dict[str, str]:
-    pairs = [item.split("=") for item in _split_list(text)]
-    if any(len(p) != 2 or not p[0] or not p[1] for p in pairs):
+    # Split at the last "=": a grid point's name has "=" in it (smart@lr=5e-05), and the report then
+    # says in one line why a point cannot be renamed, rather than that the option is malformed.
+    pairs = [item.rpartition("=")[::2] for item in _split_list(text)]
+    if any(not old or not new for old, new in pairs):
         raise argparse.ArgumentTypeError(f"--rename takes OLD=NEW[,OLD2=NEW2], got {text!r}")
     return dict(pairs)
 
@@ -415,7 +417,8 @@ def cmd_report(argv: list[str]) -> int:
         type=_rename,
         default={},
         metavar="OLD=NEW[,...]",
-        help="call method OLD by the name NEW in this report (before the filters)",
+        help="call method OLD by the name NEW in this report (before the filters); a method of the "
+        "folder's grid too, not one of its points",
     )
     a = p.parse_args(argv)
     include = [f for item in a.include for f in _split_list(item)]

@@ -39,6 +39,7 @@ SHORT = {
 ALIASES = {"epochs": "num_train_epochs", "batch_size": "per_device_train_batch_size", "lr": "learning_rate"}
 # Selection scores this close are one mean summed in another order: accuracies are k/n, and 120/249 +
 # 126/249 comes out 1e-17 above 121/249 + 125/249. Far below any real difference (1/n over the seeds).
+# The report takes the same tolerance for a seed where a method ties vanilla (report.tally).
 TIE = 1e-9
 
 
@@ -194,6 +195,31 @@ def read_grid(folder: str | Path) -> dict[str, list[dict[str, Any]]]:
     if not fine:
         raise ConfigError(f"unreadable {path}: not a grid (each method's list of {{name, settings}} points)")
     return grid
+
+
+def rename_grid(
+    index: dict[str, list[dict[str, Any]]], rename: dict[str, str]
+) -> dict[str, list[dict[str, Any]]]:
+    """The grid with its methods called by ``rename``'s new names ({old: new}, as ``report --rename``
+    takes it): the chosen point's runs are then reported under the new name. A point's own name
+    (``smart@lr=5e-05``) cannot be renamed: that would take one point out of its method's grid, and
+    the choice would no longer be among them all. Two grid methods under one name are refused too:
+    one name, one grid."""
+    owner = {p["name"]: m for m, pts in index.items() for p in pts}
+    point = next((old for old in rename if old in owner), None)
+    if point is not None:
+        raise ConfigError(
+            f"--rename {point}={rename[point]}: {point} is a point of {owner[point]}'s grid; rename the "
+            f"method ({owner[point]}=NEW), whose chosen point the report shows"
+        )
+    renamed: dict[str, list[dict[str, Any]]] = {}
+    was: dict[str, str] = {}
+    for method, pts in index.items():
+        new = rename.get(method, method)
+        if new in renamed:
+            raise ConfigError(f"--rename: grid methods {was[new]} and {method} would both be called {new}")
+        renamed[new], was[new] = pts, method
+    return renamed
 
 
 def select(

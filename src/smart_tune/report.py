@@ -12,9 +12,11 @@ one dot per seed.
 Runs trained on a fraction of their training split (``--train-fraction``) form their own group,
 ``"snli (1% train)"``; when one task has several fractions, ``curve.png`` plots the main metric against
 the fraction. With two or more whole tasks, an ``average`` group gives, per method and seed, the mean
-of the tasks' main metrics (the seeds where the method has every task), compared with vanilla in pairs
-as any task is. Runs of other folders can join a report (``include``), e.g. an ablation that reuses a
-headline study's plain and SMART runs, filtered by task and method.
+of the tasks' main metrics (the seeds where the method has every task; the others, and a method with
+no such seed, are named as left out), compared with vanilla in pairs as any task is. Each paired
+difference counts wins, ties and losses and names the seeds it pairs. Runs of other folders can join a
+report (``include``), e.g. an ablation that reuses a headline study's plain and SMART runs, filtered by
+task and method.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
-from .grid import CHOICE_FILE, HOLDOUT_SUFFIX, choice_markdown, read_grid, unchosen
+from .grid import CHOICE_FILE, HOLDOUT_SUFFIX, TIE, choice_markdown, read_grid, rename_grid, unchosen
 from .grid import select as select_grid
 from .results import (
     RESULTS,
@@ -214,24 +216,47 @@ def collect_results(
     return kept
 
 
-def task_average(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Per method and seed, the mean over tasks of each task's main metric (a run of group ``average``).
-
-    Only whole-split runs count, only when there are two tasks or more, and only the seeds where the
-    method has every task. ``train_runtime_s`` is the sum over the tasks.
-    """
+def _average_inputs(results: list[dict[str, Any]]) -> tuple[list[str], dict[tuple, dict], list[tuple]]:
+    """What an average over tasks reads: (the tasks, every task with a whole-split run, [] under two;
+    each such run that has its main metric, by (task, method, seed); each (method, seed) with a
+    whole-split run, in order)."""
     whole = [r for r in results if train_fraction(r) is None]
     task_names = sorted({r["task"] for r in whole})
     if len(task_names) < 2:
-        return []
+        return [], {}, []
     # A run without its main metric (no labelled evaluation split) leaves its method and seed out.
     by_run = {
         (r["task"], r["method"], int(r["seed"])): r
         for r in whole
         if r.get("main_metric") in (r.get("metrics") or {})
     }
+    return task_names, by_run, sorted({(r["method"], int(r["seed"])) for r in whole})
+
+
+def average_left_out(results: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """{method: [{"seed", "missing": [tasks]}]}: each seed of a method that the average over tasks
+    leaves out, and the tasks it lacks there (no whole-split run, or one without its main metric).
+    Every method and seed with a run is either averaged or named here: none drops out unsaid, and no
+    method's mean is over fewer tasks than another's."""
+    task_names, by_run, pairs = _average_inputs(results)
+    left: dict[str, list[dict[str, Any]]] = {}
+    for method, seed in pairs:
+        missing = [t for t in task_names if (t, method, seed) not in by_run]
+        if missing:
+            left.setdefault(method, []).append({"seed": seed, "missing": missing})
+    return left
+
+
+def task_average(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per method and seed, the mean over tasks of each task's main metric (a run of group ``average``).
+
+    Only whole-split runs count, only when there are two tasks or more, and only the seeds where the
+    method has every task (the others: :func:`average_left_out`). ``train_runtime_s`` is the sum over
+    the tasks.
+    """
+    task_names, by_run, pairs = _average_inputs(results)
     averaged = []
-    for method, seed in sorted({(m, s) for _, m, s in by_run}):
+    for method, seed in pairs:
         runs = [by_run.get((t, method, seed)) for t in task_names]
         if any(r is None for r in runs):
             continue
@@ -391,11 +416,26 @@ def summarise(results: list[dict[str, Any]]) -> dict[str, Any]:
         task: _group_summary(grouped[task])
         for task in sorted(grouped, key=lambda g: _group_order(g, grouped[g]))
     }
-    if AVERAGE in summary:  # the average inherits every averaged task's differences and selection
-        tasks = [d for g, d in summary.items() if g != AVERAGE and d["train_fraction"] is None]
-        for key in ("differs_in", "kept", "selected_on"):
-            summary[AVERAGE][key] = sorted({k for d in tasks for k in d[key]})
+    _complete_average(summary, results)
     return summary
+
+
+def _complete_average(summary: dict[str, Any], results: list[dict[str, Any]]) -> None:
+    """With two whole tasks or more, the ``average`` group (last) names what it leaves out
+    (``left_out``, see :func:`average_left_out`; {} when nothing); when no method has a seed with every
+    task it is there all the same, with no method, rather than missing without a word. It inherits
+    every averaged task's schedule differences and selection."""
+    task_names = _average_inputs(results)[0]
+    if not task_names:
+        return
+    empty = {"main_metric": AVERAGE_METRIC, "task": AVERAGE, "train_fraction": None, "methods": {}}
+    data = summary.pop(AVERAGE, None) or empty
+    data.setdefault("averaged", {t: summary[t]["main_metric"] for t in task_names})
+    data["left_out"] = average_left_out(results)
+    tasks = [summary[t] for t in task_names]
+    for key in ("differs_in", "kept", "selected_on"):
+        data[key] = sorted({k for d in tasks for k in d[key]})
+    summary[AVERAGE] = data
 
 
 def _group_runs(results: list[dict[str, Any]]) -> dict[str, GroupRuns]:
@@ -464,13 +504,10 @@ def _method_summary(
             "values": values,
             "seeds": covered,
         }
-        paired = [
-            by_seed[s]["metrics"][name] - baseline[s]["metrics"][name]
-            for s in covered
-            if s in baseline and name in baseline[s]["metrics"]
-        ]
-        if paired and method != BASELINE:
-            entry["vs_vanilla"][name] = _paired_stats(paired)
+        pairs = [s for s in covered if s in baseline and name in baseline[s]["metrics"]]
+        if pairs and method != BASELINE:
+            paired = [by_seed[s]["metrics"][name] - baseline[s]["metrics"][name] for s in pairs]
+            entry["vs_vanilla"][name] = {**_paired_stats(paired), "seeds": pairs}
     terms = [training_terms(by_seed[s]) for s in seeds]
     entry["terms"] = {
         key: sum(t[key] for t in terms) / len(terms) for key, _, _ in TERMS if all(key in t for t in terms)
@@ -485,15 +522,32 @@ def _method_summary(
 
 
 def _paired_stats(paired: list[float]) -> dict[str, Any]:
-    """Mean, std, n, wins and 95% interval of per-seed differences to vanilla."""
+    """Mean, std, n, wins, ties, losses and 95% interval of per-seed differences to vanilla."""
     d_mean, d_std = _mean_std(paired)
     return {
         "mean": d_mean,
         "std": d_std,
         "n": len(paired),
-        "wins": sum(d > 0 for d in paired),
+        **tally(paired),
         "ci95": paired_interval(d_mean, d_std, len(paired)),
     }
+
+
+def tally(differences: list[float]) -> dict[str, int]:
+    """How many per-seed differences are ahead of zero (``wins``), level with it (``ties``: within
+    :data:`grid.TIE`, the tolerance the grid choice takes for equal scores, e.g. equal accuracies on a
+    small dev set) and behind it (``losses``). A NaN difference (a diverged run's Pearson) is none of
+    the three, so the three may add up to fewer than n."""
+    return {
+        "wins": sum(d > TIE for d in differences),
+        "ties": sum(abs(d) <= TIE for d in differences),
+        "losses": sum(d < -TIE for d in differences),
+    }
+
+
+def tally_text(d: dict[str, Any]) -> str:
+    """``"2W/1T/0L of 3"``: the wins, ties and losses of :func:`tally` out of ``d["n"]`` paired seeds."""
+    return f"{d['wins']}W/{d['ties']}T/{d['losses']}L of {d['n']}"
 
 
 def _group_order(group: str, methods: GroupRuns) -> tuple:
@@ -512,7 +566,8 @@ MARKDOWN_INTRO = [
     "",
     "Scores ×100 on each task's evaluation split (dev unless the study says otherwise): mean ± sample "
     "std over seeds, best run, and the paired difference to vanilla on the same seeds (mean ± std, "
-    "[its 95% interval, Student's t over the seeds], (wins = seeds where the method beats vanilla / seeds)).",
+    "[its 95% interval, Student's t over the seeds], (W/T/L of n: of the n paired seeds, how many the "
+    f"method wins, ties and loses against vanilla; a tie is a difference within {TIE:g}, rounding)).",
     "A metric's plain name scores the model each run kept: the best of its end-of-epoch evaluations on "
     "dev (so dev picks the epoch: optimistic), unless a table says otherwise. `last_epoch_<metric>` "
     "scores the model at the end of training. min/run: training minutes per run (a resumed run's time is scaled up from the steps "
@@ -557,7 +612,24 @@ def _group_notes(data: dict[str, Any]) -> list[str]:
             "min/run is the sum over the tasks.",
             "",
         ]
+    if data.get("left_out"):
+        lines += [
+            "Left out of the average, a task missing on that seed (no run, or none with its main "
+            f"metric): {_left_out_text(data['left_out'])}.",
+            "",
+        ]
     return lines
+
+
+def _left_out_text(left_out: dict[str, list[dict[str, Any]]]) -> str:
+    """``"smart seeds 1, 2 (no cola); vanilla seed 3 (no cola, mrpc)"``."""
+    parts = []
+    for method, seeds in left_out.items():
+        by_missing: dict[tuple[str, ...], list[int]] = {}
+        for s in seeds:
+            by_missing.setdefault(tuple(s["missing"]), []).append(s["seed"])
+        parts += [f"{method} {_seed_list(ss)} (no {', '.join(m)})" for m, ss in by_missing.items()]
+    return "; ".join(parts)
 
 
 def _scores_table(data: dict[str, Any]) -> list[str]:
@@ -582,8 +654,36 @@ def _scores_table(data: dict[str, Any]) -> list[str]:
             + (f" ({e['train_minutes_unknown']} ?)" if e["train_minutes_unknown"] else "")
         )
         lines.append("| " + " | ".join(row) + " |")
+    for method, seeds in data.get("left_out", {}).items():
+        if method not in data["methods"]:  # no seed with every task: a row all the same, saying why
+            missing = sorted({t for s in seeds for t in s["missing"]})
+            shown = f"{method} (incomplete: no {', '.join(missing)})"
+            lines.append("| " + " | ".join([shown, "0", *["–"] * (3 * len(metric_names)), "–"]) + " |")
     lines.append("")
-    return lines
+    return lines + _paired_seeds_note(data, metric_names)
+
+
+def _paired_seeds_note(data: dict[str, Any], metric_names: list[str]) -> list[str]:
+    """A line under a group's table naming the seeds each Δ vs vanilla pairs (the seeds both have),
+    per metric where they differ (a run lacking a last-epoch score); nothing paired: no line."""
+    parts = []
+    for method, e in data["methods"].items():
+        by_seeds: dict[tuple[int, ...], list[str]] = {}
+        for m in metric_names:
+            if m in e["vs_vanilla"]:
+                by_seeds.setdefault(tuple(e["vs_vanilla"][m]["seeds"]), []).append(m)
+        if len(by_seeds) == 1:
+            parts.append(f"{method} {_seed_list(next(iter(by_seeds)))}")
+        elif by_seeds:
+            shown = "; ".join(f"{_seed_list(seeds)} ({', '.join(ms)})" for seeds, ms in by_seeds.items())
+            parts.append(f"{method} {shown}")
+    if not parts:
+        return []
+    return [f"Δ vs {BASELINE} pairs the seeds both have: {'; '.join(parts)}.", ""]
+
+
+def _seed_list(seeds) -> str:
+    return ("seed " if len(seeds) == 1 else "seeds ") + ", ".join(map(str, seeds))
 
 
 def _metric_cells(e: dict[str, Any], m: str) -> list[str]:
@@ -598,7 +698,7 @@ def _metric_cells(e: dict[str, Any], m: str) -> list[str]:
     d_spread = f" ± {_pct(d['std'])}" if d and d["n"] > 1 else ""
     if d and d.get("ci95"):
         d_spread += f" [{100 * d['ci95'][0]:+.2f}, {100 * d['ci95'][1]:+.2f}]"
-    cells.append(f"{100 * d['mean']:+.2f}{d_spread} ({d['wins']}/{d['n']})" if d else "–")
+    cells.append(f"{100 * d['mean']:+.2f}{d_spread} ({tally_text(d)})" if d else "–")
     return cells
 
 
@@ -793,10 +893,11 @@ def write_report(
 ) -> dict[str, Path]:
     """Rebuild summary.md, summary.json and summary.png (and curve.png, when there are fractions) in
     ``folder`` from its finished runs and those of the ``include`` folders, optionally only some
-    ``tasks``, ``methods`` and ``seeds``, with methods renamed by ``rename`` ({old: new}). A folder
-    with a grid also gets grid_choice.json, from a report of the whole folder only (no filter)."""
+    ``tasks``, ``methods`` and ``seeds``, with methods renamed by ``rename`` ({old: new}; a method of
+    the folder's grid too, see :func:`grid.rename_grid`). A folder with a grid also gets
+    grid_choice.json, from a report of the whole folder only (no filter, no rename)."""
     folder = Path(folder)
-    index = read_grid(folder)
+    index = rename_grid(read_grid(folder), rename or {})
     grid_points = {p["name"]: method for method, pts in index.items() for p in pts}
     results = collect_results([folder, *include], tasks, methods, seeds, rename, grid_points)
     if not results:

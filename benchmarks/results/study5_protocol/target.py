@@ -40,7 +40,7 @@ import json
 import sys
 from pathlib import Path
 
-from smart_tune.report import paired_interval
+from smart_tune.report import paired_interval, tally_text
 from smart_tune.results import TRAIN_HOLDOUT
 
 _spec = importlib.util.spec_from_file_location(
@@ -96,7 +96,7 @@ def checks(summary: dict, method: str, grids: dict | None = None) -> list[tuple[
     return [
         (
             f"four-task mean: {method} − {BASELINE} ≥ +{100 * MARGIN:.1f}",
-            f"{100 * gain['mean']:+.2f} ± {100 * gain['std']:.2f}, 95% interval {shown}, {gain['wins']}/{gain['n']} seeds ahead",
+            f"{100 * gain['mean']:+.2f} ± {100 * gain['std']:.2f}, 95% interval {shown}, {tally_text(gain)} seeds (wins/ties/losses)",
             gain["mean"] >= MARGIN,
         ),
         (

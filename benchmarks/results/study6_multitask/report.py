@@ -4,8 +4,9 @@
                                        # a chart per part beside it (summary-a.png, -b, -c)
     run.sh's job list | python report.py --estimate -   # jobs and lane-hours, from Studies 4-5's costs
 
-Scores are ×100: mean ± std over seeds, and paired differences (same seed) as mean [95% interval] (wins
-of n), the interval Student's t over the seeds (smart_tune.report.paired_interval).
+Scores are ×100: mean ± std over seeds, and paired differences (same seed) as mean [95% interval] (wins,
+ties and losses of n: smart_tune.report.tally), the interval Student's t over the seeds
+(smart_tune.report.paired_interval).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from smart_tune.agreement import BUCKETS, OTHER
-from smart_tune.report import _pyplot, _save_figure, paired_interval
+from smart_tune.report import _pyplot, _save_figure, paired_interval, tally, tally_text
 
 ROOT = Path(__file__).resolve().parents[3]
 TASKS = ("rte", "mrpc", "stsb", "cola", "sst2")
@@ -130,7 +131,8 @@ def mean_std(values: list[float]) -> tuple[float, float]:
 
 
 def paired(a: dict[int, float], b: dict[int, float]) -> dict[str, Any] | None:
-    """a − b over the seeds both have: n, mean, std, 95% interval (None under two pairs), wins of a."""
+    """a − b over the seeds both have: n, mean, std, 95% interval (None under two pairs), wins, ties and
+    losses of a."""
     seeds = sorted(set(a) & set(b))
     if not seeds:
         return None
@@ -141,7 +143,7 @@ def paired(a: dict[int, float], b: dict[int, float]) -> dict[str, Any] | None:
         "mean": mean,
         "std": std,
         "interval": paired_interval(mean, std, len(diffs)),
-        "wins": sum(d > 0 for d in diffs),
+        **tally(diffs),
         "diffs": diffs,
     }
 
@@ -157,7 +159,7 @@ def delta_cell(d: dict[str, Any] | None) -> str:
     if d is None:
         return "–"
     interval = f" [{d['interval'][0]:+.2f}, {d['interval'][1]:+.2f}]" if d["interval"] else ""
-    text = f"{d['mean']:+.2f}{interval} ({d['wins']}/{d['n']})"
+    text = f"{d['mean']:+.2f}{interval} ({tally_text(d)})"
     return f"**{text}**" if d["interval"] and (d["interval"][0] > 0 or d["interval"][1] < 0) else text
 
 
@@ -194,7 +196,8 @@ def glue_section(scores: Scores) -> list[str]:
     lines += _table(["arm", *columns], rows)
     lines += [
         "",
-        "Paired differences (same seed): mean [95% interval] (wins of n); bold: the interval excludes 0.",
+        "Paired differences (same seed): mean [95% interval] (W/T/L of n: wins, ties, losses over n seeds); "
+        "bold: the interval excludes 0.",
         "",
     ]
     rows = [

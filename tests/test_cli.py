@@ -632,6 +632,44 @@ def test_evaluate_refuses_a_model_whose_labels_are_another_tasks(tiny_model_dir,
     )
 
 
+def labelled_copy(source, folder, names, flip_head=False):
+    """A copy of a model whose config names its outputs ``names``; ``flip_head`` reverses the classifier's
+    rows too, so that the copy predicts what the source predicts under the other output order."""
+    import safetensors.torch
+
+    config = {"id2label": dict(enumerate(names)), "label2id": {name: i for i, name in enumerate(names)}}
+    path = model_copy(source, folder, config=config)
+    if flip_head:
+        weights = safetensors.torch.load_file(f"{path}/model.safetensors")
+        for key in ("classifier.weight", "classifier.bias"):
+            weights[key] = weights[key].flip(0).contiguous()
+        safetensors.torch.save_file(weights, f"{path}/model.safetensors", metadata={"format": "pt"})
+    return path
+
+
+def test_scoring_maps_the_models_label_names_onto_the_tasks(tiny_model_dir, tmp_path, capsys):
+    """Same label names in another order (e.g. a WNLI head, not_entailment first, scored on RTE): each
+    output is read by its name, not its position; default names (LABEL_i) are taken in the task's order."""
+    names = ("entailment", "not_entailment")
+    models = {
+        "default": tiny_model_dir,
+        "named": labelled_copy(tiny_model_dir, tmp_path / "named", names),
+        "reversed": labelled_copy(tiny_model_dir, tmp_path / "reversed", names[::-1], flip_head=True),
+        "renamed": labelled_copy(tiny_model_dir, tmp_path / "renamed", names[::-1]),
+    }
+    scored = {}
+    for name, model in models.items():
+        out = tmp_path / f"predictions-{name}"
+        args = ["--model-dir", model, "--task", "rte", "--data-dir", GLUE]
+        assert main(["evaluate", *args]) == 0
+        metrics = json.loads(capsys.readouterr().out)
+        assert main(["predict", *args, "--output-dir", str(out)]) == 0
+        capsys.readouterr()
+        scored[name] = (metrics, sorted((p.name, p.read_text()) for p in out.rglob("*") if p.is_file()))
+    assert scored["default"][1] and scored["named"] == scored["default"] == scored["reversed"]
+    assert scored["renamed"] != scored["default"]  # the same outputs under swapped names: other answers
+
+
 def test_evaluate_refuses_a_head_that_does_not_fit_the_task(tiny_model_dir, capsys):
     code = main(["evaluate", "--model-dir", tiny_model_dir, "--task", "stsb", "--data-dir", GLUE])
     err = capsys.readouterr().err.strip()

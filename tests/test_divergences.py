@@ -106,3 +106,11 @@ def test_problem_type_of_config():
     assert problem_type_of(BertConfig(num_labels=3, problem_type="multi_label_classification")) == (
         "multi_label_classification"
     )
+    # No problem_type in the config: the labels decide, by the models' own rule
+    multi_hot, ids = torch.tensor([[1.0, 0.0, 1.0]]), torch.tensor([2])
+    assert problem_type_of(BertConfig(num_labels=3), multi_hot) == "multi_label_classification"
+    assert problem_type_of(BertConfig(num_labels=3), ids) == "single_label_classification"
+    assert problem_type_of(BertConfig(num_labels=1), multi_hot[:, 0]) == "regression"
+    assert problem_type_of(
+        BertConfig(num_labels=3, problem_type="single_label_classification"), multi_hot
+    ) == ("single_label_classification")

@@ -418,6 +418,68 @@ def test_too_many_nonfinite_steps_in_a_row_stop_training(tmp_out):
         smart_args(tmp_out, smart_max_nonfinite_steps=0)
 
 
+class TeacherTrace(TrainerCallback):
+    """After each optimizer step (added after the trainer's callbacks, so the teacher has moved): the
+    teacher's weights and clock, and the student's weights; index 0 is the teacher at train begin."""
+
+    def __init__(self, trainer):
+        self.trainer = trainer
+        self.teacher, self.clock, self.student = {}, {}, {}
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.teacher[0], self.clock[0] = params_of(self.trainer.teacher.model), 0
+
+    def on_step_end(self, args, state, control, **kwargs):
+        step = state.global_step
+        self.teacher[step] = params_of(self.trainer.teacher.model)
+        self.clock[step] = self.trainer.teacher.optimizer_steps
+        self.student[step] = params_of(self.trainer.model)
+
+
+class OverflowAt(TrainerCallback):
+    """What the fp16 grad scaler does at an overflow, at one optimizer step (1-based): the optimizer
+    applies no update and says so (accelerate's ``step_was_skipped``, the flag the scaler sets)."""
+
+    def __init__(self, step):
+        self.step = step
+
+    def on_pre_optimizer_step(self, args, state, control, optimizer=None, **kwargs):
+        overflow = state.global_step + 1 == self.step
+        optimizer._is_overflow = overflow
+        if overflow:
+            for group in optimizer.param_groups:
+                for param in group["params"]:
+                    param.grad = None
+
+
+@pytest.mark.parametrize("skipped_by", ["guard", "grad scaler"])
+def test_a_skipped_step_moves_neither_the_teacher_nor_its_clock(tmp_out, skipped_by):
+    """The student did not change at a skipped step: the teacher neither, and its β schedule counts the
+    updates only. Every other step is θ̃ ← β θ̃ + (1 − β) θ with the β of the updates counted so far."""
+    args = smart_args(tmp_out, smart_beta=0.5, smart_beta_warmup=0.25, smart_beta_warmup_ratio=0.5)
+    trainer = SmartTrainer(model=tiny_model(), args=args, train_dataset=ToyDataset(n=48))
+    if skipped_by == "guard":
+        nan_loss_at(trainer, {1})  # optimizer step 2
+    else:
+        trainer.add_callback(OverflowAt(2))
+    trace = TeacherTrace(trainer)
+    trainer.add_callback(trace)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        trainer.train()
+    assert trainer.state.global_step == 6 and trainer.teacher.warmup_steps == 3
+    assert same(trace.student[1], trace.student[2])  # the step was skipped indeed
+    assert [trace.clock[step] for step in range(1, 7)] == [1, 1, 2, 3, 4, 5]
+    assert trainer.teacher.num_updates == 5
+    assert same(trace.teacher[2], trace.teacher[1])
+    betas = {1: 0.25, 3: 0.25, 4: 0.25, 5: 0.5, 6: 0.5}  # warm-up for the first 3 updates, not 3 steps
+    for step, beta in betas.items():
+        assert trainer.teacher.beta_at(trace.clock[step]) == beta
+        previous = trace.teacher[step - 1]
+        for t, before, s in zip(trace.teacher[step], previous, trace.student[step]):
+            torch.testing.assert_close(t, beta * before + (1 - beta) * s, rtol=1e-5, atol=1e-6)
+
+
 # --------------------------------------------------------------------------------------------------
 # 4. Trust: no pickle code, no model code without --trust-remote-code.
 

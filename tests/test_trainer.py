@@ -6,7 +6,7 @@ import pytest
 import torch
 from transformers import Trainer, TrainingArguments
 
-from conftest import ARCHS, FixedPerturbation, ToyDataset, tiny_model
+from conftest import ARCHS, FixedPerturbation, ToyDataset, tiny_model, toy_batch
 from smart_tune import ConfigError, SmartTrainer, SmartTrainingArguments
 from smart_tune.trainer import TEACHER_STATE, TEACHER_WEIGHTS
 
@@ -158,6 +158,46 @@ def test_gradient_accumulation_with_compute_loss_func_logs_the_large_batch_terms
     assert max_weight_diff(*trained) < 1e-6
     for key in ("loss", "smart_task_loss", "smart_adv_loss", "smart_breg_loss"):
         assert logged(trained[0], key) == pytest.approx(logged(trained[1], key), rel=1e-5, abs=1e-10), key
+
+
+def multi_label_terms(out, compute_loss_func=None, num_labels=3):
+    """One SMART step's terms on a multi-label batch (float multi-hot labels, config.problem_type unset,
+    θ moved away from θ̃), and D_Breg computed directly: Σ_labels Bernoulli symmetric KL, batch mean."""
+    from smart_tune.divergences import binary_symmetric_kl, symmetric_kl
+
+    model = tiny_model(num_labels=num_labels)
+    trainer = SmartTrainer(model=model, args=smart_args(out), compute_loss_func=compute_loss_func)
+    trainer._start_teacher(max_steps=1)
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn(p.shape, generator=g) * 0.1)
+    batch = toy_batch(num_labels=num_labels)
+    batch["labels"] = (torch.rand(len(batch["labels"]), num_labels, generator=g) > 0.5).float()
+    torch.manual_seed(0)
+    trainer.compute_loss(model.train(), dict(batch))
+    inputs = {k: v for k, v in batch.items() if k != "labels"}
+    with torch.no_grad():
+        student, teacher = model(**inputs).logits, trainer.teacher.model.eval()(**inputs).logits
+    direct = {"bernoulli": binary_symmetric_kl(student, teacher), "softmax": symmetric_kl(student, teacher)}
+    return trainer.term_means.pop(), {k: float(v.mean()) for k, v in direct.items()}
+
+
+def test_multi_label_terms_are_per_label_bernoulli_with_a_compute_loss_func(tmp_out):
+    """The Trainer takes the labels out of the model's forward for a compute_loss_func, so the model
+    never sets config.problem_type: ℓ_s went to the softmax symmetric KL. The labels' dtype decides,
+    as the model's own rule does: the same terms as with the model's own loss."""
+
+    def bce(outputs, labels, num_items_in_batch=None):
+        return torch.nn.functional.binary_cross_entropy_with_logits(outputs["logits"], labels)
+
+    own, own_direct = multi_label_terms(f"{tmp_out}_own")
+    func, func_direct = multi_label_terms(f"{tmp_out}_func", compute_loss_func=bce)
+    assert own_direct == func_direct and own_direct["bernoulli"] != pytest.approx(own_direct["softmax"])
+    for terms in (own, func):
+        assert terms["smart_breg_loss"] == pytest.approx(own_direct["bernoulli"], rel=1e-5)
+    for key in ("smart_task_loss", "smart_adv_loss", "smart_breg_loss"):
+        assert func[key] == pytest.approx(own[key], rel=1e-5), key
 
 
 def test_extra_terms_scale_without_the_trainers_loss_is_scaled_for_ga(tmp_out, monkeypatch):

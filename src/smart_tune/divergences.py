@@ -75,12 +75,20 @@ def smoothness_divergence(p: torch.Tensor, q: torch.Tensor, problem_type: str) -
     raise ValueError(f"unknown problem type {problem_type!r}")
 
 
-def problem_type_of(config) -> str:
+def problem_type_of(config, labels: torch.Tensor | None = None) -> str:
     """The problem type a Hugging Face sequence-classification model will train with.
 
     Mirrors the models' own rule: an explicit ``config.problem_type`` wins; otherwise one label means
-    regression and several mean single-label classification.
+    regression, and several mean single-label classification for integer labels and multi-label
+    (independent sigmoids) for others, e.g. float multi-hot ones. A model applies that rule, and sets
+    ``config.problem_type``, in a forward that is given the labels; one that is not (the Trainer takes
+    them out of the batch for a ``compute_loss_func`` or label smoothing) never decides, so the batch's
+    ``labels`` decide here. Without labels several outputs mean single-label classification.
     """
     if getattr(config, "problem_type", None):
         return config.problem_type
-    return REGRESSION if getattr(config, "num_labels", 2) == 1 else SINGLE_LABEL
+    if getattr(config, "num_labels", 2) == 1:
+        return REGRESSION
+    if torch.is_tensor(labels) and labels.dtype not in (torch.long, torch.int):
+        return MULTI_LABEL
+    return SINGLE_LABEL

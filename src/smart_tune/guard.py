@@ -12,7 +12,8 @@ recorded"), so only the loss is looked at. Not for DeepSpeed, whose engine holds
 only the trainer sees (:meth:`note_loss` after each micro-batch, :meth:`note_grad_norm` after the
 gradient norm of each optimizer step); everything else comes from the callback arguments.
 ``on_pre_optimizer_step`` fires after gradient clipping, just before ``optimizer.step()``;
-``on_step_end`` once per optimizer step.
+``on_step_end`` once per optimizer step. :attr:`~NonfiniteStepGuard.dropped_last_step` tells the others
+(the mean teacher's callback) at ``on_step_end`` whether the guard dropped that step's update.
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ class NonfiniteStepGuard(TrainerCallback):
         self._nonfinite_loss = False  # a micro-batch of the current optimizer step had a NaN/Inf loss
         self._grad_norm = None  # the Trainer's gradient norm of the current optimizer step
         self._warned = False
+        self.dropped_last_step = False  # the last optimizer step applied no update (read at on_step_end)
 
     # What the trainer reports.
     def note_loss(self, loss: torch.Tensor) -> None:
@@ -66,10 +68,11 @@ class NonfiniteStepGuard(TrainerCallback):
     # The callback events.
     def on_train_begin(self, args, state, control, **kwargs):
         self._nonfinite_loss, self._in_a_row = False, 0
+        self.dropped_last_step = False
 
     def on_pre_optimizer_step(self, args, state, control, optimizer=None, **kwargs):
         drop = self._should_drop(args, optimizer)
-        self._nonfinite_loss = drop
+        self._nonfinite_loss = self.dropped_last_step = drop
         if drop and not self.scaler_enabled():
             for group in optimizer.param_groups:
                 for param in group["params"]:

@@ -181,7 +181,8 @@ class SmartObjective:
         return self(model, batch, out.loss, out.logits, prepared, loss_scale)
 
     def step_teacher(self, model: nn.Module) -> bool:
-        """After an optimizer step: θ̃ ← (1 − β) θ + β θ̃ (every S-th step). Whether the teacher moved."""
+        """After an optimizer step that updated the model (not a skipped one): θ̃ ← (1 − β) θ + β θ̃ (every
+        S-th step). Whether the teacher moved."""
         return self.teacher.step(model) if self.teacher is not None else False
 
 

@@ -214,11 +214,12 @@ def problem_type_for(model: nn.Module, batch: Mapping[str, Any]) -> str:
     """The problem type ℓ_s follows for this batch: the batch's task's, for a model that knows tasks
     (a :class:`~smart_tune.multitask.MultiTaskModel` has ``problem_type_for(batch)``: a regression
     task's batch gets the squared error, a classification task's the symmetric KL); else the model's
-    config's (:func:`~smart_tune.divergences.problem_type_of`)."""
+    config's, or where that names none, the one the model's rule gives the batch's labels
+    (:func:`~smart_tune.divergences.problem_type_of`)."""
     per_batch = getattr(model, "problem_type_for", None)
     if callable(per_batch):
         return per_batch(batch)
-    return problem_type_of(model.config)
+    return problem_type_of(model.config, batch.get("labels"))
 
 
 def logits_of(output: Any) -> torch.Tensor:

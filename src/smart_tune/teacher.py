@@ -88,7 +88,10 @@ class MeanTeacher:
 
     @torch.no_grad()
     def step(self, student: nn.Module) -> bool:
-        """Count one optimizer step; every S-th, move θ̃ toward θ. Returns whether the teacher moved."""
+        """Count one optimizer step; every S-th, move θ̃ toward θ. Returns whether the teacher moved.
+
+        Call it after an optimizer step that updated the student only: a skipped step (NaN/Inf, an fp16
+        overflow) left θ as it was, and counting it would move θ̃ and the β schedule's clock anyway."""
         self.optimizer_steps += 1
         if self.optimizer_steps % self.update_every:
             return False

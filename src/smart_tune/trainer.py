@@ -7,7 +7,7 @@ One training step is Algorithm 1's inner iteration, computed by :class:`~smart_t
     2. the clean forward f(x; θ) and task loss L: the plain Trainer's own code path    Trainer.compute_loss
     3. L + λ_s · R_s + μ · D_Breg                                                        SmartObjective.__call__
     4. one optimizer step (the Trainer's); a NaN/Inf step applies no update             guard.NonfiniteStepGuard
-    5. θ̃ ← (1 − β) θ + β θ̃ every S optimizer steps                                       (a callback)
+    5. θ̃ ← (1 − β) θ + β θ̃ every S optimizer steps that updated θ                        (a callback)
 
 ``smart_method="r3f"`` replaces R_s by one random perturbation and has no teacher;
 ``smart_method="vanilla"`` is the plain Trainer, untouched. The rest of this module is what the Trainer
@@ -97,7 +97,9 @@ def loss_is_batch_mean(model: torch.nn.Module) -> bool:
 
 class _TeacherCallback(TrainerCallback):
     """Creates the teacher when training starts (after any checkpoint is loaded) and moves it once per
-    optimizer step: ``on_step_end`` fires once per optimizer step, whatever the gradient accumulation."""
+    optimizer step that updated the student: ``on_step_end`` fires once per optimizer step, whatever the
+    gradient accumulation, also after a step that applied no update (see
+    :meth:`SmartTrainer.optimizer_step_was_skipped`); such a step moves neither θ̃ nor its clock."""
 
     def __init__(self, trainer: SmartTrainer):
         self.trainer = trainer
@@ -106,7 +108,8 @@ class _TeacherCallback(TrainerCallback):
         self.trainer._start_teacher(state.max_steps)
 
     def on_step_end(self, args, state, control, model=None, **kwargs):
-        self.trainer.objective.step_teacher(self.trainer.accelerator.unwrap_model(model))
+        if not self.trainer.optimizer_step_was_skipped():
+            self.trainer.objective.step_teacher(self.trainer.accelerator.unwrap_model(model))
 
 
 class _ResumeCallback(TrainerCallback):
@@ -251,6 +254,13 @@ class SmartTrainer(Trainer):
         loss = super().training_step(model, inputs, num_items_in_batch)
         self.guard.note_loss(loss)
         return loss
+
+    def optimizer_step_was_skipped(self) -> bool:
+        """Whether the last optimizer step left the weights as they were: the guard dropped it (NaN/Inf),
+        or the optimizer skipped it (the fp16 grad scaler's overflow, DeepSpeed's: accelerate's flag, by
+        which the Trainer also holds the learning-rate schedule back). Valid from the optimizer step to
+        the next one's ``on_pre_optimizer_step``, so at ``on_step_end``."""
+        return self.guard.dropped_last_step or bool(self.accelerator.optimizer_step_was_skipped)
 
     def _get_grad_norm(self, model, grad_norm=None):
         # The Trainer computes the gradient norm of every optimizer step (clipping, or an ∞-norm) just

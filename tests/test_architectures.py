@@ -24,6 +24,11 @@ ENCODERS = {
     "albert": lambda: hf.AlbertConfig(embedding_size=16, hidden_size=32, **SIZES, **COMMON),
     "xlm-roberta": lambda: hf.XLMRobertaConfig(hidden_size=32, **SIZES, **COMMON),
     "mpnet": lambda: hf.MPNetConfig(hidden_size=32, **SIZES, **COMMON),
+    # Its head puts global attention on each row's first token, found from input_ids (a TypeError given
+    # inputs_embeds); toy batches of 10 tokens are padded to its window (4) inside the model.
+    "longformer": lambda: hf.LongformerConfig(hidden_size=32, attention_window=4, **SIZES, **COMMON),
+    # Its word-embedding table returns (embeddings, scaling factor): a tuple where x was expected.
+    "ibert": lambda: hf.IBertConfig(hidden_size=32, **SIZES, **COMMON),
 }
 # Decoders whose head pools each row's last non-padding token, found from input_ids.
 DECODERS = {
@@ -99,3 +104,89 @@ def test_a_head_that_refuses_inputs_embeds_is_refused_before_training(tmp_path):
         SmartTrainer(model=model, args=args, train_dataset=ToyDataset(n=4))
     assert "\n" not in str(refused.value)
     SmartTrainer(model=model, args=SmartTrainingArguments(**{**args.to_dict(), "smart_method": "vanilla"}))
+
+
+@pytest.mark.parametrize("name", ["longformer", "ibert"])
+def test_a_smart_step_trains_longformer_and_ibert(name, tmp_path):
+    """Both failed at the first SMART step, after loading: Longformer's head found no input_ids to put
+    global attention on (the clean and perturbed passes get it now, as the head makes it from the ids),
+    I-BERT's embedding table returned a tuple."""
+    model = build(ENCODERS, name).train()
+    batch = toy_batch("roberta", num_labels=3, left_pad=True)
+    terms = SmartObjective(AdversarialRegularizer(), MeanTeacher(model)).loss(model, batch)
+    assert torch.isfinite(terms.total) and terms.adversarial > 0 and terms.bregman is not None
+    args = SmartTrainingArguments(
+        output_dir=str(tmp_path), use_cpu=True, report_to="none", max_steps=2, per_device_train_batch_size=4
+    )
+    trainer = SmartTrainer(
+        model=model, args=args, train_dataset=ToyDataset(n=8, num_labels=3, arch="roberta")
+    )
+    assert trainer.train().global_step == 2 and trainer.guard.skipped_steps == 0
+
+
+def esm2_like():
+    """ESM-2's embedding settings: rotary positions, token dropout, no layer norm in the embeddings."""
+    return hf.EsmConfig(
+        hidden_size=32,
+        position_embedding_type="rotary",
+        token_dropout=True,
+        mask_token_id=2,
+        emb_layer_norm_before=False,
+        **SIZES,
+        **COMMON,
+    )
+
+
+REFUSED = {
+    "esm": (lambda: hf.EsmConfig(hidden_size=32, **SIZES, **COMMON), "skip its whole embedding layer"),
+    "esm-2": (esm2_like, "skip its whole embedding layer"),
+    "canine": (
+        lambda: hf.CanineConfig(
+            hidden_size=32,
+            num_hash_functions=2,
+            num_hash_buckets=64,
+            downsampling_rate=2,
+            **SIZES,
+            num_labels=3,
+        ),
+        "no word-embedding table",
+    ),
+    "ibert-quant": (lambda: hf.IBertConfig(hidden_size=32, quant_mode=True, **SIZES, **COMMON), "quant_mode"),
+}
+
+
+@pytest.mark.parametrize("name", REFUSED)
+def test_an_architecture_smart_cannot_perturb_is_refused_when_the_trainer_is_built(name, tmp_path):
+    """ESM feeds inputs_embeds straight to its encoder, past its embedding layer; Canine hashes
+    characters into several tables and has no E(input_ids); I-BERT in quant_mode needs a scaling factor
+    that inputs_embeds lack. Each failed (or trained on other passes than its own) only at the first
+    SMART step: refused in one line naming it and why, before anything trains; vanilla takes it."""
+    config, why = REFUSED[name]
+    torch.manual_seed(0)
+    model = AutoModelForSequenceClassification.from_config(config())
+    args = SmartTrainingArguments(output_dir=str(tmp_path), use_cpu=True, report_to="none", max_steps=1)
+    for method in ("smart", "r3f"):
+        with pytest.raises(ConfigError) as refused:
+            SmartTrainer(
+                model=model, args=SmartTrainingArguments(**{**args.to_dict(), "smart_method": method})
+            )
+        message = str(refused.value)
+        assert message.startswith(f"{type(model).__name__} (model type {model.config.model_type}) cannot")
+        assert why in message and "--method vanilla" in message and "\n" not in message
+    SmartTrainer(model=model, args=SmartTrainingArguments(**{**args.to_dict(), "smart_method": "vanilla"}))
+
+
+@pytest.mark.parametrize("config", [lambda: REFUSED["esm"][0](), esm2_like], ids=["absolute", "esm-2"])
+def test_esms_pass_on_word_embeddings_is_not_its_pass_on_the_ids(config):
+    """Why ESM is refused rather than trained: given x = E(input_ids) it leaves out its position
+    embeddings (absolute) or its token-dropout scaling and padding mask (ESM-2), so the clean pass f(x)
+    that SMART trains on is not the pass evaluation makes on the ids."""
+    from smart_tune.passes import with_embeddings, word_embeddings
+
+    torch.manual_seed(0)
+    model = AutoModelForSequenceClassification.from_config(config()).eval()
+    batch = {k: v for k, v in toy_batch("roberta", num_labels=3).items() if k != "labels"}
+    with torch.no_grad():
+        by_ids = model(**batch).logits
+        by_embeds = model(**with_embeddings(model, batch, word_embeddings(model, batch["input_ids"]))).logits
+    assert (by_ids - by_embeds).abs().max() > 1e-3

@@ -4,6 +4,7 @@ errors that write nothing, and two processes that score each dev set once."""
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -252,3 +253,61 @@ def test_a_refused_multitask_resume_names_the_multitask_command_to_resume_it(tmp
     with pytest.raises(ConfigError) as refused:  # train --resume given a multi-task run's folder
         check_resume(out, {"task": "rte", "data_dir": GLUE, "output_dir": str(out)})
     assert f"smart-tune multitask --config {out / 'run_config.json'} --resume" in str(refused.value)
+
+
+def test_multitask_refuses_to_train_on_a_dev_set_it_scores(tiny_model_dir, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert multitask(out, tiny_model_dir, "--train-split", "dev", "--max-steps", "1") == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: --train-split dev is rte's dev split, which it scores"), err
+    assert "\n" not in err and "Traceback" not in err
+    assert not out.exists()
+
+
+def mnli_folder(root):
+    """A data folder with a small MNLI (train, dev_matched, dev_mismatched in GLUE's layout) and RTE."""
+    import os
+
+    header = "index\tpromptID\tpairID\tgenre\tsentence1\tsentence2\tlabel1\tgold_label\n"
+    labels = ("entailment", "neutral", "contradiction")
+    (root / "MNLI").mkdir(parents=True)
+    for split, n in (("train", 24), ("dev_matched", 9), ("dev_mismatched", 6)):
+        rows = [
+            f"{i}\t{i}\t{i}e\tfiction\tpremise {split} {i}\thypothesis {i % 5}\t{labels[i % 3]}\t{labels[i % 3]}\n"
+            for i in range(n)
+        ]
+        (root / "MNLI" / f"{split}.tsv").write_text(header + "".join(rows))
+    os.symlink(Path(GLUE) / "RTE", root / "RTE")
+    return root
+
+
+def test_multitask_scores_both_of_mnlis_dev_sets_and_selects_on_the_matched_one(
+    tiny_model_dir, tmp_path, capsys
+):
+    """As train does for MNLI: the matched dev set is scored each epoch and makes the mean that selects;
+    the mismatched one is scored by the kept model at the end and reported beside it."""
+    data = mnli_folder(tmp_path / "data")
+    out = tmp_path / "run"
+    args = ["multitask", "--tasks", "mnli,rte", "--data-dir", str(data), "--model", tiny_model_dir]
+    assert main([*args, "--output-dir", str(out), *SHORT, "--epochs", "2"]) == 0
+    printed = capsys.readouterr().out
+    results = json.loads((out / "results.json").read_text())
+    mnli = results["tasks"]["mnli"]
+    assert mnli["num_examples"] == 9 and mnli["dev_mismatched_examples"] == 6
+    assert set(mnli["metrics_dev_mismatched"]) == {"accuracy"}
+    assert results["num_examples_by_split"]["mnli_dev_mismatched"] == 6
+    assert results["num_examples"] == 9 + 277  # the dev sets that select: MNLI's matched and RTE's
+    mean = (mnli["metrics"]["accuracy"] + results["tasks"]["rte"]["metrics"]["accuracy"]) / 2
+    assert results["metrics"]["mean_main"] == pytest.approx(mean)
+    # Scored once, by the kept model; the matched set each epoch (twice) as well.
+    logged = [{k for k in e if k.endswith("_loss")} for e in results["log_history"]]
+    assert sum("eval_mnli_dev_mismatched_loss" in e for e in logged) == 1
+    assert sum("eval_mnli_dev_loss" in e for e in logged) == 1 + 2
+    assert "on 6 dev_mismatched examples" in printed, printed
+    # The kept model's score of the mismatched set, as evaluate gives it.
+    evaluate = ["evaluate", "--model-dir", str(out), "--task", "mnli", "--data-dir", str(data)]
+    assert main([*evaluate, "--split", "dev_mismatched"]) == 0
+    scored = json.loads(capsys.readouterr().out)
+    assert scored["metrics"]["accuracy"] == pytest.approx(
+        mnli["metrics_dev_mismatched"]["accuracy"], abs=1e-6
+    )

@@ -151,3 +151,50 @@ def test_flags_of_the_other_kind_of_data_are_refused(argv, flag):
         parse(*argv)
     assert str(info.value).startswith(f"conflicting options: {flag} ")
     assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "argv,asked",
+    [
+        (["--task", "rte", "--train-split", "dev"], "which it scores"),  # scored and selected on: dev
+        (["--task", "STS-B", "--train-split", "dev", "--validation-from-train", "0.1"], "which it scores"),
+        (["--task", "mnli", "--train-split", "dev_mismatched"], "which it scores"),  # MNLI's second dev set
+        (
+            ["--task", "snli", "--train-split", "test", "--eval-split", "dev,test"],
+            "which --eval-split scores",
+        ),
+        (
+            ["--task", "snli", "--train-split", "dev", "--eval-split", "test", "--also-evaluate", "SNLI"],
+            "--also",
+        ),
+    ],
+)
+def test_train_refuses_to_train_on_a_split_it_scores(argv, asked):
+    with pytest.raises(ConfigError) as info:
+        parse(*argv)
+    message = str(info.value)
+    assert message.startswith(f"--train-split {argv[3]} is ") and asked in message, message
+    assert "the scores would be on the examples it trains on" in message and "\n" not in message
+
+
+def test_train_takes_a_split_it_does_not_score():
+    """Study 4's shape: train on SNLI's dev set, score its test set and ANLI's dev sets."""
+    options = parse(
+        "--task", "snli", "--train-split", "dev", "--eval-split", "test", "--also-evaluate", "anli_r1"
+    )
+    assert options.run.train_split == "dev"
+
+
+@pytest.mark.parametrize("tasks", ["rte,stsb", "stsb,rte", "rte,mnli"])
+def test_multitask_refuses_to_train_on_a_dev_set_it_scores(tasks):
+    """multitask scores every task's dev sets; a --train-split that is one of them, for any task (not only
+    the first), is refused."""
+    split = "dev_matched" if "mnli" in tasks else "dev"
+    with pytest.raises(ConfigError) as info:
+        parse("--tasks", tasks, "--train-split", split, options_class=MultiTaskOptions)
+    message = str(info.value)
+    assert (
+        message.startswith(f"--train-split {split} is ")
+        and "multitask scores every task's dev set" in message
+    )
+    assert "\n" not in message

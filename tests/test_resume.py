@@ -327,3 +327,132 @@ def test_a_checkpoint_holds_training_state_as_each_engine_saves_it(tmp_path):
     )
     assert not holds_training_state(checkpoint("model-only"))
     assert not holds_training_state(checkpoint("no-schedule", "optimizer.pt"))
+
+
+# --------------------------------------------------------------------------------------------------
+# Files and folders are compared on resume by where they lead, not as typed: the same file spelled
+# relative, with ./ or absolute is one setting; the same relative path typed from another working
+# directory is another.
+
+
+def own_files_run(tmp_path, model):
+    """The options of a run on your own files (as typed, relative to tmp_path/work), and its folder."""
+    work = tmp_path / "work"
+    (work / "data").mkdir(parents=True)
+    for name in ("x.csv", "dev.csv"):
+        (work / "data" / name).write_text("sentence,label\na,0\nb,1\n")
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    options = {"train_file": "data/x.csv", "validation_file": "data/dev.csv", "model": model}
+    return work, run_dir, {**options, "seed": 1, "output_dir": str(run_dir)}
+
+
+@pytest.mark.parametrize(
+    "spelled",
+    [
+        {"train_file": "./data/x.csv"},
+        {"train_file": "data/../data/x.csv", "validation_file": "./data//dev.csv"},
+        {"model": "../work/m"},  # the model folder from one level up
+        "absolute",
+    ],
+)
+def test_a_file_or_folder_spelled_another_way_is_the_same_run(tmp_path, monkeypatch, tiny_model_dir, spelled):
+    import shutil
+
+    from smart_tune.run_record import settings_changed, write_run_record
+
+    work, run_dir, options = own_files_run(tmp_path, "m")
+    shutil.copytree(tiny_model_dir, work / "m")
+    monkeypatch.chdir(work)
+    write_run_record(run_dir, options)
+    if spelled == "absolute":
+        spelled = {k: str(work / options[k]) for k in ("train_file", "validation_file", "model")}
+    assert settings_changed(run_dir, {**options, **spelled}) is None
+    # Another file is still another run, shown as the paths it led to.
+    why = settings_changed(run_dir, {**options, **spelled, "train_file": "data/dev.csv"})
+    assert why == (
+        "its options changed since it started "
+        f"(train_file: {str(work / 'data/x.csv')!r} then, {str(work / 'data/dev.csv')!r} now)"
+    )
+
+
+def test_the_same_relative_path_from_another_working_directory_is_another_run(tmp_path, monkeypatch):
+    from smart_tune.run_record import settings_changed, write_run_record
+
+    work, run_dir, options = own_files_run(tmp_path, "org/hub-model")  # no such folder: a hub name
+    monkeypatch.chdir(work)
+    write_run_record(run_dir, options)
+    assert settings_changed(run_dir, options) is None
+    elsewhere = tmp_path / "elsewhere"
+    (elsewhere / "data").mkdir(parents=True)
+    (elsewhere / "data" / "x.csv").write_text("sentence,label\nc,0\nd,1\n")  # another file, same name
+    monkeypatch.chdir(elsewhere)
+    why = settings_changed(run_dir, options)  # typed alike, read from elsewhere
+    assert why is not None and why.startswith("its options changed since it started"), why
+    assert f"train_file: {str(work / 'data/x.csv')!r} then, {str(elsewhere / 'data/x.csv')!r} now" in why
+    assert f"validation_file: {str(work / 'data/dev.csv')!r} then" in why and "model" not in why
+    # A model named on the hub is a name wherever it is typed from; one that is a folder here now is not.
+    options = {"task": "rte", "model": options["model"], "output_dir": str(run_dir)}
+    monkeypatch.chdir(work)
+    write_run_record(run_dir, options)
+    monkeypatch.chdir(elsewhere)
+    assert settings_changed(run_dir, options) is None
+    (elsewhere / "org" / "hub-model").mkdir(parents=True)
+    why = settings_changed(run_dir, options)
+    assert why is not None and f"model: 'org/hub-model' then, {str(elsewhere / 'org/hub-model')!r} now" in why
+
+
+def test_a_record_written_before_paths_were_resolved_compares_them_as_typed(tmp_path, monkeypatch):
+    import json
+
+    from smart_tune.run_record import PATHS, RESOLVED, settings_changed, write_run_record
+
+    work, run_dir, options = own_files_run(tmp_path, "org/hub-model")
+    monkeypatch.chdir(work)
+    write_run_record(run_dir, options)
+    record = json.loads((run_dir / RESOLVED).read_text())
+    del record[PATHS]
+    (run_dir / RESOLVED).write_text(json.dumps(record))
+    assert settings_changed(run_dir, options) is None  # resumable as before the paths were recorded
+    why = settings_changed(run_dir, {**options, "train_file": "./data/x.csv"})
+    assert why is not None and "train_file: 'data/x.csv' then, './data/x.csv' now" in why
+
+
+def test_train_resume_takes_a_data_folder_and_model_spelled_another_way(
+    tiny_model_dir, tmp_path, monkeypatch, capsys
+):
+    """The command line: a run started with relative paths resumes with them absolute; run from another
+    working directory with the same relative paths, it is refused in one line."""
+    import os
+    import shutil
+
+    from conftest import shared_data_dir
+    from smart_tune.cli import main
+
+    work = tmp_path / "work"
+    work.mkdir()
+    shutil.copytree(tiny_model_dir, work / "m")
+    os.symlink(shared_data_dir() / "glue", work / "glue")
+    out = tmp_path / "run"
+    monkeypatch.chdir(work)
+    args = ["train", "--task", "rte", "--method", "vanilla", "--max-train-samples", "16", "--max-steps", "2"]
+    args += ["--disable-tqdm", "true", "--output-dir", str(out), "--keep-checkpoints", "--no-save-model"]
+    assert main([*args, "--data-dir", "glue", "--model", "m"]) == 0
+    (out / "results.json").unlink()  # as if stopped after its last save
+    assert main([*args, "--data-dir", str(work / "glue"), "--model", "./m/", "--resume"]) == 0
+    assert json_of(out / "results.json")["resumed_at_step"] == 2
+    (out / "results.json").unlink()
+    elsewhere = tmp_path / "elsewhere"
+    shutil.copytree(work, elsewhere, symlinks=True)
+    monkeypatch.chdir(elsewhere)
+    capsys.readouterr()
+    assert main([*args, "--data-dir", "glue", "--model", "m", "--resume"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "Traceback" not in err and "its options changed" in err, err
+    assert f"model: {str(work / 'm')!r} then, {str(elsewhere / 'm')!r} now" in err, err
+
+
+def json_of(path):
+    import json
+
+    return json.loads(path.read_text())

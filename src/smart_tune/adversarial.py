@@ -46,6 +46,7 @@ from .passes import (  # noqa: F401  (capture_rng_state, check_accepts_inputs_em
     capture_rng_state,
     check_accepts_inputs_embeds,
     check_last_token_is_real,
+    derived_inputs,
     dropout_policy,
     frozen_parameters,
     logits_of,
@@ -106,10 +107,7 @@ class _EmbeddingRegularizer:
             embeds = word_embeddings(model, input_ids)
         mask = real_token_mask(batch, input_ids).to(embeds.dtype)
         inputs = model_inputs(batch)
-        if "position_ids" not in inputs:
-            position_ids = position_ids_for(model, input_ids)
-            if position_ids is not None:
-                inputs["position_ids"] = position_ids
+        inputs.update(derived_inputs(model, input_ids, batch))
         unit = embedding_scale(embeds, mask) if self.scale == "relative" else 1.0
         return embeds, mask, inputs, unit
 

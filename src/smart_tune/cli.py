@@ -100,6 +100,10 @@ def print_multitask_summary(results: dict[str, Any], output_dir: str) -> None:
         value = entry["metrics"].get(main)
         shown = f"{value:.4f}" if value is not None else "-"
         lines.append(f"  {name:<8} {main:<22} {shown}   on {entry['num_examples']} dev examples")
+        for split in [k[len("metrics_") :] for k in entry if k.startswith("metrics_dev_")]:  # MNLI's
+            value = entry[f"metrics_{split}"].get(main)
+            shown = f"{value:.4f}" if value is not None else "-"
+            lines.append(f"  {'':<8} {main:<22} {shown}   on {entry[f'{split}_examples']} {split} examples")
     for name, value in results["metrics"].items():
         lines.append(f"  {name:<31} {value:.4f}")
     lines += _summary_tail(

@@ -53,7 +53,9 @@ def train_multitask(options) -> dict[str, Any]:
 
 def _load_tasks(run, seed: int) -> tuple[dict[str, Any], dict[str, tuple[str, Any]]]:
     """({task name: task}, {split key: (task name, Dataset)}): each task's training split under its own
-    name, its dev set as ``<task>_dev`` and its held-out part as ``<task>_holdout``."""
+    name, its dev set as ``<task>_dev``, its other dev sets as ``<task>_<split>`` (MNLI's
+    ``mnli_dev_mismatched``; ``mnli_dev`` is its matched one) and its held-out part as
+    ``<task>_holdout``."""
     tasks, splits = {}, {}
     for name in run.task_names():
         one = dataclasses.replace(run, tasks=None, task=name)
@@ -61,9 +63,17 @@ def _load_tasks(run, seed: int) -> tuple[dict[str, Any], dict[str, tuple[str, An
         tasks[name] = task
         splits[name] = (name, loaded["train"])
         splits[f"{name}_dev"] = (name, loaded[eval_splits[0]])
+        for other in eval_splits[1:]:
+            splits[f"{name}_{other}"] = (name, loaded[other])
         if HOLDOUT in loaded:
             splits[f"{name}_{HOLDOUT}"] = (name, loaded[HOLDOUT])
     return tasks, splits
+
+
+def _later_dev_sets(tasks: dict[str, Any]) -> set[str]:
+    """The split keys of the dev sets after each task's first (MNLI's mismatched): scored once the model
+    is kept, as ``train`` scores them, not each epoch; they choose nothing."""
+    return {f"{name}_{split}" for name, task in tasks.items() for split in task.eval_splits[1:]}
 
 
 def _model(run, tasks: list[Any], model_name: str):
@@ -109,9 +119,11 @@ def prepare(options, created: list[Path]) -> PreparedRun:
         for key, (name, ds) in splits.items()
     }
     train = MultiTaskDataset({n: encoded[n] for n in names}, names)
-    sets = {
+    scored = {
         key: MultiTaskDataset({name: encoded[key]}, names) for key, (name, _) in splits.items() if key != name
     }
+    later = _later_dev_sets(tasks)
+    sets = {key: ds for key, ds in scored.items() if key not in later}  # scored each epoch
     metrics = task_metrics_for(tasks.values())
     holdout = any(key.endswith(f"_{HOLDOUT}") for key in sets)
     trainer = MultiTaskTrainer(
@@ -121,12 +133,12 @@ def prepare(options, created: list[Path]) -> PreparedRun:
         eval_dataset=sets,
         processing_class=tokenizer,
         task_sampling=run.task_sampling,
-        task_metrics={key: metrics[splits[key][0]] for key in sets},
+        task_metrics={key: metrics[splits[key][0]] for key in scored},
         select_on=[key for key in sets if key.endswith(f"_{HOLDOUT}") == holdout],
     )
     raw = {key: ds for key, (_, ds) in splits.items()}
     what = "+".join(names)
-    encoded = {"train": train, **sets}
+    encoded = {"train": train, **scored}
     return PreparedRun(
         run,
         args,
@@ -145,8 +157,9 @@ def prepare(options, created: list[Path]) -> PreparedRun:
 
 
 def score(prepared: PreparedRun) -> Scores:
-    """Every task's dev set and held-out part, scored once by the kept model: ``<task>_dev_<metric>``
-    and ``<task>_holdout_<metric>``, plus their means of the main metrics."""
+    """Every task's dev sets and held-out part, scored once by the kept model: ``<task>_dev_<metric>``
+    (MNLI's matched; ``mnli_dev_mismatched_<metric>``) and ``<task>_holdout_<metric>``, plus the means
+    of the main metrics on each task's first dev set and on the held-out parts."""
     import time
 
     started = time.time()
@@ -180,6 +193,12 @@ def _per_task(prepared: PreparedRun, scores: Scores) -> dict[str, Any]:
             "num_examples": scores.num_examples.get(dev, 0),
             "num_train_examples": len(prepared.splits[task.name]),
         }
+        for split in task.eval_splits[1:]:  # MNLI's mismatched dev set
+            key = f"{task.name}_{split}"
+            entry[f"metrics_{split}"] = {
+                m: scores.metrics[f"{key}_{m}"] for m in task.metrics if f"{key}_{m}" in scores.metrics
+            }
+            entry[f"{split}_examples"] = scores.num_examples.get(key, 0)
         held = f"{task.name}_{HOLDOUT}"
         if held in scores.num_examples:
             entry["metrics_holdout"] = {

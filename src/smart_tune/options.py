@@ -129,6 +129,7 @@ class RunOptions:
                     f"conflicting options: {flag} is for your own files (--train-file ...); "
                     f"--task {self.task} reads the task's own files"
                 )
+            self.check_train_split(self.task, self.scored_splits(self.task))
         else:
             task_only = {
                 "--data-dir": self.data_dir,
@@ -148,6 +149,32 @@ class RunOptions:
         holdout = self.validation_from_train
         if holdout is not None and not 0 < holdout < 1:
             raise ConfigError(f"--validation-from-train must lie in (0, 1); got {holdout}")
+
+    def scored_splits(self, task_name: str) -> dict[str, str]:
+        """{split of ``task_name`` the run scores: the option that asks for it}: its eval splits
+        (``--eval-split``, else the task's dev splits) and ``--also-evaluate``'s of the same task."""
+        from .tasks import get_task
+
+        task = get_task(task_name)
+        given = [s.strip() for s in self.eval_split.split(",")] if self.eval_split else []
+        scored = {split: "--eval-split" if given else "dev" for split in given or task.eval_splits}
+        specs = self.also_evaluate or ""
+        for spec in specs.split(",") if isinstance(specs, str) else specs:
+            name, _, split = str(spec).strip().partition(":")
+            if name and _same_task(name, task.name):
+                scored.setdefault(split or "dev", "--also-evaluate")
+        return scored
+
+    def check_train_split(self, task_name: str, scored: dict[str, str], hint: str = "") -> None:
+        """Refuse a ``--train-split`` the run also scores (``scored``: :meth:`scored_splits`): its scores,
+        and the epoch they choose, would be on the examples it trained on."""
+        why = scored.get(self.train_split)
+        if why is not None:
+            asked = "which it scores" if why == "dev" else f"which {why} scores"
+            raise ConfigError(
+                f"--train-split {self.train_split} is {task_name}'s {self.train_split} split, {asked}: the "
+                f"scores would be on the examples it trains on{hint or '; score another with --eval-split'}"
+            )
 
     def scored(self) -> tuple[str, bool]:
         """(the task's main metric, whether a dev split is scored), known before any data loads."""
@@ -200,6 +227,8 @@ class MultiTaskOptions(RunOptions):
         for name, value in (("--train-fraction", self.train_fraction), ("--eval-split", self.eval_split)):
             if value is not None:
                 raise ConfigError(f"{name} is for train; multitask takes --max-train-samples per task")
+        for name in self.task_names():  # each task trains on --train-split and scores its dev splits
+            self.check_train_split(name, self.scored_splits(name), "; multitask scores every task's dev set")
         RunOptions.check(dataclasses.replace(self, tasks=None, task=self.task_names()[0]))
 
     def scored(self) -> tuple[str, bool]:
@@ -211,6 +240,16 @@ class MultiTaskOptions(RunOptions):
     @property
     def name(self) -> str:
         return self.label or self.method
+
+
+def _same_task(name: str, canonical: str) -> bool:
+    """Whether the task spelled ``name`` is ``canonical`` (an unknown name is no task: refused later)."""
+    from .tasks import get_task
+
+    try:
+        return get_task(name).name == canonical
+    except ConfigError:
+        return False
 
 
 RUN_FIELDS = frozenset(f.name for f in dataclasses.fields(RunOptions))

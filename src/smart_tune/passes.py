@@ -124,22 +124,43 @@ def with_embeddings(model: nn.Module, batch: Mapping[str, Any], embeds: torch.Te
     inputs["inputs_embeds"] = embeds
     if "input_ids" in batch:
         check_last_token_is_real(model, batch["input_ids"])
-    if "position_ids" not in batch and "input_ids" in batch:
-        position_ids = position_ids_for(model, batch["input_ids"])
-        if position_ids is not None:
-            inputs["position_ids"] = position_ids
+        inputs.update(derived_inputs(model, batch["input_ids"], batch))
     return inputs
+
+
+def derived_inputs(
+    model: nn.Module, input_ids: torch.Tensor, batch: Mapping[str, Any]
+) -> dict[str, torch.Tensor]:
+    """What the model derives from ``input_ids`` when ``batch`` does not give it, and cannot derive from
+    ``inputs_embeds``: given to every ``inputs_embeds`` pass, so that it sees what the pass on the ids
+    sees. The position ids of RoBERTa-style embeddings (:func:`position_ids_for`), and the global
+    attention on each row's first token that Longformer's sequence-classification head makes from
+    ``input_ids`` (given embeddings, it failed at the first SMART step)."""
+    derived = {}
+    if "position_ids" not in batch:
+        position_ids = position_ids_for(model, input_ids)
+        if position_ids is not None:
+            derived["position_ids"] = position_ids
+    if "global_attention_mask" not in batch and _GLOBAL_ON_FIRST in _forward_source(type(model)):
+        first = torch.zeros_like(input_ids)
+        first[:, 0] = 1
+        derived["global_attention_mask"] = first
+    return derived
 
 
 def word_embeddings(model: nn.Module, input_ids: torch.Tensor) -> torch.Tensor:
     """x = E(input_ids), (B, L, H): the word-embedding lookup alone, no position or type embeddings."""
-    return model.get_input_embeddings()(input_ids)
+    embeds = model.get_input_embeddings()(input_ids)
+    # I-BERT's table (QuantEmbedding) returns (embeddings, scaling factor), the factor None in float
+    # mode (quant_mode is refused: unsupported_reason); its inputs_embeds are the embeddings alone.
+    return embeds[0] if isinstance(embeds, tuple) else embeds
 
 
 def check_accepts_inputs_embeds(model: nn.Module) -> None:
     """Fail early, with the reason, for models that cannot take perturbed embeddings: a forward without
     ``inputs_embeds``, or one that has it but refuses it (BART's and T5's sequence-classification
-    heads find each row's end of sequence in ``input_ids``: they failed at the first training step)."""
+    heads find each row's end of sequence in ``input_ids``: they failed at the first training step),
+    or one whose pass on ``inputs_embeds`` cannot be its pass on the ids (:func:`unsupported_reason`)."""
     params = inspect.signature(model.forward).parameters
     if "inputs_embeds" not in params or _NO_INPUTS_EMBEDS in _forward_source(type(model)):
         # A ConfigError (a ValueError too): the command line prints it as one line, not a traceback.
@@ -147,6 +168,47 @@ def check_accepts_inputs_embeds(model: nn.Module) -> None:
             f"{type(model).__name__}.forward takes no `inputs_embeds`: SMART and R3F perturb the word "
             "embeddings and need it"
         )
+    why = unsupported_reason(model)
+    if why is not None:
+        model_type = getattr(getattr(model, "config", None), "model_type", None)
+        name = type(model).__name__ + (f" (model type {model_type})" if model_type else "")
+        raise ConfigError(
+            f"{name} cannot be trained with SMART or R3F, which perturb its word embeddings E(input_ids) "
+            f"and feed them as inputs_embeds: {why} (--method vanilla trains it)"
+        )
+
+
+# Architectures (config.model_type) whose pass on inputs_embeds = E(input_ids) is not their pass on the
+# ids, in a way a re-run pass cannot make up for.
+_UNSUPPORTED = {
+    # EsmModel runs its embedding layer only when it gets no inputs_embeds: the encoder would see the
+    # word embeddings without ESM's position embeddings, layer norm, padding mask and token dropout.
+    "esm": "its inputs_embeds skip its whole embedding layer (position embeddings, layer norm, the "
+    "padding mask, token-dropout scaling), so the pass on them is not its pass on the ids",
+    "canine": "it has no word-embedding table: it embeds each character by hashing its code point into "
+    "several tables, so there is no E(input_ids) to look up",
+}
+
+
+def unsupported_reason(model: nn.Module) -> str | None:
+    """Why SMART's passes on ``inputs_embeds`` cannot be the model's own pass on its ids, or None: an
+    architecture of :data:`_UNSUPPORTED`, I-BERT in integer-only ``quant_mode`` (its embedding layer
+    quantizes the looked-up embeddings with a scaling factor that inputs_embeds do not carry: the pass
+    gives NaN), or a model with no word-embedding table to look x = E(input_ids) up in."""
+    config = getattr(model, "config", None)
+    model_type = getattr(config, "model_type", None)
+    if model_type in _UNSUPPORTED:
+        return _UNSUPPORTED[model_type]
+    if model_type == "ibert" and getattr(config, "quant_mode", False):
+        return (
+            "in quant_mode its embedding layer quantizes the looked-up embeddings with a scaling factor "
+            "that inputs_embeds do not carry (the pass gives NaN); fine-tune it with quant_mode off"
+        )
+    try:
+        model.get_input_embeddings()
+    except NotImplementedError:
+        return "it has no word-embedding table (get_input_embeddings is not implemented) to look x up in"
+    return None
 
 
 # What a model's forward says when it has an inputs_embeds argument but refuses it (BART, T5, mBART, ...).
@@ -155,6 +217,9 @@ _NO_INPUTS_EMBEDS = "Passing input embeddings is currently not supported"
 # input_ids (GPT-2, Llama, Qwen2, Mistral, OPT, ...: the decoders' heads): given inputs_embeds it cannot
 # find the padding and takes the last position of every row.
 _POOLS_BY_TOKEN_IDS = "will not detect padding tokens in `inputs_embeds`"
+# What Longformer's sequence-classification head does, given no global_attention_mask: global attention
+# on each row's first token, found from input_ids (None given inputs_embeds: a TypeError).
+_GLOBAL_ON_FIRST = "global_attention_mask[:, 0] = 1"
 
 
 @functools.cache

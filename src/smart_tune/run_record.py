@@ -4,10 +4,12 @@ under other code.
 
 - ``run_config.json``: the options the run was given (a compare run's, or a ``train`` command's config
   file and flags), keyed by field name; ``smart-tune train --config run_config.json`` repeats the run.
-- ``run_config.resolved.json``: every option it got once the defaults were stacked under those, and
+- ``run_config.resolved.json``: every option it got once the defaults were stacked under those,
   under ``_source`` the source revision of smart_tune that started it
   (:func:`~smart_tune.environment.source_revision`: ``{"commit", "dirty"}``, or null outside a git
-  checkout).
+  checkout), and under ``_paths`` the absolute path each option naming a file or folder led to then
+  (:func:`resolved_paths`): ``data/x.csv``, ``./data/x.csv`` and ``/work/data/x.csv`` are one file,
+  and ``data/x.csv`` typed again from another working directory is another.
 
 ``compare`` writes the record before it starts a run, and ``train`` (which compare's runs are, and
 benchmarks/gpu_study.py's) and ``multitask`` when they start one: one writer, :func:`write_run_record`, one check,
@@ -28,6 +30,14 @@ RUN_CONFIG = "run_config.json"
 # started (a resumed run is refused if they changed since), and the code's revision then (SOURCE).
 RESOLVED = "run_config.resolved.json"
 SOURCE = "_source"  # no option's name: options are identifiers without a leading underscore
+PATHS = "_paths"  # beside it: where the options that name files or folders led (resolved_paths)
+# Options whose value is a file or folder (read relative to the working directory, ``~`` expanded):
+# compared on resume by the absolute path they lead to, not as typed.
+PATH_OPTIONS = frozenset({"data_dir", "train_file", "validation_file", "test_file"})
+# Options whose value is a file or folder when one is there, else something else: a model's name on the
+# hub (--model), a JSON object given inline (TrainingArguments' deepspeed, fsdp_config,
+# accelerator_config). Compared by path only when they named one.
+PATH_OR_NAME_OPTIONS = frozenset({"model", "deepspeed", "fsdp_config", "accelerator_config"})
 # How one command treats the run's folder, not what the run is: left out of run_config.json.
 INVOCATION = frozenset({"config", "resume", "overwrite_output_dir"})
 # Not compared on resume either: where the folder is (the folder read is the run's, however its path
@@ -82,11 +92,27 @@ def resolved_options(options: dict[str, Any]) -> dict[str, Any]:
     return _as_json({**run_defaults, **defaults, **layered(chosen, options_class=options_class)})
 
 
+def resolved_paths(resolved: dict[str, Any]) -> dict[str, str]:
+    """The absolute path (symbolic links followed) that each option of ``resolved`` (keyed by field
+    name) naming a file or folder leads to from this process's working directory: those of
+    :data:`PATH_OPTIONS` given, and those of :data:`PATH_OR_NAME_OPTIONS` that name one that is there."""
+    paths = {}
+    for key, value in resolved.items():
+        if not isinstance(value, str) or not value:
+            continue
+        path = Path(value).expanduser()
+        if key in PATH_OPTIONS or (key in PATH_OR_NAME_OPTIONS and path.exists()):
+            paths[key] = str(path.resolve())
+    return paths
+
+
 def write_run_record(run_dir: Path, options: dict[str, Any]) -> None:
     """A run's start: ``run_config.json`` (``options``) and ``run_config.resolved.json`` (the options
-    resolved, and the source revision of this process's code)."""
+    resolved, the source revision of this process's code, and where its paths led)."""
     write_json_atomic(run_dir / RUN_CONFIG, options)
-    write_json_atomic(run_dir / RESOLVED, {**resolved_options(options), SOURCE: environment.running_source()})
+    resolved = resolved_options(options)
+    record = {**resolved, SOURCE: environment.running_source(), PATHS: resolved_paths(resolved)}
+    write_json_atomic(run_dir / RESOLVED, record)
 
 
 def _as_json(data: Any) -> Any:
@@ -121,6 +147,29 @@ def _canonical(options: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _as_paths(
+    started: dict[str, Any], now: dict[str, Any], before: dict[str, Any], after: dict[str, Any]
+) -> tuple[dict[str, Any], ...]:
+    """The four sides of :func:`settings_changed` with each option naming a file or folder replaced by
+    the absolute path it led to (``before``'s :data:`PATHS`, for the run's start) or leads to now (from
+    this working directory). A record written before the paths were (no :data:`PATHS`): as typed."""
+    then_paths = before.get(PATHS)
+    if not isinstance(then_paths, dict):
+        return started, now, before, after
+    now_paths = resolved_paths(after)
+
+    def replaced(options: dict[str, Any], paths: dict[str, Any], typed: bool) -> dict[str, Any]:
+        # In the options typed (run_config.json, those given now), only where the option was given.
+        return {**options, **{k: v for k, v in paths.items() if k in options or not typed}}
+
+    return (
+        replaced(started, then_paths, True),
+        replaced(now, now_paths, True),
+        replaced(before, then_paths, False),
+        replaced(after, now_paths, False),
+    )
+
+
 def _differences(before: dict[str, Any], now: dict[str, Any], keys) -> str:
     return "; ".join(f"{k}: {before.get(k, '(unset)')!r} then, {now.get(k, '(unset)')!r} now" for k in keys)
 
@@ -132,8 +181,10 @@ def settings_changed(run_dir: Path, options: dict[str, Any]) -> str | None:
     None when they are the same. Where the run is kept, and what it shows or keeps (progress bars,
     logging, its label, its saved model), are not compared (:data:`NOT_TRAINING`), nor a task's name
     spelled another way (``STS-B``: ``stsb``), nor an option given now and not then (or the reverse)
-    whose value comes out the same (a default spelled out); a run started before the resolved file was
-    written is compared on its options alone. Options are compared by field name, however spelled
+    whose value comes out the same (a default spelled out), nor a file or folder spelled another way
+    (relative, ``./``, absolute: compared by the absolute path it led to then and leads to now, so the
+    same relative path typed from another working directory differs); a run started before the resolved
+    file was written is compared on its options alone. Options are compared by field name, however spelled
     (``smart-epsilon``, ``epochs``: a compare variant's keys as its config file gives them, which
     ``train`` reads and records as fields)."""
     from .options import field_names
@@ -143,19 +194,21 @@ def settings_changed(run_dir: Path, options: dict[str, Any]) -> str | None:
     if not isinstance(started, dict):
         return f"its {RUN_CONFIG} cannot be read back, so the settings it started with are unknown"
     started = _canonical(field_names(started))
+    before = _read_json(run_dir / RESOLVED)
+    if isinstance(before, dict):
+        before, after = _canonical(before), _canonical(resolved_options(options))
+        # Files and folders compared by the absolute path they led to then and lead to from here now.
+        started, now, before, after = _as_paths(started, now, before, after)
+        # Only settings known then and now: a field a newer transformers adds changes nothing that ran.
+        both = (set(before) & set(after)) - NOT_TRAINING - {SOURCE, PATHS}
+    else:  # a run started before the file was written: compared on its options alone
+        before, after, both = {}, {}, set()
     unset = object()
     given = sorted(
         k
         for k in set(started) | set(now)
         if k not in NOT_TRAINING and started.get(k, unset) != now.get(k, unset)
     )
-    before = _read_json(run_dir / RESOLVED)
-    if isinstance(before, dict):
-        before, after = _canonical(before), _canonical(resolved_options(options))
-        # Only settings known then and now: a field a newer transformers adds changes nothing that ran.
-        both = (set(before) & set(after)) - NOT_TRAINING - {SOURCE}
-    else:  # a run started before the file was written: compared on its options alone
-        before, after, both = {}, {}, set()
     changed = [k for k in given if k not in both or before[k] != after[k]]
     if changed:  # shown as they resolved: a value given then or now, else the default it had
         then_values = {**started, **{k: before[k] for k in both}}

@@ -148,6 +148,8 @@ def test_a_task_head_of_another_size_is_refused_not_replaced_by_a_fresh_one(tiny
     [
         ("rte,nope", "unknown task 'nope'"),
         ("rte,RTE", "--tasks lists rte twice"),
+        ("anli,anli_r1", "--tasks lists anli and anli_r1, whose training data overlap"),
+        ("anli_r2,mrpc,anli", "--tasks lists anli_r2 and anli, whose training data overlap"),
         ("rte", "two tasks or more"),
     ],
 )

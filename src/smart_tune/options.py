@@ -190,6 +190,24 @@ class RunOptions:
         return None
 
 
+def _refuse_shared_data(tasks: list) -> None:
+    """Refuse two tasks whose training data overlap (``anli`` holds ``anli_r1``'s rounds): the
+    examples would be trained on twice, and one task's held-out part would sit in the other's
+    training data, so the kept epoch would be chosen on examples the model was trained on."""
+
+    def train_data(task) -> set:
+        if task.hub is None or "train" not in dict(task.hub.splits):
+            return set()
+        return {(task.hub.path, task.hub.config, split) for split in task.hub.hub_splits("train")}
+
+    for i, a in enumerate(tasks):
+        for b in tasks[i + 1 :]:
+            if train_data(a) & train_data(b):
+                raise ConfigError(
+                    f"--tasks lists {a.name} and {b.name}, whose training data overlap; keep one"
+                )
+
+
 @dataclass
 class MultiTaskOptions(RunOptions):
     """``smart-tune multitask``: :class:`RunOptions` with several tasks instead of one (MT-DNN)."""
@@ -212,6 +230,7 @@ class MultiTaskOptions(RunOptions):
         twice = sorted({n for n in names if names.count(n) > 1})
         if twice:
             raise ConfigError(f"--tasks lists {', '.join(twice)} twice")
+        _refuse_shared_data([get_task(n) for n in names])
         return names
 
     def check(self) -> None:

@@ -380,21 +380,31 @@ def test_study6_measured_costs_read_studies_4_and_5():
 
 
 # Stands in for `smart-tune` under run.sh and lanes.py: records each job's line; a multitask job
-# writes its results.json (stage 2 then counts the model as trained) and, with FAKE_DRAIN, drains lanes.py
-# (its parent) as `pkill -USR1` would; with FAKE_FAIL every job fails; the others take a moment.
+# writes its model and results.json (stage 2 then counts the model as trained) and, with FAKE_DRAIN,
+# drains lanes.py (its parent) as `pkill -USR1` would; a compare job that keeps its model (a 100% run of
+# (b)) writes its run's model and results.json; evaluate prints an agreement; with FAKE_FAIL every job
+# fails; the others take a moment.
 FAKE_SMART_TUNE = """\
 import json, os, pathlib, signal, sys, time
 args = sys.argv[1:]
 with open(os.environ["FAKE_LOG"], "a") as log:
     log.write(" ".join(args) + "\\n")
+value = lambda flag: args[args.index(flag) + 1]
+def finished(run):
+    run.mkdir(parents=True, exist_ok=True)
+    (run / "model.safetensors").write_text("")
+    (run / "results.json").write_text(json.dumps({"method": "smart", "tasks": {}}))
 if args[0] == "multitask":
-    out = pathlib.Path(args[args.index("--output-dir") + 1])
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").write_text(json.dumps({"method": "smart", "tasks": {}}))
+    finished(pathlib.Path(value("--output-dir")))
     if os.environ.get("FAKE_DRAIN"):
         os.kill(os.getppid(), signal.SIGUSR1)
+elif args[0] == "evaluate":
+    print(json.dumps({"by_agreement": {"5/0/0": {"accuracy": 0.9, "num_examples": 5}}}))
 else:
     time.sleep(0.5)
+    if "--save-model" in args and not os.environ.get("FAKE_FAIL"):
+        out = pathlib.Path(value("--output-dir"))
+        finished(out / "snli" / value("--methods") / ("seed-" + value("--seeds")))
 sys.exit(1 if os.environ.get("FAKE_FAIL") else 0)
 """
 
@@ -402,10 +412,11 @@ sys.exit(1 if os.environ.get("FAKE_FAIL") else 0)
 def _study6_run(tmp_path: Path, **env: str) -> tuple[subprocess.CompletedProcess, list[str]]:
     """run.sh on one seed, one task, SNLI at 100%, with FAKE_SMART_TUNE: its result and the jobs run."""
     venv = tmp_path / "venv" / "bin"
-    venv.mkdir(parents=True)
-    (venv / "smart-tune").write_text(f"#!{sys.executable}\n{FAKE_SMART_TUNE}")
-    (venv / "smart-tune").chmod(0o755)
-    (venv / "python").symlink_to(sys.executable)
+    if not venv.exists():  # a second call in one test runs the same fake again
+        venv.mkdir(parents=True)
+        (venv / "smart-tune").write_text(f"#!{sys.executable}\n{FAKE_SMART_TUNE}")
+        (venv / "smart-tune").chmod(0o755)
+        (venv / "python").symlink_to(sys.executable)
     log = tmp_path / "jobs.log"
     full_env = {
         **os.environ,
@@ -436,6 +447,80 @@ def test_study6_run_sh_starts_no_stage_after_a_drain(tmp_path):
     assert "lanes: drained" in done.stderr
     assert jobs and len(jobs) < 6, jobs  # stage 1 cut short
     assert not [j for j in jobs if f"--model {tmp_path / 'out' / 'mt'}" in j], jobs  # and no stage 2 job
+
+
+def _finished_run(folder: Path, model: bool = True) -> Path:
+    """A run folder as a finished run leaves it; ``model=False``: its kept weights gone (another machine)."""
+    _write_json(folder / "results.json", {"method": "smart", "tasks": {}})
+    if model:
+        (folder / "model.safetensors").write_text("")
+    return folder
+
+
+def test_study6_trains_a_multitask_model_again_when_stage_2_needs_it_and_it_is_gone(tmp_path):
+    # Finished on another machine: results.json is committed, the weights (ignored by git) are not.
+    out = tmp_path / "out"
+    _finished_run(out / "mt/smart/seed-1", model=False)
+    _finished_run(out / "mt/vanilla/seed-1")
+    done, jobs = _study6_run(tmp_path, STAGE="1")
+    assert done.returncode == 0, done.stderr
+    multitask = [j for j in jobs if j.startswith("multitask")]
+    # was: none (the run counted as done), and every stage-2 run from it failed to load the model
+    assert len(multitask) == 1 and "--method smart" in multitask[0], multitask
+    assert multitask[0].endswith("--overwrite-output-dir"), multitask
+    assert f"{out}/mt/smart/seed-1 finished, but its model is not here" in done.stderr
+    # Once every run that starts from it is finished, a lost model is not trained again.
+    (out / "mt/smart/seed-1/model.safetensors").unlink()
+    _finished_run(out / "mt-ft-smart/rte/smart/seed-1")
+    for method in ("smart", "vanilla"):
+        _finished_run(out / f"da-mt-smart/100pct/snli/{method}/seed-1")
+    (tmp_path / "jobs.log").unlink()
+    done, jobs = _study6_run(tmp_path, STAGE="1")
+    assert done.returncode == 0 and not [j for j in jobs if j.startswith("multitask")], jobs
+
+
+def test_study6_stage_2_starts_nothing_from_a_multitask_model_that_is_not_here(tmp_path):
+    out = tmp_path / "out"
+    _finished_run(out / "mt/smart/seed-1", model=False)
+    _finished_run(out / "mt/vanilla/seed-1")
+    done, jobs = _study6_run(tmp_path, STAGE="2")
+    assert not [j for j in jobs if f"--model {out}/mt/smart/seed-1" in j], jobs  # each would fail to load
+    assert [j for j in jobs if f"--model {out}/mt/vanilla/seed-1" in j], jobs
+    assert f"{out}/mt/smart/seed-1 has no model here" in done.stderr
+
+
+def test_study6_analyses_agreement_after_stage_1_and_names_a_lost_model(tmp_path):
+    out = tmp_path / "out"
+    done, _ = _study6_run(tmp_path, STAGE="1")
+    assert done.returncode == 0, done.stderr
+    # MiniLM's 100% models of (b) come from stage 1: analysed while they are on this machine (was: only
+    # by stage 3, after all of stage 2).
+    for method in ("smart", "vanilla"):
+        agreement = json.loads((out / f"da-minilm/100pct/snli/{method}/seed-1/agreement.json").read_text())
+        assert agreement["by_agreement"]["5/0/0"]["accuracy"] == 0.9
+    lost = _finished_run(out / "da-mt-smart/100pct/snli/smart/seed-1", model=False)
+    done, _ = _study6_run(tmp_path, STAGE="3")
+    assert done.returncode == 1, done.stderr  # was 0: the run left out of (c) without a word
+    assert f"agreement: {lost} finished, but its model is not on this machine" in done.stderr
+    assert not (lost / "agreement.json").exists()
+
+
+@pytest.mark.skipif(not (ROOT / ".git").exists(), reason="not a git checkout")
+def test_study6_kept_models_stay_out_of_git_and_the_results_do_not():
+    run = "benchmarks/results/study6_multitask/da-mt-smart/100pct/snli/smart/seed-1"
+    model = [
+        "config.json",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "model.safetensors",
+        "training_args.bin",
+    ]
+    kept = ["results.json", "run_config.json", "run_config.resolved.json", "agreement.json"]
+    paths = [f"{run}/{name}" for name in [*model, "agreement.json.tmp", *kept]]
+    done = subprocess.run(["git", "check-ignore", *paths], cwd=ROOT, capture_output=True, text=True)
+    ignored = {Path(p).name for p in done.stdout.split()}
+    # was: config.json and the tokenizer's files committed beside the results, without the weights
+    assert ignored == {*model, "agreement.json.tmp"}, ignored
 
 
 study5_target = load("benchmarks/results/study5_protocol/target.py")

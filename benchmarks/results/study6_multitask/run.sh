@@ -27,7 +27,11 @@
 #                     SNLI test (config-snli.yaml), plain and SMART. The 100% models are kept for 3.
 #   3. (c) agreement analysis (§5.2) of every 100% model of (b): smart-tune evaluate --by-agreement on
 #      SNLI test, written to agreement.json beside the run's results.json; run here one at a time, with
-#      two threads. (The kept models, about 90 MB each, are ignored by git.)
+#      two threads, after every stage (MiniLM's 100% models come from stage 1), also after a drain.
+#   The kept models (about 90 MB each) are ignored by git: they live only on the machine that trained
+#   them. A finished multi-task run whose model is not here while stage 2 still needs it is trained
+#   again (the same command and seed: the same batches and heads; on one machine the same weights);
+#   a finished 100% run of (b) without its model or agreement.json is a failure that names it.
 # Estimate (JOBS_ONLY=1 prints it, from Studies 4-5's measured train_runtime_s): 156 jobs, about
 # 23 lane-hours (SMART at 2.7x plain), so about 11.5 hours on the two lanes: four 3-hour sessions.
 # The multi-task arm without fine-tuning is read from mt/M/seed-S/results.json (each task's dev scores).
@@ -63,14 +67,45 @@ state() {  # what a run folder needs: done (results.json), --resume, --overwrite
   echo ""
 }
 
-ready() {  # the multi-task model of method $1 and seed $2 is trained (always, for JOBS_ONLY's plan)
-  [ -n "${JOBS_ONLY:-}" ] || [ -f "$out/mt/$1/seed-$2/results.json" ]
+WEIGHTS=model.safetensors  # a kept model's weights (ignored by git)
+
+lost() {  # the run in $1 finished, but its kept model is not on this machine
+  [ -f "$1/results.json" ] && [ ! -f "$1/$WEIGHTS" ]
 }
 
-mt_job() {  # multitask is not compare: the line itself says whether to resume
+mt_needed() {  # a stage-2 run of the multi-task model of method $1 and seed $2 is not finished yet
+  local method=$1 seed=$2 task fraction m
+  for task in $TASKS; do
+    [ -f "$out/mt-ft-$method/$task/$method/seed-$seed/results.json" ] || return 0
+  done
+  for fraction in $FRACTIONS; do
+    for m in $METHODS; do
+      [ -f "$out/da-mt-$method/$(pct "$fraction")/snli/$m/seed-$seed/results.json" ] || return 0
+    done
+  done
+  return 1
+}
+
+ready() {  # the multi-task model of method $1 and seed $2 is trained and here (always, for JOBS_ONLY's plan)
+  [ -n "${JOBS_ONLY:-}" ] && return 0
+  [ -f "$out/mt/$1/seed-$2/results.json" ] || return 1
+  if lost "$out/mt/$1/seed-$2"; then
+    if mt_needed "$1" "$2"; then
+      echo "stage 2: $out/mt/$1/seed-$2 has no model here; its runs wait for stage 1 to train it again" >&2
+    fi
+    return 1
+  fi
+}
+
+mt_job() {  # multitask is not compare: the line itself says whether to resume, or to train again
   local method=$1 seed=$2 dir="$out/mt/$1/seed-$2" s=""
   [ -z "${JOBS_ONLY:-}" ] && s=$(state "$dir")
-  [ "$s" = done ] && return 0
+  if [ "$s" = done ]; then
+    if ! lost "$dir" || ! mt_needed "$method" "$seed"; then return 0; fi
+    echo "stage 1: $dir finished, but its model is not here and stage 2 needs it: training it again" \
+      "(its results.json is replaced)" >&2
+    s=--overwrite-output-dir
+  fi
   echo "multitask --config $here/config.yaml --tasks $tasks_csv --method $method --seed $seed" \
     "--output-dir $dir --save-model --max-train-samples $CAP $model $EXTRA $s"
 }
@@ -123,11 +158,17 @@ agreement_runs() {  # stage 3: the 100% models of (b); in JOBS_ONLY's plan, the 
   done
 }
 
-agreement() {  # fails (after trying every model) when an evaluation failed
+agreement() {  # fails (after trying every model) when an evaluation failed or a finished model is gone
   local dir failed=0
   for dir in $(agreement_runs); do
     [ -f "$dir/agreement.json" ] && continue
-    [ -f "$dir/results.json" ] && [ -f "$dir/config.json" ] || continue  # not trained (yet), or model gone
+    [ -f "$dir/results.json" ] || continue  # not trained (yet)
+    if lost "$dir"; then
+      echo "agreement: $dir finished, but its model is not on this machine: remove its results.json" \
+        "and run its stage again to train it again" >&2
+      failed=1
+      continue
+    fi
     echo "agreement: $dir" >&2
     if OMP_NUM_THREADS=2 "$st" evaluate --model-dir "$dir" --task snli --split test --data-dir ../shared/data \
       --by-agreement > "$dir/agreement.json.tmp"; then
@@ -162,9 +203,17 @@ run_jobs() {
 # lanes.py stopped (SIGTERM/SIGINT: 143) or drained (SIGUSR1: 3): start no further stage.
 go_on() { [ "$status" != 143 ] && [ "$status" != 3 ]; }
 stage() { [ -z "${STAGE:-}" ] || [ "$STAGE" = "$1" ]; }
+# (c) of the 100% models there are, after each stage and after a drain (not after a stop): their weights
+# are not committed, so they are analysed before the machine can go away. A failure of it never hides
+# a drain's status.
+analysed=""
+analyse() {
+  analysed=1
+  if ! agreement && [ "$status" = 0 ]; then status=1; fi
+}
 mkdir -p "$out"
-if stage 1; then run_jobs stage1_jobs; fi
-if go_on && stage 2; then run_jobs stage2_jobs; fi
-if go_on && stage 3; then agreement || status=$?; fi
+if stage 1; then run_jobs stage1_jobs; [ "$status" = 143 ] || analyse; fi
+if go_on && stage 2; then run_jobs stage2_jobs; [ "$status" = 143 ] || analyse; fi
+if go_on && stage 3 && [ -z "$analysed" ]; then analyse; fi
 report || true
 exit "$status"

@@ -11,7 +11,7 @@ import datasets
 import numpy as np
 import pytest
 
-from smart_tune.data import class_balanced_subset, dropped_rows, load_custom, load_split
+from smart_tune.data import class_balanced_subset, dropped_rows, load_custom, load_split, stratified_sample
 from smart_tune.errors import ConfigError, DataError
 from smart_tune.tasks import get_task
 
@@ -190,6 +190,43 @@ def test_class_balanced_subset_of_real_data():
     subset = class_balanced_subset(train, 0.01, seed=13)
     full, small = Counter(train[:]["label"]), Counter(subset[:]["label"])
     assert small == {c: round(0.01 * n) for c, n in full.items()}
+
+
+def test_stratified_sample_gives_each_class_its_share_by_largest_remainder():
+    # 10 rows of class 0, 7 of class 1, 3 of class 2, sorted by label (the first 6 would all be 0s).
+    labels = [0] * 10 + [1] * 7 + [2] * 3
+    ds = datasets.Dataset.from_dict({"label": labels, "idx": list(range(20))})
+    sample = stratified_sample(ds, 6, seed=5)
+    # Shares 6 * (10, 7, 3) / 20 = (3.0, 2.1, 0.9): floors (3, 2, 0), the one row left goes to the
+    # largest remainder (class 2's 0.9).
+    assert Counter(sample[:]["label"]) == {0: 3, 1: 2, 2: 1}
+    rng = np.random.default_rng(5)
+    expected = sorted([*rng.permutation(np.arange(0, 10))[:3], *rng.permutation(np.arange(10, 17))[:2]])
+    expected = sorted([*expected, *rng.permutation(np.arange(17, 20))[:1]])
+    assert sample[:]["idx"] == expected  # the rows a direct draw picks, in the file's order
+    assert stratified_sample(ds, 6, seed=5)[:]["idx"] == expected  # the same seed, the same rows
+    assert stratified_sample(ds, 20, seed=5)[:]["idx"] == list(range(20))  # n = N keeps every row
+
+
+def test_stratified_sample_of_a_regression_split_is_one_group():
+    ds = datasets.Dataset.from_dict({"label": [float(i) / 4 for i in range(12)], "idx": list(range(12))})
+    assert stratified_sample(ds, 5, seed=1)[:]["idx"] == sorted(np.random.default_rng(1).permutation(12)[:5])
+
+
+@needs_data
+def test_train_with_a_sample_seed_draws_the_same_rows_whatever_the_run_seed(tmp_path):
+    from smart_tune.options import RunOptions
+    from smart_tune.run import resolve_task_and_data
+
+    run = RunOptions(task="stsb", data_dir=str(GLUE), max_train_samples=200, sample_seed=0)
+    _, one, _ = resolve_task_and_data(run, seed=1)
+    _, two, _ = resolve_task_and_data(run, seed=2)
+    assert one["train"][:]["idx"] == two["train"][:]["idx"] and len(one["train"]) == 200
+    # STS-B's training file is sorted by genre: its first 200 pairs are all captions; a draw is not.
+    first = resolve_task_and_data(RunOptions(task="stsb", data_dir=str(GLUE), max_train_samples=200), seed=1)[
+        1
+    ]["train"]
+    assert first[:]["idx"] == list(range(200)) and one["train"][:]["idx"] != list(range(200))
 
 
 # --------------------------------------------------------------------------------------------------

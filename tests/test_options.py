@@ -198,3 +198,11 @@ def test_multitask_refuses_to_train_on_a_dev_set_it_scores(tasks):
         and "multitask scores every task's dev set" in message
     )
     assert "\n" not in message
+
+
+def test_sample_seed_needs_max_train_samples_and_a_whole_number():
+    assert parse("--task", "rte", "--max-train-samples", "8", "--sample-seed", "0").run.sample_seed == 0
+    with pytest.raises(ConfigError, match="--sample-seed draws the examples of --max-train-samples N"):
+        parse("--task", "rte", "--sample-seed", "0")
+    with pytest.raises(ConfigError, match="--sample-seed must be"):
+        parse("--task", "rte", "--max-train-samples", "8", "--sample-seed", "-1")

@@ -911,6 +911,28 @@ def class_balanced_subset(dataset: datasets.Dataset, fraction: float, seed: int)
     return dataset.select(indices.tolist())
 
 
+def stratified_sample(dataset: datasets.Dataset, n: int, seed: int) -> datasets.Dataset:
+    """Return ``n`` rows drawn at random, each class in its share of the split (``--sample-seed``).
+
+    Class c of ``n_c`` rows (of N) gets ``n * n_c / N`` rows rounded by largest remainder (ties to the
+    smaller label), so the counts add up to ``n`` exactly; the rows are the first of a permutation
+    drawn with ``numpy.random.default_rng(seed)``. The draw depends only on the labels, ``n`` and the
+    seed, so every run with one seed trains on the same rows. A regression dataset (float labels) is
+    one group; ``n`` at or above the split's size keeps every row. Rows keep their original order.
+    """
+    if n >= len(dataset):
+        return dataset
+    groups = _label_groups(dataset)
+    shares = np.array([n * len(g) / len(dataset) for g in groups])
+    counts = np.floor(shares).astype(int)
+    # Largest remainder; a stable sort on the negated remainders breaks ties towards the smaller label.
+    for i in np.argsort(-(shares - counts), kind="stable")[: n - counts.sum()]:
+        counts[i] += 1
+    rng = np.random.default_rng(seed)
+    chosen = [rng.permutation(g)[:k] for g, k in zip(groups, counts)]
+    return dataset.select(np.sort(np.concatenate(chosen)).tolist())
+
+
 def _label_groups(dataset: datasets.Dataset) -> list[np.ndarray]:
     """Row indices per class (one group for a regression dataset's float labels): what stratified draws
     sample from."""

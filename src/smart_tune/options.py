@@ -58,6 +58,13 @@ class RunOptions:
     regression: bool = _option(False, "your labels are numbers to regress")
     max_length: int = _option(128, "maximum tokens per example (default 128)")
     max_train_samples: int | None = _option(None, "train on the first N examples only")
+    sample_seed: int | None = _option(
+        None,
+        "with --max-train-samples N: draw the N examples at random (class-stratified) with this seed, "
+        "the same rows for every run that gives it, instead of taking the first N (a file sorted by "
+        "label or by genre, like STS-B's, makes the first N unrepresentative)",
+        metavar="S",
+    )
     train_fraction: float | None = _option(
         None, "train on a fixed class-balanced fraction of the training split (seeded)"
     )
@@ -144,6 +151,8 @@ class RunOptions:
                 )
         if self.train_fraction is not None and self.max_train_samples is not None:
             raise ConfigError("conflicting options: --train-fraction and --max-train-samples")
+        if self.sample_seed is not None and self.max_train_samples is None:
+            raise ConfigError("--sample-seed draws the examples of --max-train-samples N; give it N")
         if self.train_fraction is not None and not 0 < self.train_fraction <= 1:
             raise ConfigError(f"--train-fraction must lie in (0, 1]; got {self.train_fraction}")
         holdout = self.validation_from_train
@@ -528,7 +537,7 @@ def validate_options(options: dict[str, Any]) -> None:
     for name in ("max_length", "max_train_samples"):
         if options.get(name) is not None:
             check_whole_number(option_flag(name), options[name])
-    for name in ("seed", "data_seed"):
+    for name in ("seed", "data_seed", "sample_seed"):
         if options.get(name) is not None:
             check_whole_number(option_flag(name), options[name], 0, 2**32 - 1)
     if options.get("max_steps", -1) != -1:

@@ -109,7 +109,15 @@ SCHEDULE_KEYS = (
     "max_grad_norm",
     "load_best_model_at_end",  # which model is scored: the best epoch on the evaluation split, or the last
 )
-DATA_KEYS = ("model", "max_length", "train_split", "eval_split", "max_train_samples", "pooling")
+DATA_KEYS = (
+    "model",
+    "max_length",
+    "train_split",
+    "eval_split",
+    "max_train_samples",
+    "sample_seed",
+    "pooling",
+)
 
 
 # smart_* fields that do not change what a run computes.

@@ -84,7 +84,7 @@ def resolve_task_and_data(run, seed: int):
     """(task, {split name: Dataset}, eval split names) for the run's train split and eval splits,
     checked non-empty and labelled. ``run``: :class:`~smart_tune.options.RunOptions`; ``seed`` draws
     the training fraction and the held-out part."""
-    from .data import class_balanced_subset, holdout_split, load_custom, load_split
+    from .data import class_balanced_subset, holdout_split, load_custom, load_split, stratified_sample
     from .tasks import get_task
 
     if run.task:
@@ -106,6 +106,8 @@ def resolve_task_and_data(run, seed: int):
     train = splits["train"]
     if run.train_fraction is not None:
         train = class_balanced_subset(train, run.train_fraction, seed)
+    elif run.max_train_samples is not None and run.sample_seed is not None:
+        train = stratified_sample(train, run.max_train_samples, run.sample_seed)
     elif run.max_train_samples is not None:
         train = train.select(range(min(run.max_train_samples, len(train))))
         warn_if_one_label(train, task, run.max_train_samples)

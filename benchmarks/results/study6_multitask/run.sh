@@ -16,8 +16,10 @@
 #   1. (a) single-task against multi-task, RTE, MRPC, STS-B, CoLA, SST-2, seeds 1-3, plain and SMART:
 #      single/        smart-tune train per task (through compare);
 #      mt/M/seed-S/   smart-tune multitask --tasks rte,mrpc,stsb,cola,sst2 --method M (model kept).
-#      Every task capped at the same first CAP=1,000 training examples in every arm (10% of them held
-#      out to choose the kept epoch; dev only scores), 3 epochs, lr 5e-5, batch 16 (config.yaml).
+#      Every task capped at CAP=1,000 training examples, a class-stratified random draw made with
+#      config.yaml's sample_seed 0: the same rows in every arm and seed (a file's first 1,000 would not do: STS-B's
+#      are all image captions, its dev set is three genres). 10% of them are held out to choose the
+#      kept epoch; dev only scores. 3 epochs, lr 5e-5, batch 16 (config.yaml).
 #      (b) with the packaged MiniLM as start: da-minilm/ (see 2).
 #   2. once mt/M/seed-S is done:
 #      mt-ft-M/       (a) per-task fine-tuning of the multi-task model, same method M as its multi-task

@@ -190,3 +190,38 @@ def test_esms_pass_on_word_embeddings_is_not_its_pass_on_the_ids(config):
         by_ids = model(**batch).logits
         by_embeds = model(**with_embeddings(model, batch, word_embeddings(model, batch["input_ids"]))).logits
     assert (by_ids - by_embeds).abs().max() > 1e-3
+
+
+def multitask_of(configs, name):
+    """A two-task model (MT-DNN) on the family's encoder: each head is the family's own
+    sequence-classification model, handed the batch by MultiTaskModel.forward."""
+    from smart_tune.multitask import MultiTaskModel, TaskHead
+
+    torch.manual_seed(0)
+    tasks = [TaskHead(name=n, num_labels=3, problem_type="single_label_classification") for n in ("a", "b")]
+    return MultiTaskModel(configs[name](), tasks).eval()
+
+
+def test_a_multitask_model_gets_what_its_heads_derive_from_the_ids():
+    """What a head does with input_ids was looked for in MultiTaskModel's own forward, which only hands
+    the batch on: a multi-task Longformer got no global attention on the first token with inputs_embeds
+    (a TypeError at the first SMART step, though a single-task one trains), and a multi-task decoder's
+    right padding was not refused (its clean and perturbed passes read a padding position)."""
+    model = multitask_of(ENCODERS, "longformer")
+    batch = {
+        **toy_batch("roberta", num_labels=3, left_pad=True),
+        "task_ids": torch.zeros(4, dtype=torch.long),
+    }
+    by_ids, by_embeds = clean_passes(model, batch)
+    torch.testing.assert_close(by_embeds, by_ids, rtol=1e-5, atol=1e-6)
+    terms = SmartObjective(AdversarialRegularizer(), MeanTeacher(model)).loss(model.train(), batch)
+    assert torch.isfinite(terms.total) and terms.adversarial > 0 and terms.bregman is not None
+
+    model = multitask_of(DECODERS, "gpt2")
+    right = {**toy_batch("gpt", num_labels=3), "task_ids": torch.ones(4, dtype=torch.long)}
+    with pytest.raises(ConfigError, match="padding_side") as refused:
+        SmartObjective(AdversarialRegularizer(), None).prepare(model, right)
+    assert "\n" not in str(refused.value)
+    left = {**toy_batch("gpt", num_labels=3, left_pad=True), "task_ids": torch.ones(4, dtype=torch.long)}
+    by_ids, by_embeds = clean_passes(model, left)
+    torch.testing.assert_close(by_embeds, by_ids, rtol=1e-5, atol=1e-6)

@@ -423,6 +423,25 @@ def test_settings_compare_only_what_both_runs_recorded_and_plain_ignores_smart_k
     check_comparable([c, d])  # a safety limit is not a setting
 
 
+def test_a_run_recorded_before_sample_seed_took_the_first_rows():
+    """A run that recorded its options before --sample-seed existed trained on the first N rows: beside
+    a seed trained on a draw (sample_seed 0) it is not the same data, though only one recorded the key."""
+    from smart_tune.report import check_comparable, schedule_differences
+
+    def capped(seed, **run_options):
+        r = {**run("stsb", "vanilla", seed, {"pearson": 0.8}, "pearson"), "_path": f"s{seed}"}
+        r["arguments"] = {"run": {"max_train_samples": 1000, **run_options}, "training": {}}
+        return r
+
+    old, first, drawn = capped(1), capped(2, sample_seed=None), capped(3, sample_seed=0)
+    check_comparable([old, first])  # the first N rows both
+    with pytest.raises(ConfigError, match="sample_seed is None in s1 but 0 in s3"):
+        check_comparable([old, drawn])
+    assert schedule_differences([old, drawn]) == ["sample_seed"]
+    uncapped = {**run("stsb", "vanilla", 4, {"pearson": 0.8}, "pearson"), "_path": "s4"}
+    assert schedule_differences([uncapped, drawn]) == []  # no max_train_samples recorded: not compared
+
+
 def test_report_command_options_are_checked(tmp_path, capsys):
     import json
 

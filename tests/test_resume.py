@@ -456,3 +456,26 @@ def json_of(path):
     import json
 
     return json.loads(path.read_text())
+
+
+def test_an_option_given_as_inline_json_is_not_a_path(tmp_path, monkeypatch):
+    """--deepspeed, --fsdp-config and --accelerator-config take a file or a JSON object inline
+    (TrainingArguments parses a value starting with "{"): one longer than a file name may be made
+    Path.exists raise (File name too long), and the run failed as it wrote its record."""
+    import json
+
+    from smart_tune.run_record import PATHS, RESOLVED, settings_changed, write_run_record
+
+    inline = json.dumps(
+        {"zero_optimization": {"stage": 2}, "gradient_accumulation_steps": "auto"}
+        | {f"setting_{i}": "auto" for i in range(20)}
+    )
+    assert len(inline) > 255 and "/" not in inline
+    work, run_dir, options = own_files_run(tmp_path, "org/hub-model")
+    monkeypatch.chdir(work)
+    options = {**options, "deepspeed": inline, "fsdp_config": "{}"}
+    write_run_record(run_dir, options)
+    recorded = json.loads((run_dir / RESOLVED).read_text())
+    assert "deepspeed" not in recorded[PATHS] and recorded["deepspeed"] == inline
+    assert settings_changed(run_dir, options) is None
+    assert "deepspeed" in settings_changed(run_dir, {**options, "deepspeed": inline.replace("2", "3")})

@@ -57,7 +57,9 @@ class RunOptions:
     label_column: str = _option("label", "label column of your files (default: label)")
     regression: bool = _option(False, "your labels are numbers to regress")
     max_length: int = _option(128, "maximum tokens per example (default 128)")
-    max_train_samples: int | None = _option(None, "train on the first N examples only")
+    max_train_samples: int | None = _option(
+        None, "train on N examples only: the first N, or N drawn at random with --sample-seed"
+    )
     sample_seed: int | None = _option(
         None,
         "with --max-train-samples N: draw the N examples at random (class-stratified) with this seed, "

@@ -141,7 +141,7 @@ def derived_inputs(
         position_ids = position_ids_for(model, input_ids)
         if position_ids is not None:
             derived["position_ids"] = position_ids
-    if "global_attention_mask" not in batch and _GLOBAL_ON_FIRST in _forward_source(type(model)):
+    if "global_attention_mask" not in batch and _GLOBAL_ON_FIRST in _classifying_source(model):
         first = torch.zeros_like(input_ids)
         first[:, 0] = 1
         derived["global_attention_mask"] = first
@@ -162,7 +162,7 @@ def check_accepts_inputs_embeds(model: nn.Module) -> None:
     heads find each row's end of sequence in ``input_ids``: they failed at the first training step),
     or one whose pass on ``inputs_embeds`` cannot be its pass on the ids (:func:`unsupported_reason`)."""
     params = inspect.signature(model.forward).parameters
-    if "inputs_embeds" not in params or _NO_INPUTS_EMBEDS in _forward_source(type(model)):
+    if "inputs_embeds" not in params or _NO_INPUTS_EMBEDS in _classifying_source(model):
         # A ConfigError (a ValueError too): the command line prints it as one line, not a traceback.
         raise ConfigError(
             f"{type(model).__name__}.forward takes no `inputs_embeds`: SMART and R3F perturb the word "
@@ -232,6 +232,18 @@ def _forward_source(model_type: type) -> str:
         return ""
 
 
+def _classifying_source(model: nn.Module) -> str:
+    """The source of the forwards that classify ``model``'s batches: its own, and for a multi-task model
+    (:class:`~smart_tune.multitask.MultiTaskModel`, whose forward hands each batch to its task's head:
+    the family's own sequence-classification model) its heads'. Read for what a head does with
+    ``input_ids`` that it cannot do with ``inputs_embeds``."""
+    heads = getattr(model, "heads", None)
+    classes = [type(model)]
+    if isinstance(heads, nn.ModuleDict):
+        classes += dict.fromkeys(type(head) for head in heads.values())
+    return "\n".join(_forward_source(c) for c in classes)
+
+
 def check_last_token_is_real(model: nn.Module, input_ids: torch.Tensor) -> None:
     """Refuse a batch that an ``inputs_embeds`` pass would classify from a padding token.
 
@@ -245,7 +257,7 @@ def check_last_token_is_real(model: nn.Module, input_ids: torch.Tensor) -> None:
         model: the unwrapped model.
         input_ids: (B, L) token ids of the batch.
     """
-    if _POOLS_BY_TOKEN_IDS not in _forward_source(type(model)):
+    if _POOLS_BY_TOKEN_IDS not in _classifying_source(model):
         return
     config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
     pad = getattr(config, "pad_token_id", None)

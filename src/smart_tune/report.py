@@ -127,8 +127,10 @@ NOT_SETTINGS = ("smart_max_nonfinite_steps",)
 def run_settings(result: dict[str, Any]) -> dict[str, Any] | None:
     """Schedule, data and method knobs a run recorded (None when it recorded no arguments).
 
-    Only recorded keys appear, so that runs written before a knob existed still compare. A plain run
-    ignores the ``smart_*`` knobs, so they are left out for it.
+    Only recorded keys appear, so that runs written before a knob existed still compare; except
+    ``sample_seed``: a run that recorded ``max_train_samples`` before ``--sample-seed`` existed took
+    the first N rows, as ``sample_seed`` None does, not the rows a seed draws. A plain run ignores the
+    ``smart_*`` knobs, so they are left out for it.
     """
     args = result.get("arguments")
     if not args:
@@ -136,6 +138,8 @@ def run_settings(result: dict[str, Any]) -> dict[str, Any] | None:
     training, run = args.get("training") or {}, args.get("run") or {}
     settings = {k: training[k] for k in SCHEDULE_KEYS if k in training}
     settings.update({k: run[k] for k in DATA_KEYS if k in run})
+    if "max_train_samples" in run:
+        settings.setdefault("sample_seed", None)
     if training.get("smart_method", "vanilla") != "vanilla":
         settings.update(
             {k: v for k, v in training.items() if k.startswith("smart_") and k not in NOT_SETTINGS}

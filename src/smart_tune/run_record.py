@@ -101,9 +101,18 @@ def resolved_paths(resolved: dict[str, Any]) -> dict[str, str]:
         if not isinstance(value, str) or not value:
             continue
         path = Path(value).expanduser()
-        if key in PATH_OPTIONS or (key in PATH_OR_NAME_OPTIONS and path.exists()):
+        if key in PATH_OPTIONS or (key in PATH_OR_NAME_OPTIONS and _is_there(path)):
             paths[key] = str(path.resolve())
     return paths
+
+
+def _is_there(path: Path) -> bool:
+    """Whether ``path`` names a file or folder. A value no path can be (a JSON object given inline, longer
+    than a file name may be: ``Path.exists`` raises for it before Python 3.13) names none."""
+    try:
+        return path.exists()
+    except OSError:
+        return False
 
 
 def write_run_record(run_dir: Path, options: dict[str, Any]) -> None:

@@ -79,7 +79,9 @@ class MeanTeacher:
         self.model = copy.deepcopy(model)
         self.model.requires_grad_(False)
         self._params = list(self.model.parameters())
-        self.optimizer_steps = 0  # optimizer steps seen: the clock of the β schedule and of S
+        # The clock of the β schedule and of S: the optimizer steps step() was called after, those that
+        # updated the student (a skipped one is not counted: see step()).
+        self.optimizer_steps = 0
         self.num_updates = 0  # EMA updates applied
 
     def beta_at(self, step: int) -> float:

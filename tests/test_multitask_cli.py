@@ -301,10 +301,17 @@ def test_multitask_scores_both_of_mnlis_dev_sets_and_selects_on_the_matched_one(
     assert results["num_examples"] == 9 + 277  # the dev sets that select: MNLI's matched and RTE's
     mean = (mnli["metrics"]["accuracy"] + results["tasks"]["rte"]["metrics"]["accuracy"]) / 2
     assert results["metrics"]["mean_main"] == pytest.approx(mean)
-    # Scored once, by the kept model; the matched set each epoch (twice) as well.
-    logged = [{k for k in e if k.endswith("_loss")} for e in results["log_history"]]
+    # The mismatched set scored once, by the kept model; the matched set each epoch (twice) and not
+    # again: its score is the kept epoch's, from the log, and so is the mean (one entry per epoch).
+    history = results["log_history"]
+    logged = [{k for k in e if k.endswith("_loss")} for e in history]
     assert sum("eval_mnli_dev_mismatched_loss" in e for e in logged) == 1
-    assert sum("eval_mnli_dev_loss" in e for e in logged) == 1 + 2
+    assert sum("eval_mnli_dev_loss" in e for e in logged) == 2
+    means = {e["step"]: e["eval_mean_main"] for e in history if "eval_mean_main" in e}
+    assert len(means) == sum("eval_mean_main" in e for e in history) == 2
+    assert results["metrics"]["mean_main"] == means[results["best_step"]]
+    kept = [e for e in history if e.get("step") == results["best_step"] and "eval_mnli_dev_accuracy" in e]
+    assert [e["eval_mnli_dev_accuracy"] for e in kept] == [mnli["metrics"]["accuracy"]]
     assert "on 6 dev_mismatched examples" in printed, printed
     # The kept model's score of the mismatched set, as evaluate gives it.
     evaluate = ["evaluate", "--model-dir", str(out), "--task", "mnli", "--data-dir", str(data)]
@@ -313,3 +320,79 @@ def test_multitask_scores_both_of_mnlis_dev_sets_and_selects_on_the_matched_one(
     assert scored["metrics"]["accuracy"] == pytest.approx(
         mnli["metrics_dev_mismatched"]["accuracy"], abs=1e-6
     )
+
+
+class LoggedTrainer:
+    """What multitask's score reads of a trainer: the state, the sets scored each epoch and evaluate
+    (which records the sets it is given and answers ``values``)."""
+
+    def __init__(self, history, values, global_step=8, best=4):
+        from types import SimpleNamespace
+
+        checkpoint = f"out/checkpoint-{best}"
+        self.state = SimpleNamespace(
+            log_history=history,
+            global_step=global_step,
+            best_global_step=best,
+            best_model_checkpoint=checkpoint,
+        )
+        self.eval_dataset = {"mnli_dev": None, "rte_dev": None}
+        self.values, self.calls = values, []
+
+    def evaluate(self, sets, metric_key_prefix="eval"):
+        self.calls.append(sorted(sets))
+        return self.values
+
+
+def scored_by(trainer, keep_best=True):
+    from types import SimpleNamespace
+
+    from smart_tune.multitask_run import score
+    from smart_tune.run import PreparedRun
+    from smart_tune.tasks import get_task
+
+    encoded = {"train": [0] * 24, "mnli_dev": [0] * 9, "mnli_dev_mismatched": [0] * 6, "rte_dev": [0] * 4}
+    args = SimpleNamespace(load_best_model_at_end=keep_best)
+    tasks = [get_task("mnli"), get_task("rte")]
+    return score(PreparedRun(None, args, Path("out"), tasks, {}, encoded, [], {}, "m", trainer))
+
+
+def epoch(step, mnli, rte):
+    return [
+        {"eval_mnli_dev_accuracy": mnli, "eval_mnli_dev_loss": 1.0, "epoch": step / 4, "step": step},
+        {"eval_rte_dev_accuracy": rte, "eval_rte_dev_loss": 1.0, "epoch": step / 4, "step": step},
+        {"eval_mean_main": (mnli + rte) / 2, "epoch": step / 4, "step": step},
+    ]
+
+
+def test_the_final_scores_are_the_kept_epochs_logged_ones_by_exact_name():
+    """The sets scored each epoch are read from the kept epoch's log entries (no second evaluation, which
+    would log a second eval_mean_main for that epoch); MNLI's mismatched set, scored only now, is the
+    one evaluated. A set's metrics are its task's by exact name: mnli_dev takes neither
+    mnli_dev_mismatched's keys nor the Trainer's other outputs."""
+    history = [*epoch(4, 0.5, 0.7), *epoch(8, 0.4, 0.6), {"train_runtime": 1.0, "epoch": 2.0, "step": 8}]
+    mismatched = {"eval_mnli_dev_mismatched_accuracy": 0.3, "eval_mnli_dev_mismatched_loss": 1.1}
+    trainer = LoggedTrainer(history, mismatched)
+    scores = scored_by(trainer)
+    assert trainer.calls == [["mnli_dev_mismatched"]]
+    expected = {"mnli_dev_accuracy": 0.5, "rte_dev_accuracy": 0.7, "mnli_dev_mismatched_accuracy": 0.3}
+    assert scores.metrics == {**expected, "mean_main": pytest.approx(0.6)}
+    assert scores.num_examples == {"mnli_dev": 9, "mnli_dev_mismatched": 6, "rte_dev": 4}
+    # load_best_model_at_end off: the last epoch's entries.
+    assert scored_by(LoggedTrainer(history, mismatched), keep_best=False).metrics["rte_dev_accuracy"] == 0.6
+    # The kept model not evaluated in training (the last step, 9, was not): every set is scored now.
+    values = {
+        "eval_mnli_dev_accuracy": 0.9,
+        "eval_mnli_dev_model_preparation_time": 0.01,
+        **mismatched,
+        "eval_rte_dev_accuracy": 0.8,
+    }
+    trainer = LoggedTrainer(history, values, global_step=9)
+    scores = scored_by(trainer, keep_best=False)
+    assert trainer.calls == [["mnli_dev", "mnli_dev_mismatched", "rte_dev"]]
+    assert scores.metrics == {
+        "mnli_dev_accuracy": 0.9,
+        "mnli_dev_mismatched_accuracy": 0.3,
+        "rte_dev_accuracy": 0.8,
+        "mean_main": pytest.approx(0.85),
+    }

@@ -677,3 +677,48 @@ def test_rename_applies_to_a_grid_folders_methods_and_refuses_a_point(tmp_path, 
     assert len(err.strip().splitlines()) == 1
     with pytest.raises(ConfigError, match="grid methods vanilla and smart would both be called vanilla"):
         write_report(tmp_path, rename={"smart": "vanilla"})
+
+
+def test_an_included_grid_folder_is_reported_at_its_chosen_points(tmp_path, capsys):
+    # `report FOLDER --include OTHER` read OTHER's runs but not its grid.json: its points were reported
+    # as plain methods (smart@lr=5e-05), none chosen. Now OTHER's grid is chosen among as its own report
+    # chooses; a method with another grid in the folder is refused in one line.
+    import json
+
+    from smart_tune.cli import main
+    from smart_tune.grid import write_grid
+
+    def put(folder, name, held_out):
+        path = folder / "rte" / name / "seed-1"
+        path.mkdir(parents=True)
+        r = run("rte", name, 1, {"accuracy": 0.6, "accuracy_holdout": held_out}, "accuracy")
+        (path / "results.json").write_text(json.dumps(r))
+
+    other, folder = tmp_path / "headline", tmp_path / "ablation"
+    index = {
+        m: [{"name": f"{m}@lr={lr}", "settings": {"learning_rate": lr}} for lr in (2e-05, 5e-05)]
+        for m in ("vanilla", "smart")
+    }
+    write_grid(other, index)
+    for pts in index.values():
+        for n, p in enumerate(pts):
+            put(other, p["name"], 0.5 + n / 10)
+    put(folder, "smart-no-rs", 0.5)
+    write_report(other)
+    alone = (other / "summary.md").read_text()
+    write_report(folder, [other])
+    summary = json.loads((folder / "summary.json").read_text())
+    assert sorted(summary["rte"]["methods"]) == ["smart", "smart-no-rs", "vanilla"]
+    shown = (folder / "summary.md").read_text()
+    for method in ("smart", "vanilla"):
+        assert f"| rte | {method} | lr=5e-05 |" in shown and f"| rte | {method} | lr=5e-05 |" in alone
+    assert not (folder / "grid_choice.json").exists()  # a report with --include is not a folder's decision
+    only = write_report(folder, [other], methods=["smart", "smart-no-rs"])  # a grid method by its name
+    assert sorted(json.loads(only["json"].read_text())["rte"]["methods"]) == ["smart", "smart-no-rs"]
+
+    # The folder's own grid of smart, of other points: no honest choice between two grids.
+    write_grid(folder, {"smart": [{"name": "smart@lambda=1", "settings": {"smart_lambda": 1}}]})
+    capsys.readouterr()
+    assert main(["report", str(folder), "--include", str(other)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "hold different grids for smart: one method, one grid per report" in err and "\n" not in err

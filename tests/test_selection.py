@@ -12,6 +12,7 @@ from smart_tune.cli import main
 from smart_tune.data import holdout_split
 from smart_tune.errors import ConfigError, DataError
 from smart_tune.report import kept_epoch, last_epoch_metrics
+from smart_tune.trainer import SmartTrainer
 
 GLUE = str(shared_data_dir() / "glue")
 
@@ -92,3 +93,42 @@ def test_a_run_that_keeps_its_last_epoch_says_nothing_chose_it(tiny_model_dir, t
     assert kept_epoch(r) == 2.0  # the report's fit table
     last = [e for e in r["log_history"] if "eval_accuracy" in e][-1]
     assert r["metrics"]["accuracy"] == pytest.approx(last["eval_accuracy"])
+
+
+@pytest.mark.parametrize("keep_best", [True, False])
+def test_the_kept_epochs_logged_scores_are_reported_not_scored_again(
+    keep_best, tiny_model_dir, tmp_path, monkeypatch, capsys
+):
+    """--validation-from-train scores the held-out part and dev each epoch (``eval_holdout_*``,
+    ``eval_dev_*``). The kept model's scores are those logged at its step (the best epoch on the held-out
+    part, or the last with load_best_model_at_end off): read from the log, not a second evaluation after
+    training; and they are the saved model's, as evaluate scores it."""
+    after = []
+    evaluate = SmartTrainer.evaluate
+
+    def counted(self, *args, **kwargs):
+        if not self.is_in_train:
+            after.append(self.state.global_step)
+        return evaluate(self, *args, **kwargs)
+
+    monkeypatch.setattr(SmartTrainer, "evaluate", counted)
+    out = tmp_path / "run"
+    args = ["train", "--task", "rte", "--data-dir", GLUE, "--model", tiny_model_dir, "--method", "vanilla"]
+    args += ["--max-train-samples", "64", "--epochs", "2", "--batch-size", "16", "--disable-tqdm", "true"]
+    args += ["--validation-from-train", "0.25", "--load-best-model-at-end", str(keep_best).lower()]
+    assert main([*args, "--output-dir", str(out)]) == 0
+    assert after == []  # no evaluation once training is over
+    r = json.loads((out / "results.json").read_text())
+    evals = {e["step"]: e for e in r["log_history"] if "eval_holdout_accuracy" in e}
+    assert sorted(evals) == [3, 6]  # 48 training pairs in batches of 16, two epochs
+    kept = max(evals, key=lambda s: evals[s]["eval_holdout_accuracy"]) if keep_best else 6
+    assert r["best_step"] == kept
+    dev = next(e for e in r["log_history"] if e.get("step") == kept and "eval_dev_accuracy" in e)
+    assert r["metrics"] == {
+        "accuracy": dev["eval_dev_accuracy"],
+        "accuracy_holdout": evals[kept]["eval_holdout_accuracy"],
+    }
+    capsys.readouterr()
+    assert main(["evaluate", "--model-dir", str(out), "--task", "rte", "--data-dir", GLUE]) == 0
+    scored = json.loads(capsys.readouterr().out)["metrics"]["accuracy"]
+    assert scored == pytest.approx(r["metrics"]["accuracy"], abs=1e-9)

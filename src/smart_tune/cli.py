@@ -411,7 +411,8 @@ def cmd_report(argv: list[str]) -> int:
         action="append",
         default=[],
         metavar="FOLDER[,...]",
-        help="count these folders' runs too (repeatable)",
+        help="count these folders' runs too (repeatable); a folder of a compare with --grid brings its "
+        "grid: its methods are reported at their chosen points, as its own report shows them",
     )
     p.add_argument("--tasks", type=_split_list, help="only these tasks (comma-separated)")
     p.add_argument("--methods", type=_split_list, help="only these methods (comma-separated)")

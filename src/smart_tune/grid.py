@@ -197,6 +197,26 @@ def read_grid(folder: str | Path) -> dict[str, list[dict[str, Any]]]:
     return grid
 
 
+def read_grids(folders: list[str | Path]) -> dict[str, list[dict[str, Any]]]:
+    """The grids of several folders (each one's ``grid.json``, :func:`read_grid`) as one, for a report
+    that counts their runs together (``report FOLDER --include OTHER``): each grid method's points are
+    then chosen among as ``report`` of its own folder chooses them. A method whose grid two folders
+    hold differently (other points, or another order, which breaks ties) is refused in one line: one
+    method, one grid per report, and no choice between them would be honest."""
+    merged: dict[str, list[dict[str, Any]]] = {}
+    found_in: dict[str, Path] = {}
+    for folder in folders:
+        for method, pts in read_grid(folder).items():
+            if method in merged and merged[method] != pts:
+                raise ConfigError(
+                    f"{found_in[method] / GRID_FILE} and {Path(folder) / GRID_FILE} hold different grids "
+                    f"for {method}: one method, one grid per report; report these folders apart"
+                )
+            merged.setdefault(method, pts)
+            found_in.setdefault(method, Path(folder))
+    return merged
+
+
 def rename_grid(
     index: dict[str, list[dict[str, Any]]], rename: dict[str, str]
 ) -> dict[str, list[dict[str, Any]]]:

@@ -33,6 +33,7 @@ from .run import (
     check_resume,
     claim_output_dir,
     kept_model,
+    logged_scores,
     resolve_task_and_data,
     run_environment,
     run_recipe,
@@ -156,22 +157,46 @@ def prepare(options, created: list[Path]) -> PreparedRun:
     )
 
 
+def scored_sets(tasks: list[Any], encoded: dict[str, Any]) -> dict[str, Any]:
+    """{eval set key: its task}, for the sets of ``encoded`` (:func:`_load_tasks`' keys): each task's dev
+    set (``<task>_dev``), its later dev sets (``<task>_<split>``) and its held-out part."""
+    keys = {f"{task.name}_{part}": task for task in tasks for part in ("dev", *task.eval_splits[1:], HOLDOUT)}
+    return {key: task for key, task in keys.items() if key in encoded}
+
+
+def _logged_sets(prepared: PreparedRun, sets: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """{set key: {metric: value}} of the sets training scored each epoch, as it logged them for the kept
+    model (:func:`~smart_tune.run.logged_scores`); {} unless every one of them is there (they are then
+    all scored again, so that the mean is of one evaluation)."""
+    each_epoch = prepared.trainer.eval_dataset or {}
+    state, args = prepared.trainer.state, prepared.args
+    logged = {key: logged_scores(state, args, f"eval_{key}_", sets[key].metrics) for key in each_epoch}
+    return {} if None in logged.values() else logged
+
+
 def score(prepared: PreparedRun) -> Scores:
-    """Every task's dev sets and held-out part, scored once by the kept model: ``<task>_dev_<metric>``
+    """Every task's dev sets and held-out part, scored by the kept model: ``<task>_dev_<metric>``
     (MNLI's matched; ``mnli_dev_mismatched_<metric>``) and ``<task>_holdout_<metric>``, plus the means
-    of the main metrics on each task's first dev set and on the held-out parts."""
+    of the main metrics on each task's first dev set and on the held-out parts. The sets training
+    scored each epoch are read from its log (the kept epoch's evaluation), not scored a second time,
+    which would log a second evaluation of that epoch; the later dev sets (MNLI's mismatched) are
+    scored now. Each set's metrics are its task's, by exact name (``mnli_dev`` is not
+    ``mnli_dev_mismatched``)."""
     import time
 
     started = time.time()
-    trainer = prepared.trainer
-    sets = {k: v for k, v in prepared.encoded.items() if k != "train"}
-    values = trainer.evaluate(sets, metric_key_prefix="eval")
+    sets = scored_sets(prepared.task, prepared.encoded)
     scores = Scores()
-    for key, dataset in sets.items():
-        scores.num_examples[key] = len(dataset)
-        for name, value in values.items():
-            if name.startswith(f"eval_{key}_") and not name.endswith(("_runtime", "_per_second", "_loss")):
-                scores.metrics[name[len("eval_") :]] = float(value)
+    logged = _logged_sets(prepared, sets)
+    missing = {key: prepared.encoded[key] for key in sets if key not in logged}
+    values = prepared.trainer.evaluate(missing, metric_key_prefix="eval") if missing else {}
+    for key, task in sets.items():
+        scores.num_examples[key] = len(prepared.encoded[key])
+        if key in logged:
+            found = logged[key]
+        else:  # by exact name: the metrics of this set's task
+            found = {m: values[f"eval_{key}_{m}"] for m in task.metrics if f"eval_{key}_{m}" in values}
+        scores.metrics.update({f"{key}_{m}": float(v) for m, v in found.items()})
     for part in ("dev", HOLDOUT):
         mains = [scores.metrics.get(f"{t.name}_{part}_{t.main_metric}") for t in prepared.task]
         if mains and None not in mains:

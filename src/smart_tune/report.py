@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
-from .grid import CHOICE_FILE, HOLDOUT_SUFFIX, TIE, choice_markdown, read_grid, rename_grid, unchosen
+from .grid import CHOICE_FILE, HOLDOUT_SUFFIX, TIE, choice_markdown, read_grids, rename_grid, unchosen
 from .grid import select as select_grid
 from .results import (
     RESULTS,
@@ -906,14 +906,17 @@ def write_report(
     """Rebuild summary.md, summary.json and summary.png (and curve.png, when there are fractions) in
     ``folder`` from its finished runs and those of the ``include`` folders, optionally only some
     ``tasks``, ``methods`` and ``seeds``, with methods renamed by ``rename`` ({old: new}; a method of
-    the folder's grid too, see :func:`grid.rename_grid`). A folder with a grid also gets
-    grid_choice.json, from a report of the whole folder only (no filter, no rename)."""
+    the folder's grid too, see :func:`grid.rename_grid`). An ``include`` folder's grid.json counts too:
+    its methods show at their chosen points, as in its own report (:func:`grid.read_grids`). A folder
+    with a grid also gets grid_choice.json, from a report of the whole folder only (no filter, no
+    rename, no include)."""
     folder = Path(folder)
-    index = rename_grid(read_grid(folder), rename or {})
+    where = ", ".join(str(f) for f in [folder, *include])
+    # An included folder's grid counts as the folder's own: its points are chosen among as its report would.
+    index = rename_grid(read_grids([folder, *include]), rename or {})
     grid_points = {p["name"]: method for method, pts in index.items() for p in pts}
     results = collect_results([folder, *include], tasks, methods, seeds, rename, grid_points)
     if not results:
-        where = ", ".join(str(f) for f in [folder, *include])
         filtered = " that pass the --tasks/--methods/--seeds filters" if tasks or methods or seeds else ""
         raise ConfigError(f"no finished runs ({RESULTS}){filtered} under {where}")
     choices: dict[str, Any] = {}
@@ -924,7 +927,7 @@ def write_report(
         waiting = unchosen(found, index, group_name, choices)
         if not results:  # every method waits for its grid: no table to draw
             raise ConfigError(
-                f"no method's grid under {folder} has a run of every point on a common seed yet "
+                f"no method's grid under {where} has a run of every point on a common seed yet "
                 f"({'; '.join(f'{m} in {g}' for g, ms in waiting.items() for m in ms)}): nothing to report"
             )
     summary = summarise(results)

@@ -394,8 +394,9 @@ def _resume_point(output_dir: Path):
 
 def score(prepared: PreparedRun) -> Scores:
     """Score the kept model on dev (and the other eval splits), the --also-evaluate splits and the
-    held-out part. Dev's scores of the kept model were logged when training evaluated it (at the best
-    epoch, or the last): taken from the log, not computed a second time."""
+    held-out part. What training scored each epoch (dev, or the held-out part and dev under their own
+    names with --validation-from-train) was logged when it evaluated the kept model (at the best epoch,
+    or the last): taken from the log (:func:`logged_scores`), not computed a second time."""
     trainer, task, encoded = prepared.trainer, prepared.task, prepared.encoded
     scores = Scores()
     started = time.time()
@@ -406,21 +407,27 @@ def score(prepared: PreparedRun) -> Scores:
             {f"{m}{suffix}": float(values[f"eval_{m}"]) for m in task.metrics if f"eval_{m}" in values}
         )
 
-    main = prepared.main_split
-    logged = _logged_evaluation(trainer.state, prepared.args, task.main_metric) if main else None
-    for name in prepared.eval_splits:
-        if name == main and logged is not None:
-            scores.metrics.update(
-                {m: float(logged[f"eval_{m}"]) for m in task.metrics if f"eval_{m}" in logged}
-            )
+    def logged_or_scored(name: str, suffix: str) -> None:
+        # The Trainer logs each set of a dict of eval sets as eval_<name>_*; a single set as eval_*.
+        prefix = f"eval_{name}_" if prepared.holdout else "eval_"
+        logged = logged_scores(trainer.state, prepared.args, prefix, task.metrics)
+        if logged is None:
+            scored(encoded[name], suffix)
         else:
-            scored(encoded[name], "" if name == main else f"_{name}")
+            scores.metrics.update({f"{m}{suffix}": v for m, v in logged.items()})
+
+    main = prepared.main_split
+    for name in prepared.eval_splits:
+        if name == main:
+            logged_or_scored(name, "")
+        else:
+            scored(encoded[name], f"_{name}")
         scores.num_examples[name] = len(encoded[name])
     for suffix, (other, ds) in prepared.also.items():
         scored(tokenize(ds, other, trainer.processing_class, prepared.run.max_length), f"_{suffix}")
         scores.num_examples[suffix] = len(ds)
     if prepared.holdout:
-        scored(encoded[HOLDOUT], f"_{HOLDOUT}")
+        logged_or_scored(HOLDOUT, f"_{HOLDOUT}")
     if OWN_TEST in encoded and not prepared.run.task:
         predict_own_test(prepared, scores)
     scores.runtime_s = time.time() - started
@@ -538,14 +545,39 @@ def majority_baseline(task, train, dev) -> dict[str, Any] | None:
     return {"label": task.label_names[label], "metrics": {k: float(v) for k, v in metrics.items()}}
 
 
-def _logged_evaluation(state, args, main_metric: str) -> dict[str, Any] | None:
-    """The log-history entry of the evaluation of the model now in memory (the best checkpoint's with
-    load_best_model_at_end, else the last step's), or None when that model was not evaluated."""
-    best = args.load_best_model_at_end and state.best_global_step
-    step = state.best_global_step if best else state.global_step
-    for entry in reversed(state.log_history):
-        if entry.get("step") == step and f"eval_{main_metric}" in entry:
-            return entry
+def step_in_memory(state, args) -> int | None:
+    """The step whose model is in memory once training is over: the best checkpoint's, which the
+    Trainer loads at the end with load_best_model_at_end, else the last step's (also when the Trainer
+    had no best checkpoint to load, e.g. a resumed run whose best checkpoint is gone). None when the best
+    checkpoint is not the best step's, which the Trainer does not do: that model cannot be told."""
+    from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+
+    best = state.best_model_checkpoint
+    if not args.load_best_model_at_end or best is None:
+        return state.global_step
+    if Path(best).name != f"{PREFIX_CHECKPOINT_DIR}-{state.best_global_step}":
+        return None
+    return state.best_global_step
+
+
+def training_log(state) -> list[dict[str, Any]]:
+    """The log's entries written while training: those before the Trainer's closing ``train_runtime``
+    entry (the scoring after training may add its own)."""
+    history = state.log_history
+    end = next((i for i, e in enumerate(history) if "train_runtime" in e), len(history))
+    return history[:end]
+
+
+def logged_scores(state, args, prefix: str, metrics) -> dict[str, float] | None:
+    """{metric: value} of the model now in memory, as training logged them (``<prefix><metric>``) when it
+    evaluated it: at the step of :func:`step_in_memory`, every one of ``metrics`` in one entry. None when
+    training did not score exactly that model so (it must then be scored again)."""
+    step = step_in_memory(state, args)
+    if step is None:
+        return None
+    for entry in reversed(training_log(state)):
+        if entry.get("step") == step and all(f"{prefix}{m}" in entry for m in metrics):
+            return {m: float(entry[f"{prefix}{m}"]) for m in metrics}
     return None
 
 

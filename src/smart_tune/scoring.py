@@ -109,7 +109,13 @@ def _recorded_run(path: Path) -> dict[str, Any]:
 
 def check_head(path: Path, task, trust_remote_code: bool = False) -> None:
     """Refuse a model whose classification head has another size than the task's labels, naming both
-    (transformers' own error points at a report it does not print)."""
+    (transformers' own error points at a report it does not print); a multi-task model without a head
+    for the task, or with one of another size; a pre-trained encoder with no classification head.
+
+    Only the number of outputs is checked here, before the model loads: the label *names* are checked
+    afterwards by :func:`_load_trained`, which refuses a head naming other labels than the task's and
+    maps the task's labels onto the head's outputs when it names the same ones in another order (a head
+    that names none, ``LABEL_0``..., is taken in the task's order)."""
     from transformers import AutoConfig
 
     from .multitask import TASKS_KEY, TaskHead, is_multitask_dir

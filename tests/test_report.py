@@ -455,7 +455,12 @@ def test_report_command_options_are_checked(tmp_path, capsys):
     out = tmp_path / "out"
     out.mkdir()
     both = f"{tmp_path / 'a'},{tmp_path / 'b'}"  # a comma list, as the other options take
-    assert main(["report", str(out), "--include", both, "--rename", "vanilla=plain,x=y"]) == 0
+    # A rename of a method that is not there (a typo) would leave the method under its old name.
+    assert main(["report", str(out), "--include", both, "--rename", "vanilla=plain,vanila=x"]) == 2
+    err = capsys.readouterr().err
+    assert "--rename: no method called vanila under" in err and "(methods: vanilla)" in err, err
+    assert "\n" not in err.strip() and not (out / "summary.json").exists()
+    assert main(["report", str(out), "--include", both, "--rename", "vanilla=plain"]) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert list(summary) == ["mrpc", "rte", "average"] and list(summary["rte"]["methods"]) == ["plain"]
     capsys.readouterr()

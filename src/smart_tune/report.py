@@ -895,16 +895,20 @@ def plot_curve(summary: dict[str, Any], path: str | Path) -> bool:
     return True
 
 
-def refuse_unknown_renames(rename: dict[str, str], folders: list, grids: dict[str, Any]) -> None:
-    """A ``--rename OLD=NEW`` whose OLD names no method of the folders' runs or grids is a typo that
-    would leave the method under its old name without a word: refuse it in one line."""
-    known = {r["method"] for f in folders for r in load_results(f)} | set(grids)
-    unknown = sorted(old for old in rename if old not in known)
-    if unknown:
-        raise ConfigError(
-            f"--rename: no method called {', '.join(unknown)} under {', '.join(str(f) for f in folders)} "
-            f"(methods: {', '.join(sorted(known))})"
-        )
+def renamed_grids(folders: list, rename: dict[str, str]) -> dict[str, list[dict[str, Any]]]:
+    """The folders' grids (:func:`grid.read_grids`) with their methods renamed (:func:`grid.rename_grid`).
+    A ``--rename OLD=NEW`` whose OLD names no method of the folders' runs or grids is a typo that would
+    leave the method under its old name without a word: it is refused in one line."""
+    grids = read_grids(folders)
+    if rename:
+        known = {r["method"] for f in folders for r in load_results(f)} | set(grids)
+        unknown = sorted(old for old in rename if old not in known)
+        if unknown:
+            raise ConfigError(
+                f"--rename: no method called {', '.join(unknown)} under {', '.join(str(f) for f in folders)} "
+                f"(methods: {', '.join(sorted(known))})"
+            )
+    return rename_grid(grids, rename)
 
 
 def write_report(
@@ -925,10 +929,7 @@ def write_report(
     folder = Path(folder)
     where = ", ".join(str(f) for f in [folder, *include])
     # An included folder's grid counts as the folder's own: its points are chosen among as its report would.
-    grids = read_grids([folder, *include])
-    if rename:
-        refuse_unknown_renames(rename, [folder, *include], grids)
-    index = rename_grid(grids, rename or {})
+    index = renamed_grids([folder, *include], rename or {})
     grid_points = {p["name"]: method for method, pts in index.items() for p in pts}
     results = collect_results([folder, *include], tasks, methods, seeds, rename, grid_points)
     if not results:

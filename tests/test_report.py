@@ -557,25 +557,39 @@ def test_the_average_says_how_its_tasks_were_selected_and_which_model_they_kept(
     assert summarise(last)["average"]["kept"] == ["last"]
 
 
+def lr_index(methods) -> dict:
+    """A grid.json index: each method at lr 2e-5 and 5e-5 (points named ``method@lr=...``)."""
+    return {
+        m: [{"name": f"{m}@lr={lr}", "settings": {"learning_rate": lr}} for lr in (2e-05, 5e-05)]
+        for m in methods
+    }
+
+
+def lr_grid_folder(folder, methods) -> None:
+    """A compare --grid folder: :func:`lr_index`'s grid.json and one RTE run per point on seed 1, the
+    second point ahead on the held-out part (0.6 against 0.5), both 0.6 on dev."""
+    import json
+
+    from smart_tune.grid import write_grid
+
+    index = lr_index(methods)
+    write_grid(folder, index)
+    for pts in index.values():
+        for n, p in enumerate(pts):
+            path = folder / "rte" / p["name"] / "seed-1"
+            path.mkdir(parents=True)
+            r = run("rte", p["name"], 1, {"accuracy": 0.6, "accuracy_holdout": 0.5 + n / 10}, "accuracy")
+            (path / "results.json").write_text(json.dumps(r))
+
+
 def test_a_methods_filter_on_a_grid_folder_names_the_methods_the_report_shows(tmp_path):
     # A compare with --grid runs `smart@lr=...` variants and reports each method under its own name;
     # `report --methods vanilla,smart` matched no run (it compared the variants' names) and failed with
     # "no finished runs that pass the filters".
     import json
 
-    from smart_tune.grid import write_grid
 
-    index = {
-        m: [{"name": f"{m}@lr={lr}", "settings": {"learning_rate": lr}} for lr in (2e-05, 5e-05)]
-        for m in ("vanilla", "smart", "r3f")
-    }
-    write_grid(tmp_path, index)
-    for pts in index.values():
-        for n, p in enumerate(pts):
-            path = tmp_path / "rte" / p["name"] / "seed-1"
-            path.mkdir(parents=True)
-            r = run("rte", p["name"], 1, {"accuracy": 0.6, "accuracy_holdout": 0.5 + n / 10}, "accuracy")
-            (path / "results.json").write_text(json.dumps(r))
+    lr_grid_folder(tmp_path, ("vanilla", "smart", "r3f"))
     write_report(tmp_path, methods=["vanilla", "smart"])
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert list(summary["rte"]["methods"]) == ["vanilla", "smart"]
@@ -600,10 +614,7 @@ def test_a_filtered_report_leaves_the_folders_grid_choice_alone(tmp_path):
 
     from smart_tune.grid import write_grid
 
-    index = {
-        m: [{"name": f"{m}@lr={lr}", "settings": {"learning_rate": lr}} for lr in (2e-05, 5e-05)]
-        for m in ("vanilla", "smart")
-    }
+    index = lr_index(("vanilla", "smart"))
     write_grid(tmp_path, index)
     for pts in index.values():
         for seed, better in ((1, 0), (2, 1)):  # seed 1 favours the first point, seeds 1-2 the second
@@ -629,10 +640,7 @@ def test_a_method_whose_grid_is_incomplete_is_named_not_dropped_and_none_complet
 
     from smart_tune.grid import write_grid
 
-    index = {
-        m: [{"name": f"{m}@lr={lr}", "settings": {"learning_rate": lr}} for lr in (2e-05, 5e-05)]
-        for m in ("vanilla", "smart")
-    }
+    index = lr_index(("vanilla", "smart"))
     write_grid(tmp_path, index)
     done = [("vanilla@lr=2e-05", 1), ("vanilla@lr=5e-05", 1), ("smart@lr=2e-05", 1), ("smart@lr=2e-05", 2)]
     done += [("vanilla@lr=5e-05", 3), ("smart@lr=2e-05", 3)]
@@ -657,19 +665,8 @@ def test_rename_applies_to_a_grid_folders_methods_and_refuses_a_point(tmp_path, 
     import json
 
     from smart_tune.cli import main
-    from smart_tune.grid import write_grid
 
-    index = {
-        m: [{"name": f"{m}@lr={lr}", "settings": {"learning_rate": lr}} for lr in (2e-05, 5e-05)]
-        for m in ("vanilla", "smart")
-    }
-    write_grid(tmp_path, index)
-    for pts in index.values():
-        for n, p in enumerate(pts):
-            path = tmp_path / "rte" / p["name"] / "seed-1"
-            path.mkdir(parents=True)
-            r = run("rte", p["name"], 1, {"accuracy": 0.6, "accuracy_holdout": 0.5 + n / 10}, "accuracy")
-            (path / "results.json").write_text(json.dumps(r))
+    lr_grid_folder(tmp_path, ("vanilla", "smart"))
     write_report(tmp_path, rename={"smart": "smart-paper"}, methods=["vanilla", "smart-paper"])
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert list(summary["rte"]["methods"]) == ["vanilla", "smart-paper"]
@@ -700,14 +697,7 @@ def test_an_included_grid_folder_is_reported_at_its_chosen_points(tmp_path, caps
         (path / "results.json").write_text(json.dumps(r))
 
     other, folder = tmp_path / "headline", tmp_path / "ablation"
-    index = {
-        m: [{"name": f"{m}@lr={lr}", "settings": {"learning_rate": lr}} for lr in (2e-05, 5e-05)]
-        for m in ("vanilla", "smart")
-    }
-    write_grid(other, index)
-    for pts in index.values():
-        for n, p in enumerate(pts):
-            put(other, p["name"], 0.5 + n / 10)
+    lr_grid_folder(other, ("vanilla", "smart"))
     put(folder, "smart-no-rs", 0.5)
     write_report(other)
     alone = (other / "summary.md").read_text()

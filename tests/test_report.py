@@ -588,7 +588,6 @@ def test_a_methods_filter_on_a_grid_folder_names_the_methods_the_report_shows(tm
     # "no finished runs that pass the filters".
     import json
 
-
     lr_grid_folder(tmp_path, ("vanilla", "smart", "r3f"))
     write_report(tmp_path, methods=["vanilla", "smart"])
     summary = json.loads((tmp_path / "summary.json").read_text())

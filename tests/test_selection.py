@@ -132,3 +132,26 @@ def test_the_kept_epochs_logged_scores_are_reported_not_scored_again(
     assert main(["evaluate", "--model-dir", str(out), "--task", "rte", "--data-dir", GLUE]) == 0
     scored = json.loads(capsys.readouterr().out)["metrics"]["accuracy"]
     assert scored == pytest.approx(r["metrics"]["accuracy"], abs=1e-9)
+
+
+def test_a_resumed_run_whose_best_checkpoint_is_gone_names_the_last_step_as_kept():
+    """On resume the Trainer drops a best checkpoint that no longer exists (``best_model_checkpoint``
+    None) but keeps ``best_global_step``; at the end it then loads nothing and the last model is saved.
+    results.json must name that step, as the scores (read at :func:`step_in_memory`) do."""
+    from types import SimpleNamespace
+
+    from smart_tune.run import kept_model, step_in_memory
+
+    log = [{"step": 3, "epoch": 1.0, "eval_loss": 0.5}, {"step": 6, "epoch": 2.0, "eval_loss": 0.6}]
+    args = SimpleNamespace(load_best_model_at_end=True)
+    run = SimpleNamespace(keep_checkpoints=True)
+    gone = SimpleNamespace(log_history=log, global_step=6, best_global_step=3, best_model_checkpoint=None)
+    assert kept_model(gone, run, args) == {"best_checkpoint": None, "best_step": 6, "best_epoch": 2.0}
+    assert step_in_memory(gone, args) == 6
+    there = SimpleNamespace(**{**vars(gone), "best_model_checkpoint": "out/checkpoint-3"})
+    assert kept_model(there, run, args) == {
+        "best_checkpoint": "out/checkpoint-3",
+        "best_step": 3,
+        "best_epoch": 1.0,
+    }
+    assert step_in_memory(there, args) == 3

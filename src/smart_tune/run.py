@@ -585,8 +585,11 @@ def kept_model(state, run, args) -> dict[str, Any]:
     """results.json's fields for the saved model's evaluation: ``best_step`` and ``best_epoch``, and
     ``best_checkpoint`` (its folder, only if checkpoints are kept). The best evaluation's when the Trainer
     loads the best model at the end; else the last step's (the Trainer still tracks a best step then,
-    but keeps the last model, and no checkpoint folder holds it)."""
-    if args.load_best_model_at_end:
+    but keeps the last model, and no checkpoint folder holds it). Also the last step's when there was no
+    best checkpoint to load: a resumed run whose best checkpoint is gone (the Trainer forgets the folder,
+    not ``best_global_step``, and keeps the last model unless a later epoch does better), as
+    :func:`step_in_memory` says."""
+    if args.load_best_model_at_end and state.best_model_checkpoint is not None:
         step = state.best_global_step
         folder = state.best_model_checkpoint if run.keep_checkpoints else None
     else:

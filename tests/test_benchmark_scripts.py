@@ -652,3 +652,40 @@ def test_gpu_study_pooling_rule_compares_the_two_heads_on_the_same_runs(tmp_path
     assert (
         chosen == "cls" and why["n"] == 3 and why["means"]["cls"] - why["means"]["mean"] == pytest.approx(1.0)
     )
+
+
+def _study5_layout(tmp_path: Path) -> tuple[Path, Path]:
+    """A checkout holding only Study 5's resume_sweep.sh, and a sweep worktree beside it (SWEEP_DIR)."""
+    script = "benchmarks/results/study5_protocol/resume_sweep.sh"
+    root, sweep = tmp_path / "main", tmp_path / "sweep"
+    (root / script).parent.mkdir(parents=True)
+    (root / script).write_text((ROOT / script).read_text())
+    return root / script, sweep / "benchmarks/results/study5_protocol"
+
+
+def test_study5_sync_copies_finished_runs_and_never_a_checkpoint_a_log_or_a_report(tmp_path):
+    """The sweep's report (pinned code) must not overwrite the committed grid choice, and a run still
+    training (no results.json) must not reach the checkout, where it would look finished."""
+    script, sweep = _study5_layout(tmp_path)
+    done = sweep / "full/rte/smart@lr=5e-05/seed-3"
+    _write_json(done / "results.json", {"method": "smart@lr=5e-05"})
+    _write_json(done / "run_config.json", {"seed": 3})
+    (done / "train.log").write_text("log")
+    (done / "checkpoint-71").mkdir()
+    running = sweep / "full/rte/smart@lr=5e-05/seed-4"
+    _write_json(running / "run_config.json", {"seed": 4})
+    _write_json(sweep / "full/grid.json", {"grid": "lr"})
+    for report in ("grid_choice.json", "summary.json", "summary.md"):
+        (sweep / "full" / report).write_text("pinned report")
+    env = {**os.environ, "SWEEP_DIR": str(tmp_path / "sweep")}
+    out = subprocess.run(["bash", str(script), "sync"], env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    study = script.parent
+    copied = sorted(str(p.relative_to(study)) for p in study.rglob("*") if p.is_file() and p != script)
+    assert copied == [
+        "full/grid.json",
+        "full/rte/smart@lr=5e-05/seed-3/results.json",
+        "full/rte/smart@lr=5e-05/seed-3/run_config.json",
+    ]
+    wrong = subprocess.run(["bash", str(script), "restart"], env=env, capture_output=True, text=True)
+    assert wrong.returncode == 2 and "usage" in wrong.stderr

@@ -69,7 +69,8 @@ def paired_interval(mean: float, std: float, n: int) -> list[float] | None:
     return [mean - half, mean + half]
 
 
-def _mean_std(values: list[float]) -> tuple[float, float]:
+def mean_std(values: list[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (n − 1; 0.0 for a single value)."""
     n = len(values)
     mean = sum(values) / n
     std = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1)) if n > 1 else 0.0
@@ -508,7 +509,7 @@ def _method_summary(
         # each metric keeps the seeds its values belong to.
         covered = [s for s in seeds if name in by_seed[s]["metrics"]]
         values = [by_seed[s]["metrics"][name] for s in covered]
-        mean, std = _mean_std(values)
+        mean, std = mean_std(values)
         entry["metrics"][name] = {
             "mean": mean,
             "std": std,
@@ -519,7 +520,7 @@ def _method_summary(
         pairs = [s for s in covered if s in baseline and name in baseline[s]["metrics"]]
         if pairs and method != BASELINE:
             paired = [by_seed[s]["metrics"][name] - baseline[s]["metrics"][name] for s in pairs]
-            entry["vs_vanilla"][name] = {**_paired_stats(paired), "seeds": pairs}
+            entry["vs_vanilla"][name] = {**paired_stats(paired), "seeds": pairs}
     terms = [training_terms(by_seed[s]) for s in seeds]
     entry["terms"] = {
         key: sum(t[key] for t in terms) / len(terms) for key, _, _ in TERMS if all(key in t for t in terms)
@@ -533,9 +534,10 @@ def _method_summary(
     return entry
 
 
-def _paired_stats(paired: list[float]) -> dict[str, Any]:
-    """Mean, std, n, wins, ties, losses and 95% interval of per-seed differences to vanilla."""
-    d_mean, d_std = _mean_std(paired)
+def paired_stats(paired: list[float]) -> dict[str, Any]:
+    """Mean, std, n, wins, ties, losses (:func:`tally`) and 95% interval (``ci95``, :func:`paired_interval`)
+    of per-seed differences, e.g. a method minus vanilla."""
+    d_mean, d_std = mean_std(paired)
     return {
         "mean": d_mean,
         "std": d_std,
@@ -837,7 +839,7 @@ def _plot_paired(ax, task: str, data: dict[str, Any], metric: str, methods: list
     reach = 0.5  # half-height of the y axis, symmetric about zero: at least the largest |Δ| drawn
     for x, m in enumerate(others):
         if diffs[m]:
-            mean, std = _mean_std(diffs[m])
+            mean, std = mean_std(diffs[m])
             ax.plot([x] * len(diffs[m]), diffs[m], "o", color="#1b3a57", markersize=3)
             ax.errorbar([x + 0.15], [mean], yerr=[std], fmt="D", color="#c0392b", capsize=4, markersize=5)
             reach = max(reach, *(abs(d) for d in diffs[m]), abs(mean) + std)

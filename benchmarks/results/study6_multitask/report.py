@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from smart_tune.agreement import BUCKETS, OTHER
-from smart_tune.report import _pyplot, _save_figure, paired_interval, tally, tally_text
+from smart_tune.report import _pyplot, _save_figure, mean_std, paired_stats, tally_text
 
 ROOT = Path(__file__).resolve().parents[3]
 TASKS = ("rte", "mrpc", "stsb", "cola", "sst2")
@@ -123,29 +123,15 @@ def with_average(scores: Scores, group: str = "glue") -> Scores:
     return out
 
 
-def mean_std(values: list[float]) -> tuple[float, float]:
-    n = len(values)
-    mean = sum(values) / n
-    std = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1)) if n > 1 else 0.0
-    return mean, std
-
-
 def paired(a: dict[int, float], b: dict[int, float]) -> dict[str, Any] | None:
-    """a − b over the seeds both have: n, mean, std, 95% interval (None under two pairs), wins, ties and
-    losses of a."""
+    """a − b over the seeds both have: smart_tune.report.paired_stats (n, mean, std, wins, ties, losses
+    and the 95% interval, here under ``interval``: None under two pairs) and the differences."""
     seeds = sorted(set(a) & set(b))
     if not seeds:
         return None
     diffs = [a[s] - b[s] for s in seeds]
-    mean, std = mean_std(diffs)
-    return {
-        "n": len(diffs),
-        "mean": mean,
-        "std": std,
-        "interval": paired_interval(mean, std, len(diffs)),
-        **tally(diffs),
-        "diffs": diffs,
-    }
+    stats = paired_stats(diffs)
+    return {**stats, "interval": stats.pop("ci95"), "diffs": diffs}
 
 
 def score_cell(values: dict[int, float] | None) -> str:

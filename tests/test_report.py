@@ -716,3 +716,23 @@ def test_an_included_grid_folder_is_reported_at_its_chosen_points(tmp_path, caps
     assert main(["report", str(folder), "--include", str(other)]) == 2
     err = capsys.readouterr().err.strip()
     assert "hold different grids for smart: one method, one grid per report" in err and "\n" not in err
+
+
+def test_the_report_opens_with_one_compact_table_of_every_groups_main_metric():
+    """A row per group, a column per method (mean ± std, n) and one per method's paired Δ to vanilla
+    with its interval and W/T/L, computed as the per-group tables compute them."""
+    runs = [result("vanilla", s, v, v) for s, v in ((1, 0.50), (2, 0.60), (3, 0.55))]
+    runs += [result("smart", s, v, v) for s, v in ((1, 0.55), (2, 0.62), (3, 0.58))]  # +5, +2, +3
+    runs += [{**result("smart", 1, 0.7, 0.7), "task": "mrpc"}]  # no vanilla on mrpc: no Δ there
+    text = to_markdown(summarise(runs))
+    start = text.index("## At a glance")
+    glance = text[start : text.index("\n## ", start)]
+    half = 4.303 * statistics.stdev([5.0, 2.0, 3.0]) / 3**0.5  # t(0.975, 2)
+    assert "| group (main metric) | vanilla | smart | Δ smart vs vanilla |" in glance
+    assert (
+        f"| rte (accuracy) | 55.00 ± 5.00 (3) | 58.33 ± 3.51 (3) | +3.33 [{3.333 - half:+.2f}, "
+        f"{3.333 + half:+.2f}] (3W/0T/0L of 3) |"
+    ) in glance
+    assert "| mrpc (accuracy) | – | 70.00 (1) | – |" in glance
+    only_smart = to_markdown(summarise([r for r in runs if r["method"] == "smart"]))
+    assert "| group (main metric) | smart |\n" in only_smart  # no baseline: no Δ columns

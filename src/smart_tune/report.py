@@ -591,7 +591,7 @@ MARKDOWN_INTRO = [
 
 
 def to_markdown(summary: dict[str, Any]) -> str:
-    lines = list(MARKDOWN_INTRO)
+    lines = list(MARKDOWN_INTRO) + _headline_table(summary)
     for task, data in summary.items():
         lines += [f"## {task} (main metric: {data['main_metric']})", ""]
         lines += _group_notes(data)
@@ -599,6 +599,43 @@ def to_markdown(summary: dict[str, Any]) -> str:
         lines += _terms_table(data)
         lines += _fit_table(data)
     return "\n".join(lines)
+
+
+def _headline_table(summary: dict[str, Any]) -> list[str]:
+    """The report at a glance, before the per-group tables: a row per group (task, fraction, average),
+    its main metric of the model each run kept, a column per method (mean ± std over seeds, and n) and,
+    when vanilla ran, a column per other method with its paired difference to vanilla [95% interval]
+    (W/T/L of n). The per-group tables below hold the rest (held-out and last-epoch scores, best run)."""
+    methods = list(dict.fromkeys(m for data in summary.values() for m in data["methods"]))
+    others = [m for m in methods if m != BASELINE]
+    methods = [BASELINE, *others] if BASELINE in methods else others  # vanilla first, as below
+    others = others if BASELINE in methods else []
+    header = ["group (main metric)", *methods, *(f"Δ {m} vs {BASELINE}" for m in others)]
+    lines = [
+        "## At a glance",
+        "",
+        "The main metric of the model each run kept, ×100: mean ± std (n seeds); Δ: the paired "
+        "difference to vanilla [95% interval] (W/T/L of n paired seeds). Each group's section below says "
+        "what chose the kept model.",
+        "",
+        "| " + " | ".join(header) + " |",
+        "|" + "---|" + "---:|" * (len(header) - 1),
+    ]
+    for group, data in summary.items():
+        main, entries = data["main_metric"], data["methods"]
+        row = [f"{group} ({main})"]
+        for method in methods:
+            s = entries.get(method, {}).get("metrics", {}).get(main)
+            spread = f" ± {_pct(s['std'])}" if s and len(s["values"]) > 1 else ""
+            row.append(f"{_pct(s['mean'])}{spread} ({len(s['values'])})" if s else "–")
+        for method in others:
+            d = entries.get(method, {}).get("vs_vanilla", {}).get(main)
+            interval = (
+                f" [{100 * d['ci95'][0]:+.2f}, {100 * d['ci95'][1]:+.2f}]" if d and d.get("ci95") else ""
+            )
+            row.append(f"{100 * d['mean']:+.2f}{interval} ({tally_text(d)})" if d else "–")
+        lines.append("| " + " | ".join(row) + " |")
+    return lines + [""]
 
 
 def _group_notes(data: dict[str, Any]) -> list[str]:

@@ -689,3 +689,40 @@ def test_study5_sync_copies_finished_runs_and_never_a_checkpoint_a_log_or_a_repo
     ]
     wrong = subprocess.run(["bash", str(script), "restart"], env=env, capture_output=True, text=True)
     assert wrong.returncode == 2 and "usage" in wrong.stderr
+
+
+def test_study5b_changes_only_the_schedule_of_study5s_cola_cell():
+    """Study 5b is Study 5 with 6 epochs: its config may differ from Study 5's in nothing that a run
+    computes but num_train_epochs (Study 5's SMART variants are not among its methods), and its jobs are
+    CoLA, plain and smart, seeds 1-5, at Study 5's chosen lr and pooling."""
+    import yaml
+
+    def settings(path):
+        return yaml.safe_load((ROOT / path).read_text())
+
+    five = settings("benchmarks/results/study5_protocol/config.yaml")
+    five_b = settings("benchmarks/results/study5b_schedule/config.yaml")
+    five.pop("variants")
+    assert {k: v for k, v in five_b.items() if k != "num_train_epochs"} == {
+        k: v for k, v in five.items() if k != "num_train_epochs"
+    }
+    assert (five["num_train_epochs"], five_b["num_train_epochs"]) == (3, 6)
+    out = subprocess.run(
+        ["bash", str(ROOT / "benchmarks/results/study5b_schedule/run.sh")],
+        env={**os.environ, "JOBS_ONLY": "1"},
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split("\n")
+    jobs = [line.split() for line in out if line]
+    assert len(jobs) == 10
+    pooling = json.loads((ROOT / "benchmarks/results/study5_protocol/pooling_decision.json").read_text())
+    choice = json.loads((ROOT / "benchmarks/results/study5_protocol/full/grid_choice.json").read_text())
+    for method in ("vanilla", "smart"):
+        lr = choice["cola"][method]["settings"]["learning_rate"]
+        mine = [j for j in jobs if j[j.index("--methods") + 1] == method]
+        assert sorted(int(j[j.index("--seeds") + 1]) for j in mine) == [1, 2, 3, 4, 5]
+        for j in mine:
+            assert j[j.index("--task") + 1] == "cola"
+            assert float(j[j.index("--grid") + 1].removeprefix("learning_rate=")) == lr
+            assert j[j.index("--pooling") + 1] == pooling["chosen"]

@@ -687,8 +687,52 @@ def test_study5_sync_copies_finished_runs_and_never_a_checkpoint_a_log_or_a_repo
         "full/rte/smart@lr=5e-05/seed-3/results.json",
         "full/rte/smart@lr=5e-05/seed-3/run_config.json",
     ]
+    assert "Study 5 1 of 168 runs, Study 5b 0 of 10" in out.stdout  # no Study 5b folder yet: nothing to copy
+    later = tmp_path / "sweep/benchmarks/results/study5b_schedule"
+    _write_json(later / "cola/vanilla@lr=5e-05/seed-1/results.json", {"method": "vanilla@lr=5e-05"})
+    _write_json(later / "grid.json", {"grid": "lr"})
+    (later / "cola/vanilla@lr=5e-05/seed-1/checkpoint-9").mkdir()
+    (later / "summary.md").write_text("pinned report")
+    out = subprocess.run(["bash", str(script), "sync"], env=env, capture_output=True, text=True)
+    assert out.returncode == 0 and "Study 5b 1 of 10" in out.stdout, out.stderr
+    mine = script.parents[1] / "study5b_schedule"
+    copied = sorted(str(p.relative_to(mine)) for p in mine.rglob("*"))
+    assert copied == [
+        "cola",
+        "cola/vanilla@lr=5e-05",
+        "cola/vanilla@lr=5e-05/seed-1",
+        *(["cola/vanilla@lr=5e-05/seed-1/results.json", "grid.json"]),
+    ]
     wrong = subprocess.run(["bash", str(script), "restart"], env=env, capture_output=True, text=True)
     assert wrong.returncode == 2 and "usage" in wrong.stderr
+
+
+@pytest.mark.parametrize(
+    ("runs", "status", "follows"),
+    [(168, 0, True), (168, 3, False), (167, 0, False)],
+    ids=["stage-3-complete", "drained", "a-run-missing"],
+)
+def test_study5_chain_starts_study5b_only_after_a_complete_stage_3(tmp_path, runs, status, follows):
+    """Study 5b follows on the same lanes and pinned code once stage 3 has every run; not after a drain
+    (lanes.py's status 3), a stop or a failed job, and not while a stage-3 run is missing."""
+    script, sweep = _study5_layout(tmp_path)
+    study = script.parent
+    for folder in ("full", "lowdata"):  # committed choices: the chain runs no report of its own
+        _write_json(study / folder / "grid_choice.json", {})
+    (sweep / "lowdata").mkdir(parents=True)
+    (sweep / "run.sh").write_text(f"exit {status}\n")
+    for i in range(runs):
+        (sweep / f"full/cola/m/seed-{i}").mkdir(parents=True)
+        (sweep / f"full/cola/m/seed-{i}/results.json").write_text("{}")
+    later = tmp_path / "sweep/benchmarks/results/study5b_schedule"
+    later.mkdir(parents=True)
+    (later / "run.sh").write_text('touch "$SWEEP_DIR/study5b-started"\n')
+    env = {**os.environ, "SWEEP_DIR": str(tmp_path / "sweep")}
+    out = subprocess.run(["bash", str(script), "chain"], env=env, capture_output=True, text=True)
+    assert (tmp_path / "sweep/study5b-started").exists() == follows, out.stdout + out.stderr
+    assert out.returncode == status
+    if not follows:
+        assert "Study 5b not started" in out.stdout
 
 
 def test_study5b_changes_only_the_schedule_of_study5s_cola_cell():

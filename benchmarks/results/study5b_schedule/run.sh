@@ -9,7 +9,9 @@
 # wins, beside the same seeds' 3-epoch runs of Study 5. R3F and smart-fit are left out to keep the cost
 # at about 3.3 lane-hours (plain ~12 min, smart ~27 min per run on these cores).
 # Code: Study 5's pinned commit (its SWEEP_COMMIT), so that these runs and Study 5's 3-epoch runs differ
-# in the schedule only: SMART_TUNE_VENV=<Study 5's worktree>/.venv (resume_sweep.sh start makes it).
+# in the schedule only: Study 5's resume_sweep.sh copies this script and config.yaml into its pinned
+# worktree and runs them there once Study 5's stage 3 is complete (by hand: SMART_TUNE_VENV=<that
+# worktree>/.venv).
 # Run from anywhere. JOBS_ONLY=1 prints the jobs; REPORT_ONLY=1 rebuilds the report. METHODS overrides
 # the compared methods. SIGUSR1 to lanes.py drains (see benchmarks/lanes.py).
 set -euo pipefail

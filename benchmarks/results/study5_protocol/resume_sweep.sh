@@ -31,6 +31,7 @@ later=benchmarks/results/study5b_schedule  # Study 5b: Study 5's CoLA cell with 
 copy_runs() {
   local from=$1 to=$2 run
   shift 2
+  [ -d "$from" ] || return 0  # nothing there yet (Study 5b before its first run)
   (cd "$from" && find "$@" -name results.json 2>/dev/null || true) | while read -r run; do
     run=$(dirname "$run")
     mkdir -p "$to/$run"

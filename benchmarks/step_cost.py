@@ -626,7 +626,9 @@ def markdown(report: dict[str, Any]) -> str:
     m, s = report["machine"], report["settings"]
     cuda = s["device"] == "cuda"
     memory = (
-        f"Peak memory: CUDA allocator, peak allocated over {s['memory_steps']} steps minus allocated before "
+        "Peak memory: not measured (--skip-memory)."
+        if s["memory_steps"] is None
+        else f"Peak memory: CUDA allocator, peak allocated over {s['memory_steps']} steps minus allocated before "
         "the method's model was moved to the GPU (one method at a time)."
         if cuda
         else f"Peak memory: fresh process per cell, peak RSS over {s['memory_steps']} steps minus RSS before "

@@ -164,7 +164,8 @@ def test_step_cost_runs_on_cpu_with_device_dtype_and_model_config(tmp_path, dtyp
         assert len(entry["times_s"]) == 1 and entry["median_s"] > 0
         assert entry["reg_nonfinite"] == entry["breg_nonfinite"] == 0
     assert cells["plain"]["x_plain"] == 1.0
-    assert "| 8 | smart |" in (tmp_path / f"{stem}.md").read_text()
+    text = (tmp_path / f"{stem}.md").read_text()
+    assert "| 8 | smart |" in text and "Peak memory: not measured (--skip-memory)." in text
 
 
 def test_step_cost_model_sizes_and_output_names():

@@ -606,10 +606,10 @@ def _headline_table(summary: dict[str, Any]) -> list[str]:
     its main metric of the model each run kept, a column per method (mean ± std over seeds, and n) and,
     when vanilla ran, a column per other method with its paired difference to vanilla [95% interval]
     (W/T/L of n). The per-group tables below hold the rest (held-out and last-epoch scores, best run)."""
-    methods = list(dict.fromkeys(m for data in summary.values() for m in data["methods"]))
-    others = [m for m in methods if m != BASELINE]
-    methods = [BASELINE, *others] if BASELINE in methods else others  # vanilla first, as below
-    others = others if BASELINE in methods else []
+    seen = list(dict.fromkeys(m for data in summary.values() for m in data["methods"]))
+    others = [m for m in seen if m != BASELINE]
+    methods = [BASELINE, *others] if BASELINE in seen else others  # vanilla first, as below
+    others = others if BASELINE in seen else []  # no vanilla: no Δ columns
     header = ["group (main metric)", *methods, *(f"Δ {m} vs {BASELINE}" for m in others)]
     lines = [
         "## At a glance",
@@ -626,14 +626,10 @@ def _headline_table(summary: dict[str, Any]) -> list[str]:
         row = [f"{group} ({main})"]
         for method in methods:
             s = entries.get(method, {}).get("metrics", {}).get(main)
-            spread = f" ± {_pct(s['std'])}" if s and len(s["values"]) > 1 else ""
-            row.append(f"{_pct(s['mean'])}{spread} ({len(s['values'])})" if s else "–")
+            row.append(f"{_pct(s['mean'])}{_spread(s)} ({len(s['values'])})" if s else "–")
         for method in others:
             d = entries.get(method, {}).get("vs_vanilla", {}).get(main)
-            interval = (
-                f" [{100 * d['ci95'][0]:+.2f}, {100 * d['ci95'][1]:+.2f}]" if d and d.get("ci95") else ""
-            )
-            row.append(f"{100 * d['mean']:+.2f}{interval} ({tally_text(d)})" if d else "–")
+            row.append(f"{100 * d['mean']:+.2f}{_interval(d)} ({tally_text(d)})" if d else "–")
         lines.append("| " + " | ".join(row) + " |")
     return lines + [""]
 
@@ -737,19 +733,25 @@ def _seed_list(seeds) -> str:
     return ("seed " if len(seeds) == 1 else "seeds ") + ", ".join(map(str, seeds))
 
 
+def _spread(s: dict[str, Any]) -> str:
+    """``" ± std"`` of a metric's summary; nothing from one seed (rather than "± 0.00")."""
+    return f" ± {_pct(s['std'])}" if len(s["values"]) > 1 else ""
+
+
+def _interval(d: dict[str, Any]) -> str:
+    """``" [lo, hi]"``: a paired difference's 95% interval ×100; nothing under two pairs."""
+    return f" [{100 * d['ci95'][0]:+.2f}, {100 * d['ci95'][1]:+.2f}]" if d.get("ci95") else ""
+
+
 def _metric_cells(e: dict[str, Any], m: str) -> list[str]:
     """A method's three cells for metric ``m``: mean ± std, best, difference to vanilla."""
     s = e["metrics"].get(m)
     if s is None:
         return ["–", "–", "–"]
-    # A spread needs two values: with one seed, say nothing rather than "± 0.00".
-    spread = f" ± {_pct(s['std'])}" if len(s["values"]) > 1 else ""
-    cells = [f"{_pct(s['mean'])}{spread}", _pct(s["best"])]
+    cells = [f"{_pct(s['mean'])}{_spread(s)}", _pct(s["best"])]
     d = e["vs_vanilla"].get(m)
     d_spread = f" ± {_pct(d['std'])}" if d and d["n"] > 1 else ""
-    if d and d.get("ci95"):
-        d_spread += f" [{100 * d['ci95'][0]:+.2f}, {100 * d['ci95'][1]:+.2f}]"
-    cells.append(f"{100 * d['mean']:+.2f}{d_spread} ({tally_text(d)})" if d else "–")
+    cells.append(f"{100 * d['mean']:+.2f}{d_spread}{_interval(d)} ({tally_text(d)})" if d else "–")
     return cells
 
 

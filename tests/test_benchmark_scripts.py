@@ -771,3 +771,20 @@ def test_study5b_changes_only_the_schedule_of_study5s_cola_cell():
             assert j[j.index("--task") + 1] == "cola"
             assert float(j[j.index("--grid") + 1].removeprefix("learning_rate=")) == lr
             assert j[j.index("--pooling") + 1] == pooling["chosen"]
+
+
+def test_study5_curves_average_each_epochs_score_over_the_seeds_of_the_chosen_point(tmp_path, capsys):
+    curves = load("benchmarks/results/study5_protocol/curves.py")
+    _write_json(tmp_path / "grid_choice.json", {"cola": {"smart": {"chosen": "smart@lr=5e-05"}}})
+    for seed, (a, b) in {1: (0.1, 0.3), 2: (0.3, 0.5)}.items():
+        history = [
+            {"eval_holdout_matthews_correlation": a, "eval_dev_matthews_correlation": a / 2, "epoch": 1.0},
+            {"eval_holdout_matthews_correlation": b, "eval_dev_matthews_correlation": b / 2, "epoch": 2.0},
+            {"train_runtime": 1.0},
+            {"eval_dev_matthews_correlation": 0.9},  # scored after training: not a point of the curve
+        ]
+        run = {"main_metric": "matthews_correlation", "log_history": history}
+        _write_json(tmp_path / f"cola/smart@lr=5e-05/seed-{seed}/results.json", run)
+    _write_json(tmp_path / "cola/smart@lr=2e-05/seed-1/results.json", {})  # not the chosen point
+    curves.main("cola", tmp_path)
+    assert "| smart | 1,2 | 20.0 / 40.0 | 10.0 / 20.0 |" in capsys.readouterr().out

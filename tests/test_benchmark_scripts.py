@@ -567,6 +567,38 @@ def test_study5_target_needs_a_point_five_seeds_no_task_below_half_a_point_and_r
     assert "## smart-fit" in text and "No runs of it in the summary." in text and "Target met: **no**" in text
 
 
+def with_holdout(results, held):
+    """Runs that also carry a held-out score: held[(method, task)] is added to the dev score."""
+    out = []
+    for r in results:
+        main = r["main_metric"]
+        score = r["metrics"][main] + held[(r["method"], r["task"])]
+        out.append({**r, "metrics": {**r["metrics"], f"{main}_holdout": score}})
+    return out
+
+
+def test_study5_best_smart_is_the_higher_held_out_four_task_mean_and_ignores_dev():
+    dev = {t: [0.5, 0.6, 0.55, 0.52, 0.58] for t in ("rte", "cola", "mrpc", "stsb")}
+    # smart-fit is far ahead on dev, but the rule reads the held-out part only: smart is +0.5 there
+    # on average (+2.0 on stsb, 0 elsewhere), smart-fit is not.
+    scores = {"vanilla": dev, "smart": dev, "smart-fit": {t: [v + 0.1 for v in vs] for t, vs in dev.items()}}
+    held = {("smart", "stsb"): 0.02} | {("smart-fit", t): -0.1 for t in dev}
+    held = {(m, t): held.get((m, t), 0.0) for m in scores for t in dev}
+    summary = summarise(held_out(with_holdout(runs(scores), held)))
+    best, means = study5_target.best_smart(summary)
+    assert best == "smart" and means == pytest.approx({"smart": 0.55 + 0.005, "smart-fit": 0.55})
+    assert "Best SMART: `smart`." in study5_target.to_markdown(summary)
+    # A tie goes to the paper-literal candidate; a candidate missing a task's held-out score cannot win.
+    tied = summarise(
+        held_out(with_holdout(runs(scores), {k: 0.0 for k in held} | {("smart-fit", t): -0.1 for t in dev}))
+    )
+    assert study5_target.best_smart(tied)[0] == "smart"
+    partial = {**scores, "smart": {t: vs for t, vs in dev.items() if t != "cola"}}
+    best, means = study5_target.best_smart(summarise(held_out(with_holdout(runs(partial), held))))
+    assert best == "smart-fit" and means["smart"] is None
+    assert study5_target.best_smart(summarise(held_out(runs({"vanilla": dev}))))[0] is None
+
+
 def test_study5_target_is_not_met_on_fewer_tasks_r3f_seeds_or_runs_selected_on_dev():
     plain = {"rte": [0.50, 0.60, 0.55, 0.52, 0.58], "cola": [0.30, 0.20, 0.25, 0.27, 0.22]}
     smart = {t: [v + 0.02 for v in vs] for t, vs in plain.items()}

@@ -23,7 +23,9 @@ held-out part, ``grid_choice.json``), with the numbers it rests on:
   beside the summary; missing: not met).
 
 The kept model only (its epoch chosen on the held-out part; dev scores it). CANDIDATE is ``smart`` (the
-paper-literal default) and, reported as extra tuning budget, ``smart-fit``. Prints a Markdown table and
+paper-literal default) and, reported as extra tuning budget, ``smart-fit``. target.md ends with the
+design's "best SMART" (``best_smart``: the candidate with the higher mean held-out score over the four
+tasks), the setting ``benchmarks/results/decisions.env`` records for the library default. Prints a Markdown table and
 writes ``target.md`` beside the summary; exits 0 whether or not the target is met, 1 when the summary
 lacks what a check needs.
 
@@ -132,6 +134,43 @@ def checks(summary: dict, method: str, grids: dict | None = None) -> list[tuple[
     ]
 
 
+def best_smart(summary: dict) -> tuple[str | None, dict[str, float | None]]:
+    """Study 5's pre-registered rule for the "best SMART" (docs/results.md, its design): the candidate
+    with the higher mean held-out score over the four tasks, i.e. the mean over TASKS of its mean over
+    seeds of the main metric scored on the held-out part of train (``<metric>_holdout``, never dev).
+
+    Returns (the candidate, or None when none has every task's held-out score; {candidate: its score
+    on the summary's 0-1 scale, None when a task lacks it}). A tie goes to the first candidate, the
+    paper-literal ``smart``: a changed default needs the evidence to prefer it."""
+    scores: dict[str, float | None] = {}
+    for method in CANDIDATES:
+        per_task = []
+        for task in TASKS:
+            metric = f"{summary.get(task, {}).get('main_metric')}_holdout"
+            per_task.append(
+                study2.entry(summary, task, method).get("metrics", {}).get(metric, {}).get("mean")
+            )
+        scores[method] = None if None in per_task else sum(per_task) / len(per_task)
+    ranked = [m for m in CANDIDATES if scores[m] is not None]
+    return (max(ranked, key=lambda m: scores[m]) if ranked else None), scores
+
+
+def best_smart_markdown(summary: dict) -> list[str]:
+    """The rule's section of target.md: each candidate's held-out four-task mean and the choice."""
+    best, scores = best_smart(summary)
+    shown = ", ".join(
+        f"`{m}` {100 * v:.2f}" if v is not None else f"`{m}` incomplete" for m, v in scores.items()
+    )
+    return [
+        "",
+        "## Best SMART (the pre-registered rule)",
+        "",
+        f"The candidate with the higher mean held-out score over {', '.join(TASKS)} (main metric ×100 on",
+        f"the held-out part of train, mean over seeds; dev not used): {shown}.",
+        f"Best SMART: {f'`{best}`' if best else 'none yet (a task lacks held-out scores)'}.",
+    ]
+
+
 def to_markdown(summary: dict, grids: dict | None = None) -> str:
     lines = [
         "# Issue 17's target, checked on Study 5 (`target.py`)",
@@ -147,7 +186,7 @@ def to_markdown(summary: dict, grids: dict | None = None) -> str:
         lines += ["", f"## {method}", "", "| clause | measured | met |", "|---|---|---|"]
         lines += [f"| {clause} | {numbers} | {'yes' if met else '**no**'} |" for clause, numbers, met in rows]
         lines += ["", f"Target met: {'yes' if all(met for _, _, met in rows) else '**no**'}."]
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + best_smart_markdown(summary)) + "\n"
 
 
 def main(argv: list[str]) -> int:

@@ -450,6 +450,16 @@ def test_study6_run_sh_starts_no_stage_after_a_drain(tmp_path):
     assert not [j for j in jobs if f"--model {tmp_path / 'out' / 'mt'}" in j], jobs  # and no stage 2 job
 
 
+def test_study6_skip_mt_runs_stage_1_without_multitask_runs_and_no_stage_2(tmp_path):
+    done, jobs = _study6_run(tmp_path, SKIP_MT="1")
+    assert done.returncode == 0, done.stderr
+    training = [j for j in jobs if not j.startswith("evaluate")]
+    # the two single-task runs and the two of SNLI at 100%; no multi-task model, so nothing of stage 2
+    assert len(training) == 4 and not [j for j in training if j.startswith("multitask")], jobs
+    assert not [j for j in jobs if "/mt" in j], jobs
+    assert len(jobs) - len(training) == 2  # the 100% models' agreement analysis still runs
+
+
 def _finished_run(folder: Path, model: bool = True) -> Path:
     """A run folder as a finished run leaves it; ``model=False``: its kept weights gone (another machine)."""
     _write_json(folder / "results.json", {"method": "smart", "tasks": {}})
@@ -820,3 +830,32 @@ def test_study5_curves_average_each_epochs_score_over_the_seeds_of_the_chosen_po
     _write_json(tmp_path / "cola/smart@lr=2e-05/seed-1/results.json", {})  # not the chosen point
     curves.main("cola", tmp_path)
     assert "| smart | 1,2 | 20.0 / 40.0 | 10.0 / 20.0 |" in capsys.readouterr().out
+
+
+def test_study6_sync_copies_each_runs_json_and_never_a_model_a_checkpoint_or_a_log(tmp_path):
+    """A kept model (about 90 MB) or a checkpoint copied into the checkout would be one `git add` away
+    from the repository; a run still training (no results.json) would look finished there."""
+    script = "benchmarks/results/study6_multitask/resume.sh"
+    root = tmp_path / "main"
+    (root / script).parent.mkdir(parents=True)
+    (root / script).write_text((ROOT / script).read_text())
+    sweep = tmp_path / "sweep6/benchmarks/results/study6_multitask"
+    done = sweep / "da-minilm/100pct/snli/smart/seed-1"
+    for name in ("results.json", "run_config.json", "agreement.json"):
+        _write_json(done / name, {"name": name})
+    (done / "model.safetensors").write_text("weights")
+    _write_json(done / "checkpoint-9" / "results.json", {"partial": True})
+    _write_json(sweep / "single/rte/vanilla/seed-2/run_config.json", {"seed": 2})  # still training
+    (sweep / "lane-1.log").write_text("log")
+    env = {**os.environ, "SWEEP_DIR": str(tmp_path / "sweep6")}
+    out = subprocess.run(["bash", str(root / script), "sync"], env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    study = (root / script).parent
+    copied = sorted(
+        str(p.relative_to(study)) for p in study.rglob("*") if p.is_file() and p.name != "resume.sh"
+    )
+    run = "da-minilm/100pct/snli/smart/seed-1"
+    assert copied == [f"{run}/agreement.json", f"{run}/results.json", f"{run}/run_config.json"]
+    assert out.stdout.startswith("1 finished runs")
+    wrong = subprocess.run(["bash", str(root / script), "restart"], env=env, capture_output=True, text=True)
+    assert wrong.returncode == 2 and "usage" in wrong.stderr

@@ -43,7 +43,10 @@
 # stages before were done) and the estimate, and runs nothing. Overrides for a dry run: SEEDS ("1 2 3"),
 # TASKS ("rte mrpc stsb cola sst2"), FRACTIONS ("0.001 0.01 0.1 1.0"), CAP (1000), MODEL (a model to
 # start from instead of the packaged MiniLM), OUT (where runs go instead of this folder), EXTRA (options
-# added to every training job, e.g. "--max-steps 2").
+# added to every training job, e.g. "--max-steps 2"). SKIP_MT=1 leaves the multi-task runs out of stage 1
+# (so stage 2, which needs their models, has nothing to do): for a session too short to train a
+# multi-task model and its stage-2 runs, since that model lives only on the machine that trained it.
+# Across sessions: resume.sh (start, sync, drain) runs this script in a worktree pinned at SWEEP_COMMIT.
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
 st="${SMART_TUNE_VENV:-.venv}/bin/smart-tune"
@@ -127,7 +130,7 @@ da_jobs() {  # (b) from start $1 (minilm, mt-vanilla, mt-smart), seed $2
 stage1_jobs() {
   for seed in $SEEDS; do
     for method in $METHODS; do
-      mt_job "$method" "$seed"
+      [ -n "${SKIP_MT:-}" ] || mt_job "$method" "$seed"
       for task in $TASKS; do
         echo "--no-report --config $here/config.yaml --output-dir $out/single --task $task --seeds $seed" \
           "--methods $method --max-train-samples $CAP $model $EXTRA"

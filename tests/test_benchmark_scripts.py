@@ -859,3 +859,38 @@ def test_study6_sync_copies_each_runs_json_and_never_a_model_a_checkpoint_or_a_l
     assert out.stdout.startswith("1 finished runs")
     wrong = subprocess.run(["bash", str(root / script), "restart"], env=env, capture_output=True, text=True)
     assert wrong.returncode == 2 and "usage" in wrong.stderr
+
+
+def test_study5b_schedule_pairs_the_two_schedules_by_seed(tmp_path, monkeypatch):
+    """6 epochs against 3, plain against smart: only seeds with all four runs, each paired by seed."""
+    schedule = load("benchmarks/results/study5b_schedule/schedule.py")
+    six, three = tmp_path / "5b", tmp_path / "5"
+    scores = {  # (epochs, method): {seed: MCC}
+        (6, "vanilla"): {1: 0.30, 2: 0.32, 3: 0.40},
+        (6, "smart"): {1: 0.25, 2: 0.29},
+        (3, "vanilla"): {1: 0.20, 2: 0.24, 3: 0.10},
+        (3, "smart"): {1: 0.19, 2: 0.21, 3: 0.10},
+    }
+    for (epochs, method), by_seed in scores.items():
+        for seed, mcc in by_seed.items():
+            folder = (six if epochs == 6 else three) / f"cola/{method}@lr=5e-05/seed-{seed}"
+            _write_json(
+                folder / "results.json",
+                {
+                    "seed": seed,
+                    "metrics": {"matthews_correlation": mcc, "matthews_correlation_holdout": mcc},
+                    "global_steps": 60 if epochs == 6 else 30,
+                    "arguments": {"training": {"num_train_epochs": epochs}},
+                    "best_checkpoint": f"{folder}/checkpoint-{40 + seed}",
+                },
+            )
+    monkeypatch.setattr(schedule, "HERE", six)
+    monkeypatch.setattr(schedule, "STUDY5", three)
+    rows = schedule.table("matthews_correlation")
+    assert rows[0].startswith("| matthews_correlation ×100, seeds 1,2 |")  # seed 3 lacks a 6-epoch smart run
+    # 3 epochs: plain 20, 24 -> 22.00 ± 2.83; smart 19, 21 -> 20.00 ± 1.41; smart - plain: -1, -3
+    assert rows[2].startswith("| 3 epochs | 22.00 ± 2.83 | 20.00 ± 1.41 | -2.00 [")
+    assert rows[2].endswith("(0/2) |")
+    # 6 - 3 epochs per method: plain +10, +8 -> +9.00; smart +6, +8 -> +7.00
+    assert rows[4].startswith("| Δ 6 − 3 epochs | +9.00 [") and "| +7.00 [" in rows[4]
+    assert schedule.kept_epochs(six, "vanilla") == [4.1, 4.2, 4.3]  # checkpoint-41 of 10 steps per epoch

@@ -879,9 +879,10 @@ def test_study5b_schedule_pairs_the_two_schedules_by_seed(tmp_path, monkeypatch)
                 {
                     "seed": seed,
                     "metrics": {"matthews_correlation": mcc, "matthews_correlation_holdout": mcc},
-                    "global_steps": 60 if epochs == 6 else 30,
-                    "arguments": {"training": {"num_train_epochs": epochs}},
                     "best_checkpoint": f"{folder}/checkpoint-{40 + seed}",
+                    "log_history": [  # the kept checkpoint's evaluation says its epoch
+                        {"eval_matthews_correlation": mcc, "epoch": (40 + seed) / 10, "step": 40 + seed}
+                    ],
                 },
             )
     monkeypatch.setattr(schedule, "HERE", six)
@@ -893,4 +894,4 @@ def test_study5b_schedule_pairs_the_two_schedules_by_seed(tmp_path, monkeypatch)
     assert rows[2].endswith("(0/2) |")
     # 6 - 3 epochs per method: plain +10, +8 -> +9.00; smart +6, +8 -> +7.00
     assert rows[4].startswith("| Δ 6 − 3 epochs | +9.00 [") and "| +7.00 [" in rows[4]
-    assert schedule.kept_epochs(six, "vanilla") == [4.1, 4.2, 4.3]  # checkpoint-41 of 10 steps per epoch
+    assert schedule.kept_epochs(six, "vanilla") == [4.1, 4.2, 4.3]  # checkpoint-41 at 10 steps per epoch

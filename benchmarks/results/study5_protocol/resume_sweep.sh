@@ -48,13 +48,8 @@ finished_later() { (cd "$sweep/$later" 2>/dev/null && { find . -name results.jso
 
 case "${1:-}" in
   start)
-    commit=$(cat "$here/SWEEP_COMMIT")
-    [ -d "$sweep" ] || git worktree add --detach "$sweep" "$commit"
-    if [ "$(git -C "$sweep" rev-parse HEAD)" != "$(git rev-parse "$commit^{commit}")" ]; then
-      echo "resume_sweep.sh: $sweep is not at SWEEP_COMMIT $commit" >&2
-      exit 1
-    fi
-    (cd "$sweep" && ./scripts/install.sh)
+    source "$root/benchmarks/pinned_worktree.sh"
+    pinned_worktree "$sweep" "$(cat "$here/SWEEP_COMMIT")" || exit 1
     copy_runs "$root/$here" "$sweep/$here" full lowdata
     mkdir -p "$sweep/$later"
     cp -p "$later/run.sh" "$later/config.yaml" "$sweep/$later/"

@@ -15,7 +15,7 @@ import json
 import sys
 from pathlib import Path
 
-from smart_tune.report import mean_std, paired_stats
+from smart_tune.report import kept_epoch, mean_std, paired_stats
 
 HERE = Path(__file__).resolve().parent
 STUDY5 = HERE.parent / "study5_protocol" / "full"
@@ -23,20 +23,20 @@ POINT = "lr=5e-05"  # Study 5's choice for plain and smart on CoLA (full/grid_ch
 METHODS = {"plain": "vanilla", "smart": "smart"}
 
 
+def runs(folder: Path, method: str) -> list[dict]:
+    """Every seed's ``results.json`` of ``method`` at Study 5's point on CoLA under ``folder``."""
+    paths = sorted((folder / "cola" / f"{method}@{POINT}").glob("seed-*/results.json"))
+    return [json.loads(p.read_text()) for p in paths]
+
+
 def scores(folder: Path, method: str, metric: str) -> dict[int, float]:
     """``metric`` ×100 of each seed's kept model: {seed: score}."""
-    runs = sorted((folder / "cola" / f"{method}@{POINT}").glob("seed-*/results.json"))
-    return {r["seed"]: 100 * r["metrics"][metric] for r in (json.loads(p.read_text()) for p in runs)}
+    return {r["seed"]: 100 * r["metrics"][metric] for r in runs(folder, method)}
 
 
-def kept_epochs(folder: Path, method: str) -> list[float]:
-    """The epoch of each seed's kept model, from its best checkpoint's step and the steps per epoch."""
-    epochs = []
-    for path in sorted((folder / "cola" / f"{method}@{POINT}").glob("seed-*/results.json")):
-        run = json.loads(path.read_text())
-        per_epoch = run["global_steps"] / run["arguments"]["training"]["num_train_epochs"]
-        epochs.append(round(int(run["best_checkpoint"].rsplit("-", 1)[1]) / per_epoch, 2))
-    return epochs
+def kept_epochs(folder: Path, method: str) -> list[float | None]:
+    """The epoch of each seed's kept model (``smart-tune report``'s own reading of a run)."""
+    return [kept_epoch(r) for r in runs(folder, method)]
 
 
 def cell(values: list[float]) -> str:
@@ -72,9 +72,7 @@ def table(metric: str) -> list[str]:
 def main() -> None:
     lines = ["# Study 5b: CoLA after 6 epochs beside Study 5's 3", ""]
     lines += [
-        "Kept model (epoch chosen on the held-out 10% of train) scored on dev; the held-out score below."
-    ]
-    lines += [
+        "Kept model (epoch chosen on the held-out 10% of train) scored on dev; the held-out score below.",
         "Δ: paired difference on the same seeds [95% interval, Student's t] (seeds ahead, of n).",
         "",
     ]

@@ -39,13 +39,8 @@ count() { (cd "$1" 2>/dev/null && find . -path '*/checkpoint-*' -prune -o -name 
 
 case "${1:-}" in
   start)
-    commit=$(cat "$here/SWEEP_COMMIT")
-    [ -d "$sweep" ] || git worktree add --detach "$sweep" "$commit"
-    if [ "$(git -C "$sweep" rev-parse HEAD)" != "$(git rev-parse "$commit^{commit}")" ]; then
-      echo "resume.sh: $sweep is not at SWEEP_COMMIT $commit" >&2
-      exit 1
-    fi
-    (cd "$sweep" && ./scripts/install.sh)
+    source "$root/benchmarks/pinned_worktree.sh"
+    pinned_worktree "$sweep" "$(cat "$here/SWEEP_COMMIT")" || exit 1
     copy_runs "$root/$here" "$sweep/$here"
     (cd "$sweep" && SKIP_MT="${SKIP_MT:-}" nohup bash "$here/run.sh" > "$log" 2>&1 &)
     echo "Study 6 resumed in $sweep ($(count "$sweep/$here") runs there); log: $log"

@@ -3,9 +3,13 @@
 Each job is one ``smart-tune compare`` command line, given as its arguments on one line of the job
 list (standard input or a file; ``#`` starts a comment). A line that starts with another smart-tune
 command (``train``, ``multitask``, ``evaluate``) runs that command instead (Study 6's multi-task stage);
-such a job resumes only if its line says so (``--resume``), so the script that writes the list decides. Every lane takes the jobs in list order,
-skipping a job that another lane (of this or of another ``lanes.py`` process) holds, so a list written
-seed by seed finishes seed by seed. A job whose runs are finished costs a few seconds: ``compare``
+such a job resumes only if its line says so (``--resume``), so the script that writes the list decides.
+A line may start with ``--after PATH`` (once per file): that job waits until each PATH exists, e.g. the
+model another job of the list trains, so that a study's later runs start as soon as what they need is
+there rather than after a whole stage. Every lane takes the first job in list order that no lane (of this
+or of another ``lanes.py`` process) holds and whose files are there, so a list written seed by seed
+finishes seed by seed. A job still waiting when no job of this process runs any more (its file was not
+made: the job that makes it failed, or is not in the list) is never started, and fails the queue. A job whose runs are finished costs a few seconds: ``compare``
 skips finished runs and resumes cut ones from their last checkpoint, so the whole list can be started
 again after a kill and only the missing work is done.
 
@@ -36,10 +40,13 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 # Ignored by git; a held lock dies with its process. LANES_LOCK_DIR moves it (tests use their own).
 LOCK_DIR = Path(os.environ.get("LANES_LOCK_DIR") or Path(__file__).resolve().parent / ".locks")
+# How often a lane with nothing ready looks again for the files a waiting job needs (tests: less).
+POLL_S = float(os.environ.get("LANES_POLL_S", 5))
 
 
 def read_jobs(lines) -> list[list[str]]:
@@ -68,6 +75,15 @@ def try_claim(args: list[str]):
     return handle
 
 
+def split_after(args: list[str]) -> tuple[list[Path], list[str]]:
+    """(the files the job waits for, from its leading ``--after PATH`` pairs; the job's own arguments)."""
+    after = []
+    while len(args) >= 2 and args[0] == "--after":
+        after.append(Path(args[1]))
+        args = args[2:]
+    return after, args
+
+
 # A job line starting with one of these runs `smart-tune <that command> ...`; any other line is compare's.
 COMMANDS = ("compare", "train", "multitask", "evaluate")
 
@@ -87,41 +103,70 @@ class Lanes:
         self.running: set[subprocess.Popen] = set()
         self.failed: list[str] = []
         self.taken: set[int] = set()  # jobs a lane of this process has started (each runs once here)
+        self.elsewhere: set[int] = set()  # jobs another process's lane held when this one came to them
+        self.busy = 0  # lanes of this process running a job: only they can make a waited-for file
         self.lock = threading.RLock()  # RLock: a second signal may come while stop() holds it
+
+    def claim_next(self):
+        """(its arguments without ``--after``, its held lock file) of the first job in list order that no
+        lane has started, whose files are there and that no other process holds, marked as taken; None
+        when no job is ready. Called with ``self.lock`` held."""
+        for index, line in enumerate(self.jobs):
+            if index in self.taken or index in self.elsewhere:
+                continue
+            after, args = split_after(line)
+            if not all(path.exists() for path in after):
+                continue
+            claim = try_claim(args)
+            if claim is None:  # another process's lane holds it: that one runs it
+                self.elsewhere.add(index)
+                continue
+            self.taken.add(index)
+            return args, claim
+        return None
+
+    def waiting(self) -> list[list[str]]:
+        """The jobs no lane has started or come to: each waits for a file."""
+        return [j for i, j in enumerate(self.jobs) if i not in self.taken and i not in self.elsewhere]
 
     def lane(self, number: int) -> None:
         env = dict(os.environ)
         env.setdefault("OMP_NUM_THREADS", "1")
         with open(self.log_dir / f"lane-{number}.log", "a") as log:
-            for index, args in enumerate(self.jobs):
-                if self.stopping.is_set() or self.draining.is_set():
-                    return
+            while not (self.stopping.is_set() or self.draining.is_set()):
                 with self.lock:
-                    if index in self.taken:
-                        continue
-                    claim = try_claim(args)
-                    if claim is None:  # another process's lane holds it
-                        continue
-                    self.taken.add(index)
-                with claim:
-                    command = command_line(self.executable, args)
-                    log.write(f"$ {shlex.join(command)}\n")
-                    log.flush()
-                    # Its own session: a terminal's Ctrl-C reaches only this script, which passes it on once
-                    # (a second signal would stop a run at once, without its checkpoint).
-                    process = subprocess.Popen(
-                        command, stdout=log, stderr=log, env=env, start_new_session=True
-                    )
-                    with self.lock:
-                        self.running.add(process)
-                        if self.stopping.is_set():  # the signal came while it started: stop() missed it
-                            process.send_signal(self.stop_signal)
-                    code = process.wait()
-                    with self.lock:
-                        self.running.discard(process)
-                if code != 0 and not self.stopping.is_set():
-                    with self.lock:
-                        self.failed.append(f"exit {code}: {shlex.join(args)}")
+                    picked = self.claim_next()
+                    if picked is None and (self.busy == 0 or not self.waiting()):
+                        return  # nothing left, or nothing here runs that could make a waited-for file
+                    self.busy += picked is not None
+                if picked is None:
+                    time.sleep(POLL_S)  # another lane's job may make the file a waiting job needs
+                    continue
+                args, claim = picked
+                try:
+                    with claim:
+                        self.run_job(args, log, env)
+                finally:
+                    with self.lock:  # with the next claim_next under the same lock, a finished job's
+                        self.busy -= 1  # files are there before another lane can see busy == 0
+
+    def run_job(self, args: list[str], log, env: dict[str, str]) -> None:
+        command = command_line(self.executable, args)
+        log.write(f"$ {shlex.join(command)}\n")
+        log.flush()
+        # Its own session: a terminal's Ctrl-C reaches only this script, which passes it on once
+        # (a second signal would stop a run at once, without its checkpoint).
+        process = subprocess.Popen(command, stdout=log, stderr=log, env=env, start_new_session=True)
+        with self.lock:
+            self.running.add(process)
+            if self.stopping.is_set():  # the signal came while it started: stop() missed it
+                process.send_signal(self.stop_signal)
+        code = process.wait()
+        with self.lock:
+            self.running.discard(process)
+        if code != 0 and not self.stopping.is_set():
+            with self.lock:
+                self.failed.append(f"exit {code}: {shlex.join(args)}")
 
     def stop(self, signum, _frame) -> None:
         """Pass the signal on once: each running job checkpoints and stops; no lane starts another."""
@@ -145,6 +190,10 @@ class Lanes:
         for thread in threads:
             while thread.is_alive():  # join with a timeout, so that signals reach the main thread
                 thread.join(timeout=1.0)
+        if not (self.stopping.is_set() or self.draining.is_set()):
+            for after, args in map(split_after, self.waiting()):
+                missing = ", ".join(str(path) for path in after if not path.exists())
+                self.failed.append(f"never started, {missing} not there: {shlex.join(args)}")
         for line in self.failed:
             print(f"lanes: job failed ({line})", file=sys.stderr)
         if self.stopping.is_set():

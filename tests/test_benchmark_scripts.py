@@ -353,8 +353,8 @@ def test_study6_estimate_prices_each_kind_of_job():
     }
     jobs = [
         "--no-report --config c.yaml --output-dir o/single --task rte --seeds 1 --methods vanilla --max-train-samples 100",
-        "--no-report --config c.yaml --model o/mt/smart/seed-1 --output-dir o/mt-ft-smart --task stsb --seeds 1"
-        " --methods smart --max-train-samples 100",
+        "--after o/mt/smart/seed-1/results.json --no-report --config c.yaml --model o/mt/smart/seed-1"
+        " --output-dir o/mt-ft-smart --task stsb --seeds 1 --methods smart --max-train-samples 100",
         "multitask --config c.yaml --tasks rte,stsb --method smart --seed 1 --output-dir o/mt/smart/seed-1"
         " --save-model --max-train-samples 100",
         "--no-report --config s.yaml --train-fraction 1.0 --output-dir o/da-minilm/100pct --seeds 1 --methods smart --save-model",
@@ -381,10 +381,10 @@ def test_study6_measured_costs_read_studies_4_and_5():
 
 
 # Stands in for `smart-tune` under run.sh and lanes.py: records each job's line; a multitask job
-# writes its model and results.json (stage 2 then counts the model as trained) and, with FAKE_DRAIN,
-# drains lanes.py (its parent) as `pkill -USR1` would; a compare job that keeps its model (a 100% run of
-# (b)) writes its run's model and results.json; evaluate prints an agreement; with FAKE_FAIL every job
-# fails; the others take a moment.
+# writes its model and results.json (the runs that wait for it then start) and, with FAKE_DRAIN,
+# drains lanes.py (its parent) as `pkill -USR1` would, before it ends; a compare job that keeps its model
+# (a 100% run of (b)) writes its run's model and results.json; evaluate prints an agreement; with
+# FAKE_FAIL every job fails and writes nothing; the others take a moment.
 FAKE_SMART_TUNE = """\
 import json, os, pathlib, signal, sys, time
 args = sys.argv[1:]
@@ -396,9 +396,11 @@ def finished(run):
     (run / "model.safetensors").write_text("")
     (run / "results.json").write_text(json.dumps({"method": "smart", "tasks": {}}))
 if args[0] == "multitask":
-    finished(pathlib.Path(value("--output-dir")))
+    if not os.environ.get("FAKE_FAIL"):
+        finished(pathlib.Path(value("--output-dir")))
     if os.environ.get("FAKE_DRAIN"):
         os.kill(os.getppid(), signal.SIGUSR1)
+        time.sleep(1.5)  # lanes.py handles signals at least once a second: drained before this job ends
 elif args[0] == "evaluate":
     print(json.dumps({"by_agreement": {"5/0/0": {"accuracy": 0.9, "num_examples": 5}}}))
 else:
@@ -436,18 +438,34 @@ def _study6_run(tmp_path: Path, **env: str) -> tuple[subprocess.CompletedProcess
 
 
 def test_study6_run_sh_exits_with_the_lanes_status(tmp_path):
-    done, jobs = _study6_run(tmp_path, STAGE="1", FAKE_FAIL="1")
+    done, jobs = _study6_run(tmp_path, FAKE_FAIL="1")
     assert len(jobs) == 6, jobs  # two multi-task runs, two single-task, two of SNLI at 100%
     assert done.returncode == 1, done.stderr
     assert "lanes: job failed" in done.stderr
+    # no model, so none of the 2 x 3 runs that start from one (SNLI at 100% twice, RTE) ever starts
+    never = [line for line in done.stderr.splitlines() if "never started" in line]
+    assert len(never) == 6 and all("/mt/" in line for line in never), done.stderr
 
 
-def test_study6_run_sh_starts_no_stage_after_a_drain(tmp_path):
+def test_study6_runs_from_a_multitask_model_start_once_it_is_trained_in_one_job_list(tmp_path):
+    out = tmp_path / "out"
+    done, jobs = _study6_run(tmp_path)
+    assert done.returncode == 0, done.stderr
+    for method in ("smart", "vanilla"):
+        trained = jobs.index(next(j for j in jobs if j.startswith("multitask") and f"--method {method}" in j))
+        from_it = [i for i, j in enumerate(jobs) if f"--model {out}/mt/{method}/seed-1" in j]
+        # SNLI at 100% with SMART and plain, and RTE's fine-tuning: each after its model, none before
+        assert len(from_it) == 3 and min(from_it) > trained, jobs
+    assert not [j for j in jobs if "--after" in j], jobs  # lanes.py runs each without its prefix
+    assert len(jobs) == 2 + 6 + 4 + 6  # and the 6 models of SNLI at 100% are analysed
+
+
+def test_study6_run_sh_starts_nothing_after_a_drain(tmp_path):
     done, jobs = _study6_run(tmp_path, FAKE_DRAIN="1")
     assert done.returncode == 3, done.stderr
     assert "lanes: drained" in done.stderr
-    assert jobs and len(jobs) < 6, jobs  # stage 1 cut short
-    assert not [j for j in jobs if f"--model {tmp_path / 'out' / 'mt'}" in j], jobs  # and no stage 2 job
+    assert jobs and len(jobs) < 6, jobs  # cut short
+    assert not [j for j in jobs if f"--model {tmp_path / 'out' / 'mt'}" in j], jobs  # nothing from them
 
 
 def test_study6_skip_mt_runs_stage_1_without_multitask_runs_and_no_stage_2(tmp_path):
@@ -473,7 +491,7 @@ def test_study6_trains_a_multitask_model_again_when_stage_2_needs_it_and_it_is_g
     out = tmp_path / "out"
     _finished_run(out / "mt/smart/seed-1", model=False)
     _finished_run(out / "mt/vanilla/seed-1")
-    done, jobs = _study6_run(tmp_path, STAGE="1")
+    done, jobs = _study6_run(tmp_path)
     assert done.returncode == 0, done.stderr
     multitask = [j for j in jobs if j.startswith("multitask")]
     # was: none (the run counted as done), and every stage-2 run from it failed to load the model
@@ -486,34 +504,27 @@ def test_study6_trains_a_multitask_model_again_when_stage_2_needs_it_and_it_is_g
     for method in ("smart", "vanilla"):
         _finished_run(out / f"da-mt-smart/100pct/snli/{method}/seed-1")
     (tmp_path / "jobs.log").unlink()
-    done, jobs = _study6_run(tmp_path, STAGE="1")
-    assert done.returncode == 0 and not [j for j in jobs if j.startswith("multitask")], jobs
+    done, jobs = _study6_run(tmp_path)
+    # and the finished runs from it are not listed: each would wait for the lost model, never to start
+    assert done.returncode == 0 and not [j for j in jobs if j.startswith("multitask")], done.stderr
+    assert not [j for j in jobs if f"--model {out}/mt/smart/seed-1" in j], jobs
 
 
-def test_study6_stage_2_starts_nothing_from_a_multitask_model_that_is_not_here(tmp_path):
+def test_study6_analyses_agreement_after_the_lanes_and_names_a_lost_model(tmp_path):
     out = tmp_path / "out"
-    _finished_run(out / "mt/smart/seed-1", model=False)
-    _finished_run(out / "mt/vanilla/seed-1")
-    done, jobs = _study6_run(tmp_path, STAGE="2")
-    assert not [j for j in jobs if f"--model {out}/mt/smart/seed-1" in j], jobs  # each would fail to load
-    assert [j for j in jobs if f"--model {out}/mt/vanilla/seed-1" in j], jobs
-    assert f"{out}/mt/smart/seed-1 has no model here" in done.stderr
-
-
-def test_study6_analyses_agreement_after_stage_1_and_names_a_lost_model(tmp_path):
-    out = tmp_path / "out"
-    done, _ = _study6_run(tmp_path, STAGE="1")
+    done, _ = _study6_run(tmp_path, SKIP_MT="1")
     assert done.returncode == 0, done.stderr
-    # MiniLM's 100% models of (b) come from stage 1: analysed while they are on this machine (was: only
-    # by stage 3, after all of stage 2).
+    # MiniLM's 100% models of (b): analysed while they are on this machine
     for method in ("smart", "vanilla"):
         agreement = json.loads((out / f"da-minilm/100pct/snli/{method}/seed-1/agreement.json").read_text())
         assert agreement["by_agreement"]["5/0/0"]["accuracy"] == 0.9
     lost = _finished_run(out / "da-mt-smart/100pct/snli/smart/seed-1", model=False)
-    done, _ = _study6_run(tmp_path, STAGE="3")
+    (tmp_path / "jobs.log").unlink()
+    done, jobs = _study6_run(tmp_path, AGREEMENT_ONLY="1")
     assert done.returncode == 1, done.stderr  # was 0: the run left out of (c) without a word
     assert f"agreement: {lost} finished, but its model is not on this machine" in done.stderr
     assert not (lost / "agreement.json").exists()
+    assert not [j for j in jobs if not j.startswith("evaluate")], jobs  # (c) only
 
 
 @pytest.mark.skipif(not (ROOT / ".git").exists(), reason="not a git checkout")

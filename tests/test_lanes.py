@@ -29,7 +29,7 @@ def lanes(tmp_path: Path, jobs: list[str]) -> subprocess.Popen:
     fake.write_text(f"#!{sys.executable}\n{FAKE}")
     fake.chmod(0o755)
     (tmp_path / "jobs.txt").write_text("\n".join(jobs) + "\n")
-    env = dict(os.environ, LANES_LOCK_DIR=str(tmp_path / "locks"))
+    env = dict(os.environ, LANES_LOCK_DIR=str(tmp_path / "locks"), LANES_POLL_S="0.05")
     command = [sys.executable, str(ROOT / "benchmarks/lanes.py"), "--lanes", "2"]
     command += ["--log-dir", str(tmp_path / "logs"), "--smart-tune", str(fake), str(tmp_path / "jobs.txt")]
     return subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True)
@@ -91,6 +91,32 @@ def test_a_line_naming_a_command_runs_it_instead_of_compare(tmp_path):
     logs = "".join(p.read_text() for p in (tmp_path / "logs").glob("lane-*.log"))
     commands = sorted(line.split()[2:] for line in logs.splitlines())  # after "$ smart-tune"
     assert commands == [["compare", "a"], ["evaluate", "e"], ["multitask", "m"]]
+
+
+def test_a_job_after_a_file_starts_once_another_job_made_it_and_the_other_lane_goes_on_meanwhile(tmp_path):
+    # Study 6: the runs that start from a multi-task model start when it is trained, not after a stage.
+    process = lanes(
+        tmp_path, [f"--after {tmp_path}/wait-1.done --after {tmp_path}/d.done c", "wait-1", "d", "e"]
+    )
+    wait_for(tmp_path / "wait-1.started")
+    wait_for(tmp_path / "e.done")  # the other lane ran d and e while c waited
+    time.sleep(0.3)
+    assert not (tmp_path / "c.started").exists()
+    (tmp_path / "go").touch()
+    assert process.wait(timeout=60) == 0, process.stderr.read()
+    assert (tmp_path / "c.done").exists()
+    logs = "".join(p.read_text() for p in (tmp_path / "logs").glob("lane-*.log"))
+    assert "--after" not in logs  # the job runs without the prefix
+    assert sorted(line.split()[-1] for line in logs.splitlines()) == ["c", "d", "e", "wait-1"]
+
+
+def test_a_job_whose_file_never_comes_is_never_started_and_fails_the_queue(tmp_path):
+    process = lanes(tmp_path, [f"--after {tmp_path}/fail-5.made b", "fail-5", "c"])
+    assert process.wait(timeout=60) == 1
+    err = process.stderr.read()
+    assert f"never started, {tmp_path}/fail-5.made not there: b" in err, err
+    assert "exit 5: fail-5" in err
+    assert not (tmp_path / "b.started").exists() and (tmp_path / "c.done").exists()
 
 
 def test_a_sigterm_that_comes_while_a_job_starts_still_reaches_it(tmp_path, monkeypatch):

@@ -539,6 +539,8 @@ def _glue_run_s(costs: dict[str, Any], task: str, method: str, cap: int, holdout
 def job_seconds(line: str, costs: dict[str, Any]) -> tuple[str, float]:
     """(kind, estimated lane-seconds) of one job line of run.sh."""
     args = shlex.split(line)
+    while args[:1] == ["--after"]:  # what the job waits for (lanes.py) costs nothing
+        args = args[2:]
     opts = _options(args)
     if args[0] == "evaluate":
         return "evaluate", EVALUATE_S

@@ -1,18 +1,18 @@
 #!/usr/bin/env bash
 # Dry run, before the study: every stage, the report and its charts, on a tiny random BERT with MiniLM's
 # tokenizer (56 jobs, 30-40 minutes on two cores busy with another sweep). To check the resume too, send
-# SIGTERM to a stage's lanes.py mid-way (run.sh then exits 143 and starts no later stage) and run it again.
+# SIGTERM to lanes.py mid-way (run.sh then exits 143) and run it again.
 #   .venv/bin/python -c "import sys; sys.path.insert(0, 'tests'); import conftest as c; \
 #     c.save_tiny_model_dir('/tmp/s6-tiny', dropout=0.1, head=False)"
-#   for s in 1 2 3; do OUT=/tmp/s6-out MODEL=/tmp/s6-tiny SEEDS="1 2" TASKS="rte stsb" FRACTIONS="0.01 1.0" \
-#     CAP=64 EXTRA="--epochs 1" STAGE=$s benchmarks/results/study6_multitask/run.sh; done
+#   OUT=/tmp/s6-out MODEL=/tmp/s6-tiny SEEDS="1 2" TASKS="rte stsb" FRACTIONS="0.01 1.0" CAP=64 \
+#     EXTRA="--epochs 1" benchmarks/results/study6_multitask/run.sh
 #   OUT=/tmp/s6-out REPORT_ONLY=1 benchmarks/results/study6_multitask/run.sh   # summary.md, summary-a/b/c.png
 # (SMART_TUNE_VENV=DIR for a smart-tune other than .venv's; EXTRA="--max-steps 2" works too, and is
 # quicker on the 100% SNLI runs.)
 #
 # Study 6 (issue 21): SMART with multi-task learning and domain adaptation, the paper's §5.2-5.4 at the
 # scale two CPU cores finish. Resumable, across sessions; jobs on two lanes side by side with one torch
-# thread each (benchmarks/lanes.py). Three stages:
+# thread each (benchmarks/lanes.py), all in one job list, seed by seed. Three stages:
 #   1. (a) single-task against multi-task, RTE, MRPC, STS-B, CoLA, SST-2, seeds 1-3, plain and SMART:
 #      single/        smart-tune train per task (through compare);
 #      mt/M/seed-S/   smart-tune multitask --tasks rte,mrpc,stsb,cola,sst2 --method M (model kept).
@@ -21,7 +21,8 @@
 #      are all image captions, its dev set is three genres). 10% of them are held out to choose the
 #      kept epoch; dev only scores. 3 epochs, lr 5e-5, batch 16 (config.yaml).
 #      (b) with the packaged MiniLM as start: da-minilm/ (see 2).
-#   2. once mt/M/seed-S is done:
+#   2. from mt/M/seed-S, each run started as soon as that model is trained (lanes.py --after), while the
+#      other lane goes on with whatever is ready: no stage waits for all of stage 1:
 #      mt-ft-M/       (a) per-task fine-tuning of the multi-task model, same method M as its multi-task
 #                     stage (MT-DNN then plain; MT-DNN-SMART then SMART), same cap and schedule;
 #      da-mt-M/       (b) domain adaptation as §5.4 / Study 4 from the multi-task model: fine-tune on
@@ -29,7 +30,7 @@
 #                     SNLI test (config-snli.yaml), plain and SMART. The 100% models are kept for 3.
 #   3. (c) agreement analysis (§5.2) of every 100% model of (b): smart-tune evaluate --by-agreement on
 #      SNLI test, written to agreement.json beside the run's results.json; run here one at a time, with
-#      two threads, after every stage (MiniLM's 100% models come from stage 1), also after a drain.
+#      two threads, once the lanes have finished, also after a drain.
 #   The kept models (about 90 MB each) are ignored by git: they live only on the machine that trained
 #   them. A finished multi-task run whose model is not here while stage 2 still needs it is trained
 #   again (the same command and seed: the same batches and heads; on one machine the same weights);
@@ -39,13 +40,13 @@
 # The multi-task arm without fine-tuning is read from mt/M/seed-S/results.json (each task's dev scores).
 # `report.py` writes summary.md (REPORT_ONLY=1 runs only that).
 #
-# Run from anywhere. STAGE=1|2|3 runs one stage only; JOBS_ONLY=1 prints every stage's jobs (as if the
-# stages before were done) and the estimate, and runs nothing. Overrides for a dry run: SEEDS ("1 2 3"),
+# Run from anywhere. AGREEMENT_ONLY=1 runs only (c); JOBS_ONLY=1 prints every job (as if none were done)
+# and the estimate, and runs nothing. Overrides for a dry run: SEEDS ("1 2 3"),
 # TASKS ("rte mrpc stsb cola sst2"), FRACTIONS ("0.001 0.01 0.1 1.0"), CAP (1000), MODEL (a model to
 # start from instead of the packaged MiniLM), OUT (where runs go instead of this folder), EXTRA (options
-# added to every training job, e.g. "--max-steps 2"). SKIP_MT=1 leaves the multi-task runs out of stage 1
-# (so stage 2, which needs their models, has nothing to do): for a session too short to train a
-# multi-task model and its stage-2 runs, since that model lives only on the machine that trained it.
+# added to every training job, e.g. "--max-steps 2"). SKIP_MT=1 leaves the multi-task runs and stage 2,
+# which needs their models, out: for a session too short to train a multi-task model and the runs that
+# start from it, since that model lives only on the machine that trained it.
 # Across sessions: resume.sh (start, sync, drain) runs this script in a worktree pinned at SWEEP_COMMIT.
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
@@ -91,23 +92,12 @@ mt_needed() {  # a stage-2 run of the multi-task model of method $1 and seed $2 
   return 1
 }
 
-ready() {  # the multi-task model of method $1 and seed $2 is trained and here (always, for JOBS_ONLY's plan)
-  [ -n "${JOBS_ONLY:-}" ] && return 0
-  [ -f "$out/mt/$1/seed-$2/results.json" ] || return 1
-  if lost "$out/mt/$1/seed-$2"; then
-    if mt_needed "$1" "$2"; then
-      echo "stage 2: $out/mt/$1/seed-$2 has no model here; its runs wait for stage 1 to train it again" >&2
-    fi
-    return 1
-  fi
-}
-
 mt_job() {  # multitask is not compare: the line itself says whether to resume, or to train again
   local method=$1 seed=$2 dir="$out/mt/$1/seed-$2" s=""
   [ -z "${JOBS_ONLY:-}" ] && s=$(state "$dir")
   if [ "$s" = done ]; then
     if ! lost "$dir" || ! mt_needed "$method" "$seed"; then return 0; fi
-    echo "stage 1: $dir finished, but its model is not here and stage 2 needs it: training it again" \
+    echo "multitask: $dir finished, but its model is not here and stage 2 needs it: training it again" \
       "(its results.json is replaced)" >&2
     s=--overwrite-output-dir
   fi
@@ -115,22 +105,45 @@ mt_job() {  # multitask is not compare: the line itself says whether to resume, 
     "--output-dir $dir --save-model --max-train-samples $CAP $model $EXTRA $s"
 }
 
-da_jobs() {  # (b) from start $1 (minilm, mt-vanilla, mt-smart), seed $2
-  local start=$1 seed=$2 from=$model
+finished() { [ -z "${JOBS_ONLY:-}" ] && [ -f "$1/results.json" ]; }
+
+da_jobs() {  # (b) from start $1 (minilm, mt-vanilla, mt-smart), seed $2; each line after prefix $3
+  local start=$1 seed=$2 prefix=${3:-} from=$model fraction method keep dir
   case $start in mt-*) from="--model $out/mt/${start#mt-}/seed-$seed" ;; esac
   for fraction in $(echo $FRACTIONS | tr ' ' '\n' | sort -gr); do  # 100% first
-    local keep=""; [ "$(pct "$fraction")" = 100pct ] && keep="--save-model"
+    keep=""; [ "$(pct "$fraction")" = 100pct ] && keep="--save-model"
+    dir="$out/da-$start/$(pct "$fraction")"
     for method in $METHODS; do
-      echo "--no-report --config $here/config-snli.yaml $from --train-fraction $fraction" \
-        "--output-dir $out/da-$start/$(pct "$fraction") --seeds $seed --methods $method $keep $EXTRA"
+      finished "$dir/snli/$method/seed-$seed" ||
+        echo "$prefix--no-report --config $here/config-snli.yaml $from --train-fraction $fraction" \
+          "--output-dir $dir --seeds $seed --methods $method $keep $EXTRA"
     done
   done
 }
 
-stage1_jobs() {
+from_mt_jobs() {  # stage 2's unfinished runs from the multi-task model of method $1, seed $2
+  local mt=$1 seed=$2 dir="$out/mt/$1/seed-$2" task
+  local after="--after $dir/results.json --after $dir/$WEIGHTS "  # each waits for the model's files
+  da_jobs "mt-$mt" "$seed" "$after"
+  for task in $TASKS; do
+    finished "$out/mt-ft-$mt/$task/$mt/seed-$seed" ||
+      echo "$after--no-report --config $here/config.yaml --model $dir --output-dir $out/mt-ft-$mt" \
+        "--task $task --seeds $seed --methods $mt --max-train-samples $CAP $EXTRA"
+  done
+}
+
+# Stages 1 and 2 in one list, seed by seed: the multi-task models first (SMART's, the longest, leads),
+# then the runs that start from them (each waits for its model's files, lanes.py --after, and starts as
+# soon as they are there: no stage waits for all of stage 1), then the single-task runs and the
+# domain adaptation from MiniLM, which fill a lane while a multi-task model trains.
+training_jobs() {
+  local seed method task
   for seed in $SEEDS; do
+    if [ -z "${SKIP_MT:-}" ]; then
+      for method in $METHODS; do mt_job "$method" "$seed"; done
+      for method in $METHODS; do from_mt_jobs "$method" "$seed"; done
+    fi
     for method in $METHODS; do
-      [ -n "${SKIP_MT:-}" ] || mt_job "$method" "$seed"
       for task in $TASKS; do
         echo "--no-report --config $here/config.yaml --output-dir $out/single --task $task --seeds $seed" \
           "--methods $method --max-train-samples $CAP $model $EXTRA"
@@ -140,20 +153,7 @@ stage1_jobs() {
   done
 }
 
-stage2_jobs() {
-  for seed in $SEEDS; do
-    for mt in $METHODS; do
-      ready "$mt" "$seed" || continue
-      for task in $TASKS; do
-        echo "--no-report --config $here/config.yaml --model $out/mt/$mt/seed-$seed --output-dir $out/mt-ft-$mt" \
-          "--task $task --seeds $seed --methods $mt --max-train-samples $CAP $EXTRA"
-      done
-      da_jobs "mt-$mt" "$seed"
-    done
-  done
-}
-
-agreement_runs() {  # stage 3: the 100% models of (b); in JOBS_ONLY's plan, the ones stage 2 will make
+agreement_runs() {  # (c): the 100% models of (b); in JOBS_ONLY's plan, also the ones still to train
   for start in minilm mt-vanilla mt-smart; do
     for method in $METHODS; do
       for seed in $SEEDS; do
@@ -170,7 +170,7 @@ agreement() {  # fails (after trying every model) when an evaluation failed or a
     [ -f "$dir/results.json" ] || continue  # not trained (yet)
     if lost "$dir"; then
       echo "agreement: $dir finished, but its model is not on this machine: remove its results.json" \
-        "and run its stage again to train it again" >&2
+        "and run run.sh again to train it again" >&2
       failed=1
       continue
     fi
@@ -190,35 +190,21 @@ agreement() {  # fails (after trying every model) when an evaluation failed or a
 report() { "$py" "$here/report.py" "$out" > /dev/null && echo "summary: $out/summary.md" >&2; }
 
 if [ -n "${JOBS_ONLY:-}" ]; then
-  jobs=$( (stage1_jobs; stage2_jobs; agreement_runs | sed 's|^|evaluate --task snli --split test --data-dir ../shared/data --by-agreement --model-dir |') )
+  jobs=$( (training_jobs; agreement_runs | sed 's|^|evaluate --task snli --split test --data-dir ../shared/data --by-agreement --model-dir |') )
   echo "$jobs"
   echo "$jobs" | "$py" "$here/report.py" --estimate - >&2
   exit 0
 fi
 if [ -n "${REPORT_ONLY:-}" ]; then report; exit 0; fi
 status=0
-# One stage's jobs (the function $1 lists them) on the lanes. Not `stage1_jobs | run_jobs`: a pipeline's
-# last part runs in a subshell, which would lose the status set there (run.sh then exits 0 after failed
-# jobs, and goes on to the next stage after a SIGTERM or a SIGUSR1 drain).
-run_jobs() {
-  local jobs
-  jobs=$("$1")
-  python3 benchmarks/lanes.py --log-dir "$out" <<< "$jobs" || status=$?
-}
-# lanes.py stopped (SIGTERM/SIGINT: 143) or drained (SIGUSR1: 3): start no further stage.
-go_on() { [ "$status" != 143 ] && [ "$status" != 3 ]; }
-stage() { [ -z "${STAGE:-}" ] || [ "$STAGE" = "$1" ]; }
-# (c) of the 100% models there are, after each stage and after a drain (not after a stop): their weights
-# are not committed, so they are analysed before the machine can go away. A failure of it never hides
-# a drain's status.
-analysed=""
-analyse() {
-  analysed=1
-  if ! agreement && [ "$status" = 0 ]; then status=1; fi
-}
 mkdir -p "$out"
-if stage 1; then run_jobs stage1_jobs; [ "$status" = 143 ] || analyse; fi
-if go_on && stage 2; then run_jobs stage2_jobs; [ "$status" = 143 ] || analyse; fi
-if go_on && stage 3 && [ -z "$analysed" ]; then analyse; fi
+if [ -z "${AGREEMENT_ONLY:-}" ]; then
+  jobs=$(training_jobs)
+  # lanes.py's status: 0, 1 (a job failed or never started), 3 (drained: SIGUSR1), 143 (stopped: SIGTERM)
+  python3 benchmarks/lanes.py --log-dir "$out" <<< "$jobs" || status=$?
+fi
+# (c) of the 100% models there are, also after a drain (not after a stop): their weights are not
+# committed, so they are analysed before the machine can go away. Its failure never hides a drain's 3.
+if [ "$status" != 143 ] && ! agreement && [ "$status" = 0 ]; then status=1; fi
 report || true
 exit "$status"

@@ -40,7 +40,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 # Ignored by git; a held lock dies with its process. LANES_LOCK_DIR moves it (tests use their own).
@@ -50,12 +49,14 @@ POLL_S = float(os.environ.get("LANES_POLL_S", 5))
 
 
 def read_jobs(lines) -> list[list[str]]:
-    """The argument lists of the job lines, comments and blank lines dropped, duplicates kept once."""
+    """The argument lists of the job lines, comments and blank lines dropped, duplicates kept once (the
+    first: a job is the same whatever files its line waits for)."""
     jobs, seen = [], set()
     for line in lines:
         args = shlex.split(line, comments=True)
-        if args and tuple(args) not in seen:
-            seen.add(tuple(args))
+        key = tuple(split_after(args)[1])
+        if args and key not in seen:
+            seen.add(key)
             jobs.append(args)
     return jobs
 
@@ -133,14 +134,16 @@ class Lanes:
         env = dict(os.environ)
         env.setdefault("OMP_NUM_THREADS", "1")
         with open(self.log_dir / f"lane-{number}.log", "a") as log:
-            while not (self.stopping.is_set() or self.draining.is_set()):
-                with self.lock:
+            while True:
+                with self.lock:  # drain() and stop() take it too: a signal before this starts nothing
+                    if self.stopping.is_set() or self.draining.is_set():
+                        return
                     picked = self.claim_next()
                     if picked is None and (self.busy == 0 or not self.waiting()):
                         return  # nothing left, or nothing here runs that could make a waited-for file
                     self.busy += picked is not None
-                if picked is None:
-                    time.sleep(POLL_S)  # another lane's job may make the file a waiting job needs
+                if picked is None:  # another lane's job may make the file a waiting job needs
+                    self.stopping.wait(POLL_S)
                     continue
                 args, claim = picked
                 try:
@@ -178,7 +181,8 @@ class Lanes:
 
     def drain(self, _signum, _frame) -> None:
         """Let each running job finish; no lane starts another."""
-        self.draining.set()
+        with self.lock:
+            self.draining.set()
 
     def run(self, lanes: int) -> int:
         signal.signal(signal.SIGTERM, self.stop)

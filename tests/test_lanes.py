@@ -43,7 +43,8 @@ def wait_for(path: Path, timeout: float = 30.0) -> None:
 
 
 def test_every_job_runs_once_on_the_lanes(tmp_path):
-    process = lanes(tmp_path, ["a", "b", "# a comment", "c", "a", "", "d"])
+    # the same job on a line that waits for a file is still the same job
+    process = lanes(tmp_path, ["a", "b", "# a comment", "c", "a", "", f"--after {tmp_path} b", "d"])
     assert process.wait(timeout=60) == 0
     assert sorted(p.stem for p in tmp_path.glob("*.done")) == ["a", "b", "c", "d"]
     logs = "".join(p.read_text() for p in (tmp_path / "logs").glob("lane-*.log"))

@@ -478,6 +478,15 @@ def test_study6_skip_mt_runs_stage_1_without_multitask_runs_and_no_stage_2(tmp_p
     assert len(jobs) - len(training) == 2  # the 100% models' agreement analysis still runs
 
 
+def test_study6_mt_seeds_trains_multitask_models_for_those_seeds_only(tmp_path):
+    done, jobs = _study6_run(tmp_path, SEEDS="1 2", MT_SEEDS="2")
+    assert done.returncode == 0, done.stderr
+    multitask = [j for j in jobs if j.startswith("multitask")]
+    assert len(multitask) == 2 and all("--seed 2" in j for j in multitask), multitask
+    assert not [j for j in jobs if "/mt/" in j and "seed-1" in j], jobs  # nothing from a seed-1 model
+    assert len([j for j in jobs if "--seeds 1" in j]) == 4  # but seed 1's single-task and MiniLM runs
+
+
 def _finished_run(folder: Path, model: bool = True) -> Path:
     """A run folder as a finished run leaves it; ``model=False``: its kept weights gone (another machine)."""
     _write_json(folder / "results.json", {"method": "smart", "tasks": {}})

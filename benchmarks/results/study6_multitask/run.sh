@@ -46,7 +46,9 @@
 # start from instead of the packaged MiniLM), OUT (where runs go instead of this folder), EXTRA (options
 # added to every training job, e.g. "--max-steps 2"). SKIP_MT=1 leaves the multi-task runs and stage 2,
 # which needs their models, out: for a session too short to train a multi-task model and the runs that
-# start from it, since that model lives only on the machine that trained it.
+# start from it, since that model lives only on the machine that trained it. MT_SEEDS (default: SEEDS)
+# does so for the seeds it does not name: SEEDS="1 3" MT_SEEDS=1 trains seed 1's multi-task models and
+# their runs, and fills the lanes meanwhile with seed 3's other runs (they come after seed 1's in the list).
 # Across sessions: resume.sh (start, sync, drain) runs this script in a worktree pinned at SWEEP_COMMIT.
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
@@ -136,10 +138,12 @@ from_mt_jobs() {  # stage 2's unfinished runs from the multi-task model of metho
 # then the runs that start from them (each waits for its model's files, lanes.py --after, and starts as
 # soon as they are there: no stage waits for all of stage 1), then the single-task runs and the
 # domain adaptation from MiniLM, which fill a lane while a multi-task model trains.
+mt_seed() { [ -z "${SKIP_MT:-}" ] && [[ " ${MT_SEEDS-$SEEDS} " == *" $1 "* ]]; }
+
 training_jobs() {
   local seed method task
   for seed in $SEEDS; do
-    if [ -z "${SKIP_MT:-}" ]; then
+    if mt_seed "$seed"; then
       for method in $METHODS; do mt_job "$method" "$seed"; done
       for method in $METHODS; do from_mt_jobs "$method" "$seed"; done
     fi

@@ -82,16 +82,7 @@ lost() {  # the run in $1 finished, but its kept model is not on this machine
 }
 
 mt_needed() {  # a stage-2 run of the multi-task model of method $1 and seed $2 is not finished yet
-  local method=$1 seed=$2 task fraction m
-  for task in $TASKS; do
-    [ -f "$out/mt-ft-$method/$task/$method/seed-$seed/results.json" ] || return 0
-  done
-  for fraction in $FRACTIONS; do
-    for m in $METHODS; do
-      [ -f "$out/da-mt-$method/$(pct "$fraction")/snli/$m/seed-$seed/results.json" ] || return 0
-    done
-  done
-  return 1
+  [ -n "$(from_mt_jobs "$1" "$2")" ]
 }
 
 mt_job() {  # multitask is not compare: the line itself says whether to resume, or to train again

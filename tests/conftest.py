@@ -130,6 +130,17 @@ class ToyDataset(torch.utils.data.Dataset):
         return self.rows[i]
 
 
+def pytest_collection_modifyitems(items):
+    """Under pytest-xdist (scripts/test.sh), the tests that share a module-scoped fixture (a two-process
+    run, a trained multi-task model) go to one worker, so the fixture is built once, not once per worker."""
+    for item in items:
+        info = getattr(item, "_fixtureinfo", None)
+        for name in getattr(item, "fixturenames", ()):
+            defs = info.name2fixturedefs.get(name) if info is not None else None
+            if defs and defs[-1].scope == "module":
+                item.add_marker(pytest.mark.xdist_group(f"{item.module.__name__}.{name}"))
+
+
 @pytest.fixture
 def tmp_out(tmp_path):
     return str(tmp_path / "out")

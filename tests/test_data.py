@@ -692,3 +692,65 @@ def test_first_examples_of_one_label_are_warned_about(capsys):
     assert "\n" not in err and "all have the label 'acceptable'" in err and "--train-fraction" in err, err
     warn_if_one_label(datasets.Dataset.from_dict({"label": [1, 0]}), task, 2)
     assert capsys.readouterr().err == ""
+
+
+def _pairs():
+    return datasets.Dataset.from_dict(
+        {
+            "sentence1": ["a cat sat", "two dogs ran"],
+            "sentence2": ["a cat", "dogs"],
+            "label": [0, 1],
+            "idx": [0, 1],
+        }
+    )
+
+
+def saved_pairs(folder: Path) -> str:
+    """The pairs saved and read back: a split with cache files, as one from the hub has."""
+    _pairs().save_to_disk(str(folder / "saved"))
+    return str(folder / "saved")
+
+
+def test_tokenizing_an_in_memory_split_never_hashes_the_tokenizer(tiny_model_dir, tmp_path, monkeypatch):
+    """Naming the map's result by a hash of the function pickled the whole tokenizer (about a second a
+    split); a split read by our readers is in memory and never cached, so it gets a fresh name instead."""
+    from transformers import AutoTokenizer
+
+    from smart_tune.models import tokenize
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    expected = _pairs().map(
+        lambda b: {**tokenizer(b["sentence1"], b["sentence2"]), "labels": b["label"]}, batched=True
+    )
+
+    hashed = []  # the tokenize function (whose closure holds the tokenizer), each time datasets hashes it
+    original = datasets.fingerprint.Hasher.update
+
+    def spy(self, value):
+        if getattr(value, "__qualname__", "").startswith("tokenize."):
+            hashed.append(value)
+        return original(self, value)
+
+    pairs = _pairs()
+    monkeypatch.setattr(datasets.fingerprint.Hasher, "update", spy)
+    encoded = tokenize(pairs, get_task("rte"), tokenizer, 32)
+    assert encoded.column_names == ["idx", "input_ids", "token_type_ids", "attention_mask", "labels"]
+    for column in ("input_ids", "attention_mask", "labels"):
+        assert encoded[column] == expected[column]
+    assert not hashed
+    tokenize(datasets.load_from_disk(saved_pairs(tmp_path)), get_task("rte"), tokenizer, 32)
+    assert hashed  # the spy sees it where datasets does hash it
+
+
+def test_tokenizing_a_cached_split_is_named_by_its_contents_so_the_cache_is_found(tiny_model_dir, tmp_path):
+    """A split with cache files (from the hub) keeps datasets' own naming: the same map finds its result."""
+    from transformers import AutoTokenizer
+
+    from smart_tune.models import tokenize
+
+    cached = datasets.load_from_disk(saved_pairs(tmp_path))
+    assert cached.cache_files
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    first, second = (tokenize(cached, get_task("rte"), tokenizer, 32) for _ in range(2))
+    assert first._fingerprint == second._fingerprint
+    assert tokenize(cached, get_task("rte"), tokenizer, 16)._fingerprint != first._fingerprint

@@ -140,6 +140,8 @@ def check_max_length(max_length: int, model, model_name: str) -> None:
 
 def tokenize(dataset, task, tokenizer, max_length: int):
     """Token ids, attention mask (and token types) plus ``labels``; text columns dropped."""
+    from datasets.fingerprint import generate_random_fingerprint
+
     columns = list(task.text_columns)
 
     def encode(batch):
@@ -149,6 +151,14 @@ def tokenize(dataset, task, tokenizer, max_length: int):
         return out
 
     keep = {"idx"}
+    # datasets names a map's result by hashing the function, here with the whole tokenizer (vocabulary
+    # included): about a second per split. The name only matters for a dataset with cache files (read
+    # from the hub), where it finds the cached result; an in-memory one (our readers') never caches, so
+    # it gets a fresh name without the hash.
+    fingerprint = None if dataset.cache_files else generate_random_fingerprint()
     return dataset.map(
-        encode, batched=True, remove_columns=[c for c in dataset.column_names if c not in keep]
+        encode,
+        batched=True,
+        remove_columns=[c for c in dataset.column_names if c not in keep],
+        new_fingerprint=fingerprint,
     )

@@ -1,7 +1,6 @@
 """The study scripts under benchmarks/ that compute something: Study 2's check of issue 4's target, and
 step_cost.py's device, precision and model options (tiny settings on the CPU)."""
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -10,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import load_script as load
 from smart_tune.report import summarise
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -19,14 +19,6 @@ def torch_cuda_available() -> bool:
     import torch
 
     return torch.cuda.is_available()
-
-
-def load(path: str):
-    spec = importlib.util.spec_from_file_location(Path(path).stem, ROOT / path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
 
 
 def run(task, method, seed, score, last=None):

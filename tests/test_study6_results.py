@@ -7,26 +7,21 @@ study was designed with, that the committed summary is the rebuilt one, and that
 is in docs/results.md: a re-run, an added run or an edited table that disagree fail here.
 """
 
-import importlib.util
-import sys
-from pathlib import Path
+import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import ROOT, load_script
+
 FOLDER = ROOT / "benchmarks" / "results" / "study6_multitask"
 SEEDS = {1, 2, 3}
 FRACTIONS = ("0.1pct", "1pct", "10pct", "100pct")
 
 
-def report_module():
-    spec = importlib.util.spec_from_file_location("study6_report", FOLDER / "report.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+@pytest.fixture(scope="module")
+def report():
+    return load_script("benchmarks/results/study6_multitask/report.py")
 
 
-def test_every_arm_of_study_6_has_its_three_seeds():
-    report = report_module()
+def test_every_arm_of_study_6_has_its_three_seeds(report):
     scores = report.collect(FOLDER)
     expected = [("glue", arm, task) for arm, _ in report.GLUE_ARMS for task in report.TASKS]
     arms = [f"{s}/{m}" for s in report.STARTS for m in report.METHODS]
@@ -37,8 +32,7 @@ def test_every_arm_of_study_6_has_its_three_seeds():
     assert set(scores) == set(expected), "a run outside the study's design is in its folder"
 
 
-def test_study_6s_committed_summary_is_rebuilt_from_its_committed_runs():
-    report = report_module()
+def test_study_6s_committed_summary_is_rebuilt_from_its_committed_runs(report):
     charts = {p: name for p, name in report.CHART_FILES.items() if (FOLDER / name).exists()}
     assert sorted(charts) == list(report.PARTS), "a part's chart is not committed"
     rebuilt = report.to_markdown(report.collect(FOLDER), charts) + "\n"
